@@ -1,0 +1,32 @@
+"""hippox: HiPPO operators and structured state space models for JAX.
+
+Conventions: every system is ``dx/dt = A x + B u`` (stable A has eigenvalues with
+negative real part); N is the state size, H the channel count, L the sequence
+length, dt the step size. See the README for the glossary.
+"""
+
+from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
+from importlib.metadata import version as _version
+
+# --- operators (hippox/_src/matrices.py)
+from hippox._src.matrices import MEASURES as MEASURES
+from hippox._src.matrices import NPLR_MEASURES as NPLR_MEASURES
+from hippox._src.matrices import Transition as Transition
+from hippox._src.matrices import rank_correction as rank_correction
+from hippox._src.matrices import transition as transition
+
+# --- decompositions (hippox/_src/decompositions.py)
+from hippox._src.decompositions import NPLR as NPLR
+from hippox._src.decompositions import nplr as nplr
+
+# --- discretisation (hippox/_src/discretize.py)
+from hippox._src.discretize import Discretized as Discretized
+from hippox._src.discretize import discretize as discretize
+from hippox._src.discretize import discretize_diag as discretize_diag
+
+try:
+    __version__ = _version("hippox")
+except _PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0.0.0+unknown"
+
+__all__ = sorted(name for name in dir() if not name.startswith("_"))

@@ -1,0 +1,89 @@
+"""Eager validation of user input, with errors worded "`arg` must <condition>, got <value>."."""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Iterable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def check_size(name: str, value, *, minimum: int = 1, even: bool = False) -> int:
+    """Returns `value` as a Python int after checking it is an integer >= `minimum`."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"`{name}` must be an integer, got {value!r} of type {type(value).__name__}.")
+    value = int(value)
+    if value < minimum:
+        raise ValueError(f"`{name}` must be an integer >= {minimum}, got {value}.")
+    if even and value % 2:
+        raise ValueError(f"`{name}` must be even, got {value}.")
+    return value
+
+
+def check_choice(name: str, value, allowed: Iterable[str]) -> str:
+    """Checks that `value` is one of the strings in `allowed`."""
+    allowed = tuple(allowed)
+    if not isinstance(value, str) or value not in allowed:
+        raise ValueError(f"`{name}` must be one of {allowed}, got {value!r}.")
+    return value
+
+
+def check_real(name: str, value, *, positive: bool = False, low=None, high=None) -> float:
+    """Checks a real scalar hyperparameter (a Python or NumPy number)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"`{name}` must be a real number, got {value!r}.")
+    value = float(value)
+    if not np.isfinite(value):
+        raise ValueError(f"`{name}` must be finite, got {value}.")
+    if positive and value <= 0:
+        raise ValueError(f"`{name}` must be > 0, got {value}.")
+    if low is not None and value < low:
+        raise ValueError(f"`{name}` must be >= {low}, got {value}.")
+    if high is not None and value > high:
+        raise ValueError(f"`{name}` must be <= {high}, got {value}.")
+    return value
+
+
+def real_dtype(dtype, *, name: str = "dtype") -> np.dtype:
+    """Resolves a requested real floating dtype (default float32).
+
+    float64 is only allowed when `jax_enable_x64` is on: JAX would otherwise silently
+    truncate it to float32.
+    """
+    if dtype is None:
+        return np.dtype(np.float32)
+    try:
+        resolved = np.dtype(dtype)
+    except TypeError as err:
+        raise TypeError(f"`{name}` must be a floating dtype, got {dtype!r}.") from err
+    if not jnp.issubdtype(resolved, jnp.floating):
+        raise ValueError(
+            f"`{name}` must be a real floating dtype (float32, float64, bfloat16, float16), "
+            f"got {resolved}."
+        )
+    if resolved == np.float64 and not jax.config.jax_enable_x64:
+        raise ValueError(
+            f"`{name}` float64 needs `jax.config.update('jax_enable_x64', True)`; got {resolved} "
+            "with x64 disabled."
+        )
+    return resolved
+
+
+def complex_dtype(dtype) -> np.dtype:
+    """The complex dtype that matches a real dtype: complex128 for float64, else complex64.
+
+    JAX has no half-precision complex type, so bfloat16/float16 map to complex64.
+    """
+    return np.dtype(np.complex128) if np.dtype(dtype) == np.float64 else np.dtype(np.complex64)
+
+
+def require_key(name: str, key, what: str):
+    """Refuses `key=None` for functions that draw random numbers."""
+    if key is None:
+        raise ValueError(
+            f"`{name}` must be a jax.random key for {what} (it draws random numbers), got None. "
+            "Pass e.g. `jax.random.key(0)`."
+        )
+    return key

@@ -1,0 +1,188 @@
+"""Discretisation of ``dx/dt = A x + B u`` into ``x_k = Ab x_{k-1} + Bb u_k``.
+
+Dense systems (`discretize`) and diagonal systems (`discretize_diag`). All functions
+are pure jnp code: they work under `jax.jit`, `jax.vmap` and `jax.grad`, and broadcast
+a batch of step sizes ``dt`` against the system.
+
+Methods (generalised bilinear transform, GBT, with parameter ``alpha``)::
+
+    Ab = (I - alpha dt A)^{-1} (I + (1 - alpha) dt A)
+    Bb = (I - alpha dt A)^{-1} dt B
+
+``forward_euler`` is alpha = 0, ``bilinear`` (Tustin) alpha = 1/2, ``backward_euler``
+alpha = 1. ``zoh`` (zero-order hold) is exact for piecewise-constant input:
+``Ab = exp(dt A)``, ``Bb = ∫_0^dt exp(s A) ds B``, computed from one matrix
+exponential of the block matrix ``[[A, B], [0, 0]] dt`` (no inverse of A needed).
+"""
+
+from __future__ import annotations
+
+from typing import Literal, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax.typing import ArrayLike
+
+from hippox._src import _validate
+
+DenseMethod = Literal["zoh", "bilinear", "forward_euler", "backward_euler", "gbt"]
+DiagMethod = Literal["zoh", "bilinear", "dss"]
+DENSE_METHODS: tuple[str, ...] = ("zoh", "bilinear", "forward_euler", "backward_euler", "gbt")
+DIAG_METHODS: tuple[str, ...] = ("zoh", "bilinear", "dss")
+_GBT_ALPHA = {"forward_euler": 0.0, "bilinear": 0.5, "backward_euler": 1.0}
+
+
+class Discretized(NamedTuple):
+    """A discrete-time system ``x_k = Ab x_{k-1} + Bb u_k``.
+
+    Attributes:
+      Ab: state matrix ``(..., N, N)`` (dense) or diagonal ``(..., N)``.
+      Bb: input matrix ``(..., N)`` or ``(..., N, M)``.
+    """
+
+    Ab: jax.Array
+    Bb: jax.Array
+
+
+def _as_float(x: ArrayLike) -> jax.Array:
+    x = jnp.asarray(x)
+    if not jnp.issubdtype(x.dtype, jnp.inexact):
+        x = x.astype(jnp.result_type(float))
+    return x
+
+
+def discretize(
+    A: ArrayLike,
+    B: ArrayLike,
+    dt: ArrayLike,
+    *,
+    method: DenseMethod = "bilinear",
+    alpha: float | None = None,
+) -> Discretized:
+    """Discretises a dense linear system with step ``dt``.
+
+    Args:
+      A: ``(..., N, N)`` state matrix.
+      B: ``(..., N)`` input vector (``A.ndim - 1`` axes, or 1), or ``(..., N, M)``
+        input matrix (``A.ndim`` axes).
+      dt: step size; a scalar or an array of shape ``(...)`` broadcasting against the
+        batch dimensions of ``A``: ``dt`` of shape ``(D,)`` with ``A`` of shape
+        ``(N, N)`` gives ``Ab`` of shape ``(D, N, N)``.
+      method: ``zoh``, ``bilinear``, ``forward_euler``, ``backward_euler`` or ``gbt``.
+      alpha: GBT parameter in [0, 1]; required with ``method='gbt'`` and refused
+        otherwise.
+
+    Returns:
+      `Discretized(Ab, Bb)` with ``Ab`` of shape ``(..., N, N)`` and ``Bb`` the shape
+      of ``B`` with the broadcast batch dimensions.
+
+    Examples:
+      >>> import hippox
+      >>> A, B = hippox.transition("legs", 2)
+      >>> Ab, Bb = hippox.discretize(A, B, 0.1, method="bilinear")
+      >>> Bb
+      Array([0.0952381, 0.1499613], dtype=float32)
+    """
+    _validate.check_choice("method", method, DENSE_METHODS)
+    if method == "gbt":
+        if alpha is None:
+            raise ValueError("`alpha` must be given (a number in [0, 1]) with method='gbt'.")
+        alpha = _validate.check_real("alpha", alpha, low=0.0, high=1.0)
+    elif alpha is not None:
+        raise ValueError(f"`alpha` is only used with method='gbt', got alpha={alpha!r} "
+                         f"with method={method!r}.")
+    else:
+        alpha = _GBT_ALPHA.get(method)
+    A, B, dt = _as_float(A), _as_float(B), _as_float(dt)
+    if A.ndim < 2 or A.shape[-1] != A.shape[-2]:
+        raise ValueError(f"`A` must have shape (..., N, N), got {A.shape}.")
+    N = A.shape[-1]
+    vector_b = B.ndim in (1, A.ndim - 1)
+    if not (vector_b or B.ndim == A.ndim) or B.shape[-1 if vector_b else -2] != N:
+        raise ValueError(
+            f"`B` must have shape (..., N) (a vector, A.ndim - 1 axes) or (..., N, M) (a "
+            f"matrix, A.ndim axes) with N={N}, got {B.shape} for A of shape {A.shape}."
+        )
+    if vector_b:
+        B = B[..., None]
+    dtype = jnp.result_type(A, B, dt)
+    A, B, dt = A.astype(dtype), B.astype(dtype), dt.astype(dtype)
+    batch = jnp.broadcast_shapes(A.shape[:-2], B.shape[:-2], dt.shape)
+    A = jnp.broadcast_to(A, (*batch, N, N))
+    B = jnp.broadcast_to(B, (*batch, N, B.shape[-1]))
+    dtA = dt[..., None, None] * A
+    dtB = dt[..., None, None] * B
+    if method == "zoh":
+        M = B.shape[-1]
+        top = jnp.concatenate([dtA, dtB], axis=-1)
+        block = jnp.concatenate([top, jnp.zeros((*batch, M, N + M), dtype)], axis=-2)
+        E = jax.scipy.linalg.expm(block.reshape(-1, N + M, N + M)).reshape(block.shape)
+        Ab, Bb = E[..., :N, :N], E[..., :N, N:]
+    else:
+        eye = jnp.eye(N, dtype=dtype)
+        lhs = eye - alpha * dtA
+        rhs = jnp.concatenate([eye + (1.0 - alpha) * dtA, dtB], axis=-1)
+        sol = jnp.linalg.solve(lhs, rhs)
+        Ab, Bb = sol[..., :N], sol[..., N:]
+    return Discretized(Ab, Bb[..., 0] if vector_b else Bb)
+
+
+def discretize_diag(
+    Lambda: ArrayLike,
+    B: ArrayLike,
+    dt: ArrayLike,
+    *,
+    method: DiagMethod = "zoh",
+    L: int | None = None,
+) -> Discretized:
+    """Discretises a diagonal system ``dx/dt = diag(Lambda) x + B u``.
+
+    Args:
+      Lambda: ``(..., N)`` diagonal of A (real or complex).
+      B: ``(..., N)`` input vector or ``(..., N, M)`` input matrix.
+      dt: step size, scalar or ``(...)`` broadcasting against ``Lambda.shape[:-1]``
+        (e.g. one step per channel: ``Lambda`` ``(N,)`` or ``(H, N)``, ``dt`` ``(H,)``
+        gives ``Ab`` of shape ``(H, N)``).
+      method: ``zoh`` (``Ab = exp(dt Λ)``, ``Bb = (Ab - 1)/Λ B``), ``bilinear``
+        (``Ab = (1 + dtΛ/2)/(1 - dtΛ/2)``, ``Bb = dt/(1 - dtΛ/2) B``) or ``dss``
+        (the DSS-exp normalisation: zoh with ``Bb`` divided by ``Ab**L - 1``, so the
+        length-``L`` kernel is ``Σ_l C Ab^l Bb`` without extra factors; needs ``L``).
+      L: sequence length, required for ``dss`` only.
+
+    Returns:
+      `Discretized(Ab, Bb)`: ``Ab`` ``(..., N)``, ``Bb`` shaped like the broadcast ``B``.
+
+    Note:
+      ``zoh`` divides by Lambda: it needs ``Lambda != 0`` elementwise (HiPPO spectra
+      have ``Re(Lambda) < 0``).
+    """
+    _validate.check_choice("method", method, DIAG_METHODS)
+    Lam, B, dt = _as_float(Lambda), _as_float(B), _as_float(dt)
+    if Lam.ndim < 1:
+        raise ValueError(f"`Lambda` must have shape (..., N), got {Lam.shape}.")
+    N = Lam.shape[-1]
+    matrix_b = B.ndim == Lam.ndim + 1
+    if B.ndim < 1 or B.shape[-2 if matrix_b else -1] != N:
+        raise ValueError(
+            f"`B` must have shape (..., N) (a vector) or (..., N, M) (a matrix, one more axis "
+            f"than Lambda) with N={N}, got {B.shape} for Lambda of shape {Lam.shape}."
+        )
+    if method == "dss":
+        if L is None:
+            raise ValueError("`L` (the kernel length, an int >= 1) is required with method='dss'.")
+        L = _validate.check_size("L", L)
+    elif L is not None:
+        raise ValueError(f"`L` is only used with method='dss', got L={L!r} with method={method!r}.")
+    dt = dt[..., None]
+    dtLam = dt * Lam
+    if method == "bilinear":
+        den = 1.0 - dtLam / 2.0
+        Ab = (1.0 + dtLam / 2.0) / den
+        scale = dt / den
+    else:
+        Ab = jnp.exp(dtLam)
+        scale = (Ab - 1.0) / Lam
+        if method == "dss":
+            scale = scale / (jnp.exp(dtLam * L) - 1.0)
+    Bb = scale[..., None] * B if matrix_b else scale * B
+    return Discretized(Ab, Bb)
