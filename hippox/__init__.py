@@ -24,6 +24,17 @@ from hippox._src.discretize import Discretized as Discretized
 from hippox._src.discretize import discretize as discretize
 from hippox._src.discretize import discretize_diag as discretize_diag
 
+# --- diagonal / DPLR / S5 initialisations (hippox/_src/diagonal.py)
+from hippox._src.diagonal import B_INITS as B_INITS
+from hippox._src.diagonal import DIAG_INITS as DIAG_INITS
+from hippox._src.diagonal import DPLR as DPLR
+from hippox._src.diagonal import BlockDiagonal as BlockDiagonal
+from hippox._src.diagonal import block_diagonal_init as block_diagonal_init
+from hippox._src.diagonal import block_diagonal_normal as block_diagonal_normal
+from hippox._src.diagonal import diag_b_init as diag_b_init
+from hippox._src.diagonal import diag_init as diag_init
+from hippox._src.diagonal import dplr as dplr
+
 try:
     __version__ = _version("hippox")
 except _PackageNotFoundError:  # pragma: no cover - running from a source tree
