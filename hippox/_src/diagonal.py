@@ -473,7 +473,7 @@ def dplr(
         B = jnp.broadcast_to(jnp.asarray(B_np, cdtype), (H, M))
     else:
         Lam = _lambda(init, N, (H,), real_scale, imag_scale, k_lam, cdtype, rdtype)
-        V = jnp.broadcast_to(jnp.eye(N, M, dtype=cdtype), (H, N, M))
+        V = None  # identity columns, built for the final layout below
         P = jnp.zeros((rank, H, M), cdtype)
         B = None
     if b_init is not None or B is None:
@@ -482,11 +482,13 @@ def dplr(
         P = jnp.zeros((rank, H, M), cdtype)
     elif p_init == "random":
         P = _complex_normal(k_p, (rank, H, M), rdtype).astype(cdtype)
+    if V is None:  # diagonal init: the first M identity columns of the final layout
+        M_out = M if conj_sym else N
+        V = jnp.broadcast_to(jnp.eye(N, M_out, dtype=cdtype), (H, N, M_out))
+    else:
+        V = _full(V, conj_sym)
     return DPLR(
-        Lambda=_full(Lam, conj_sym),
-        P=_full(P, conj_sym),
-        B=_full(B, conj_sym),
-        V=_full(V, conj_sym),
+        Lambda=_full(Lam, conj_sym), P=_full(P, conj_sym), B=_full(B, conj_sym), V=V
     )
 
 
