@@ -24,6 +24,15 @@ from hippox._src.discretize import Discretized as Discretized
 from hippox._src.discretize import discretize as discretize
 from hippox._src.discretize import discretize_diag as discretize_diag
 
+# --- convolution kernels and FFT convolution (hippox/_src/kernels.py, conv.py)
+from hippox._src.conv import bidirectional_conv as bidirectional_conv
+from hippox._src.conv import causal_conv as causal_conv
+from hippox._src.kernels import dplr_c_from_tilde as dplr_c_from_tilde
+from hippox._src.kernels import dplr_c_tilde as dplr_c_tilde
+from hippox._src.kernels import kernel_diag as kernel_diag
+from hippox._src.kernels import kernel_dplr as kernel_dplr
+from hippox._src.kernels import kernel_naive as kernel_naive
+
 # --- diagonal / DPLR / S5 initialisations (hippox/_src/diagonal.py)
 from hippox._src.diagonal import B_INITS as B_INITS
 from hippox._src.diagonal import DIAG_INITS as DIAG_INITS

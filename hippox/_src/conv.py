@@ -1,0 +1,162 @@
+"""FFT convolutions of sequences with SSM kernels.
+
+`causal_conv` computes ``y_l = Σ_{j<=l} K[l-j] u_j + D u_l`` and `bidirectional_conv` adds
+an anti-causal part, both along the last axis with zero-padded real FFTs of length
+``n = 2**ceil(log2(2L - 1))`` (the smallest power of two that avoids circular wrap-around):
+``O(L log L)`` work per channel instead of ``O(L^2)``.
+
+Shapes follow the hippox SSM conventions: ``u`` ``(..., L)`` (e.g. ``(B, H, L)``), ``K``
+``(..., L)`` broadcasting against it (e.g. ``(H, L)``), ``D`` broadcasting against
+``u.shape[:-1]`` (e.g. ``(H,)``). Inputs must be real. The output has the promoted real
+dtype of the inputs; half-precision inputs are transformed in float32 (XLA's FFT has no
+half-precision type) and cast back.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.typing import ArrayLike
+
+
+def _real(name: str, x: ArrayLike, *, min_ndim: int) -> jax.Array:
+    try:
+        x = jnp.asarray(x)
+    except TypeError as err:
+        raise TypeError(f"`{name}` must be a real array, got {type(x).__name__}.") from err
+    if jnp.issubdtype(x.dtype, jnp.complexfloating) or not (
+        jnp.issubdtype(x.dtype, jnp.number) or x.dtype == bool
+    ):
+        raise TypeError(f"`{name}` must be a real array, got dtype {x.dtype}.")
+    if x.ndim < min_ndim:
+        raise ValueError(f"`{name}` must have shape (..., L), got {x.shape}.")
+    return x
+
+
+def _fft_len(L: int) -> int:
+    """Smallest power of two >= 2L - 1 (linear convolution without wrap-around)."""
+    return 1 << max(0, (2 * L - 2).bit_length())
+
+
+def _prepare(u, kernels: dict, D):
+    u = _real("u", u, min_ndim=1)
+    L = u.shape[-1]
+    ks = {}
+    for name, K in kernels.items():
+        K = _real(name, K, min_ndim=1)
+        if K.shape[-1] != L:
+            raise ValueError(
+                f"`{name}` must have the length of `u` on its last axis, L={L}, got shape "
+                f"{K.shape} for u of shape {u.shape}."
+            )
+        try:
+            jnp.broadcast_shapes(K.shape[:-1], u.shape[:-1])
+        except ValueError as err:
+            raise ValueError(
+                f"`{name}` must have leading axes that broadcast against u's, got {name} of "
+                f"shape {K.shape} and u of shape {u.shape}."
+            ) from err
+        ks[name] = K
+    if D is not None:
+        D = _real("D", D, min_ndim=0)
+        try:
+            jnp.broadcast_shapes(D.shape, u.shape[:-1])
+        except ValueError as err:
+            raise ValueError(
+                f"`D` must broadcast against u's leading axes {u.shape[:-1]}, got shape {D.shape}."
+            ) from err
+    out_dtype = jnp.result_type(u, *ks.values(), *(() if D is None else (D,)))
+    if not jnp.issubdtype(out_dtype, jnp.floating):
+        out_dtype = jnp.result_type(float)
+    fft_dtype = out_dtype if np.dtype(out_dtype).itemsize >= 4 else np.dtype(np.float32)
+    return u, ks, D, L, out_dtype, fft_dtype
+
+
+def _finish(y, u, D, out_dtype):
+    if D is not None:
+        y = y + D[..., None].astype(y.dtype) * u.astype(y.dtype)
+    return y.astype(out_dtype)
+
+
+def causal_conv(u: ArrayLike, K: ArrayLike, *, D: ArrayLike | None = None) -> jax.Array:
+    """Causal convolution ``y_l = Σ_{j<=l} K[l-j] u_j + D u_l`` via the real FFT.
+
+    Args:
+      u: ``(..., L)`` real input sequences (the length axis last).
+      K: ``(..., L)`` real kernel whose leading axes broadcast against ``u``'s (e.g. ``u``
+        ``(B, H, L)`` with ``K`` ``(H, L)``).
+      D: optional skip term, broadcasting against ``u.shape[:-1]`` (e.g. ``(H,)``).
+
+    Returns:
+      ``(..., L)`` real output, the broadcast shape of ``u`` and ``K``, in their promoted
+      real dtype.
+
+    Raises:
+      ValueError: if the lengths differ or the leading axes do not broadcast.
+      TypeError: for complex or non-numeric inputs.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import hippox
+      >>> u = jnp.array([1.0, 2.0, 3.0])
+      >>> K = jnp.array([1.0, 0.5, 0.25])
+      >>> y = hippox.causal_conv(u, K, D=jnp.asarray(1.0))
+      >>> [round(float(v), 4) for v in y]
+      [2.0, 4.5, 7.25]
+    """
+    u, ks, D, L, out_dtype, fft_dtype = _prepare(u, {"K": K}, D)
+    n = _fft_len(L)
+    uf = jnp.fft.rfft(u.astype(fft_dtype), n=n, axis=-1)
+    kf = jnp.fft.rfft(ks["K"].astype(fft_dtype), n=n, axis=-1)
+    y = jnp.fft.irfft(uf * kf, n=n, axis=-1)[..., :L]
+    return _finish(y, u, D, out_dtype)
+
+
+def bidirectional_conv(
+    u: ArrayLike, K_fwd: ArrayLike, K_bwd: ArrayLike, *, D: ArrayLike | None = None
+) -> jax.Array:
+    """Two-sided convolution: a causal kernel plus an anti-causal one.
+
+    Convention (as S4's bidirectional mode, the backward kernel run over the reversed
+    sequence and shifted by one so that ``u_l`` itself is counted once, by ``K_fwd[0]``)::
+
+        y_l = Σ_{j<=l} K_fwd[l-j] u_j  +  Σ_{j>l} K_bwd[j-l-1] u_j  +  D u_l
+
+    Equivalently ``y = causal_conv(u, K_fwd) + flip(shift(causal_conv(flip(u), K_bwd)))``.
+    ``K_bwd[L-1]`` never contributes. Computed with a single zero-padded real FFT of the
+    two-sided kernel.
+
+    Args:
+      u: ``(..., L)`` real input sequences.
+      K_fwd: ``(..., L)`` causal kernel (lags 0 … L-1).
+      K_bwd: ``(..., L)`` anti-causal kernel (``K_bwd[k]`` weights ``u_{l+k+1}``).
+      D: optional skip term, broadcasting against ``u.shape[:-1]``.
+
+    Returns:
+      ``(..., L)`` real output (broadcast shape, promoted real dtype).
+
+    Raises:
+      ValueError: if the lengths differ or the leading axes do not broadcast.
+      TypeError: for complex or non-numeric inputs.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import hippox
+      >>> u = jnp.array([1.0, 2.0, 3.0])
+      >>> y = hippox.bidirectional_conv(u, jnp.array([1.0, 0, 0]), jnp.array([10.0, 0, 0]))
+      >>> [round(float(v), 4) for v in y]  # y_l = u_l + 10 u_{l+1}
+      [21.0, 32.0, 3.0]
+    """
+    u, ks, D, L, out_dtype, fft_dtype = _prepare(u, {"K_fwd": K_fwd, "K_bwd": K_bwd}, D)
+    n = _fft_len(L)
+    kf, kb = ks["K_fwd"].astype(fft_dtype), ks["K_bwd"].astype(fft_dtype)
+    shape = jnp.broadcast_shapes(kf.shape[:-1], kb.shape[:-1])
+    kf, kb = jnp.broadcast_to(kf, (*shape, L)), jnp.broadcast_to(kb, (*shape, L))
+    # Lag m >= 0 sits at index m, lag -(k+1) at index n-1-k (k < L-1); n >= 2L-1 keeps
+    # the two halves apart.
+    gap = jnp.zeros((*shape, n - 2 * L + 1), fft_dtype)
+    two_sided = jnp.concatenate([kf, gap, kb[..., : L - 1][..., ::-1]], axis=-1)
+    uf = jnp.fft.rfft(u.astype(fft_dtype), n=n, axis=-1)
+    y = jnp.fft.irfft(uf * jnp.fft.rfft(two_sided, axis=-1), n=n, axis=-1)[..., :L]
+    return _finish(y, u, D, out_dtype)
