@@ -38,8 +38,11 @@ from hippox._src import _validate, matrices
 class NPLR(NamedTuple):
     """A normal-plus-low-rank HiPPO operator, conjugate-symmetric half.
 
-    ``A = 2 Re(V diag(Lambda) V*) - PᵀP`` in the original basis; in the eigenbasis
-    the operator is ``diag(Lambda) - P̃* P̃`` acting on the half-size state.
+    ``A = 2 Re(V diag(Lambda) V*) - PᵀP`` in the original basis. In the full
+    eigenbasis ``V_full = [V, conj(V)]`` (unitary, ``N × N``) the operator is
+    ``diag(Lambda_full) - P_fullᵀ conj(P_full)`` with ``Lambda_full = [Lambda,
+    conj(Lambda)]`` and ``P_full = [P, conj(P)]``: that is ``Λ - Σ_r p_r p_r*`` for the
+    column vectors ``p_r = V_full* P[r]``.
 
     Attributes:
       Lambda: ``(N/2,)`` complex eigenvalues of the normal part, ``Im <= 0``.
