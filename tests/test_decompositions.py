@@ -213,7 +213,6 @@ def test_dtypes(dtype, cdtype):
 def test_b_clip_clips_imaginary_part_of_B(monkeypatch):
     """b_clip clips Im(B̃) only, leaving Re(B̃) and the other fields untouched."""
     Lam, Pt, Bt, V = decompositions.nplr_np("legs", 8)
-    rng = np.random.default_rng(0)
     fake_B = Bt.real + 1j * np.array([-3.0, -0.5, 1.0, 2.5])
     monkeypatch.setattr(decompositions, "nplr_np", lambda *a, **k: (Lam, Pt, fake_B, V))
     out = hippox.nplr("legs", 8, b_clip=1.0, dtype=np.float64)
@@ -224,7 +223,6 @@ def test_b_clip_clips_imaginary_part_of_B(monkeypatch):
     np.testing.assert_array_equal(out.V, V)
     unclipped = hippox.nplr("legs", 8, dtype=np.float64)
     np.testing.assert_array_equal(unclipped.B, fake_B)
-    del rng
 
 
 @pytest.mark.parametrize("measure", NPLR)
