@@ -1,0 +1,365 @@
+"""Structured ``O(N)`` operations with the HiPPO-LegS operator.
+
+The LegS operator (``dx/dt = A x + B u``, stable) is lower triangular with rank-one
+structure below the diagonal (``q_n = sqrt(2n + 1)``, ``n, k = 0 … N-1``)::
+
+    A[n, k] = -q_n q_k  (n > k),   -(n + 1)  (n = k),   0  (n < k);     B[n] = q_n
+
+so neither ``A c`` nor a solve with ``I - a A`` needs an ``N × N`` matrix:
+
+* ``(A c)_n = -q_n S_n - (n + 1) c_n`` with ``S_n = Σ_{k<n} q_k c_k``, an exclusive
+  cumulative sum (`legs_matvec`).
+* ``(I - a A) x = y`` (``a >= 0``) is solved by forward substitution:
+  ``x_n = (y_n - a q_n T_n) / (1 + a (n + 1))`` with ``T_n = Σ_{k<n} q_k x_k``, and
+  ``T`` obeys the first-order recurrence over ``n``::
+
+      T_{n+1} = alpha_n T_n + beta_n,   alpha_n = (1 - a n) / (1 + a (n + 1)),
+                                          beta_n = q_n y_n / (1 + a (n + 1)).
+
+  ``|alpha_n| < 1`` (and ``alpha_n = 0`` exactly when ``a n = 1``), so closed forms
+  that divide by cumulative products of ``alpha`` under- or overflow; `legs_solve`
+  evaluates the recurrence with `jax.lax.associative_scan` over ``n`` (``O(N)``
+  work, depth ``O(log N)``), which only ever multiplies factors of size < 1.
+
+The scale-invariant LegS memory ``dc/dt = (A c + B f) / t`` is discretised step by
+step with the generalised bilinear transform (GBT) at step size ``dt_k`` (``1/(k+1)``
+for samples at ``t_k = k + 1``)::
+
+    (I - alpha dt_k A) c_k = (I + (1 - alpha) dt_k A) c_{k-1} + dt_k B f_k
+
+(``alpha`` = 0 forward Euler, 1/2 bilinear, 1 backward Euler). `legs_step` takes one
+such step with the structured operations above. `legs_transition` builds the dense
+``(Ab, Bb)`` of one step (for references and tests, and for ``zoh``, which needs a
+matrix exponential).
+
+Long sequences (``hippox.hippo_project(f, 'legs', N)``) use a *skewed* schedule
+instead of one step at a time. Writing ``U_n(k) = Σ_{j<n} q_j c_j(k)``, row ``n`` of
+the step reads::
+
+    c_n(k) (1 + a_k (n+1)) = c_n(k-1) (1 - b_k (n+1)) - q_n (b_k U_n(k-1) + a_k U_n(k))
+                             + q_n dt_k f_k,           U_{n+1}(k) = U_n(k) + q_n c_n(k)
+
+with ``a_k = alpha dt_k``, ``b_k = (1 - alpha) dt_k``. Entry ``(n, k)`` depends only on
+entries on the previous anti-diagonal ``n + k - 1``, so sweeping anti-diagonals
+``d = n + k`` turns every step into one fused elementwise update of two length-``N``
+vectors: ``L + N - 1`` sweeps of ``O(N)`` work, no prefix sums inside the loop.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+from jax.typing import ArrayLike, DTypeLike
+
+from hippox._src import _validate, matrices
+from hippox._src.discretize import Discretized, discretize
+
+LegsMethod = Literal["bilinear", "forward_euler", "backward_euler"]
+#: GBT parameter of each method of the structured LegS recurrence.
+LEGS_ALPHA: dict[str, float] = {"forward_euler": 0.0, "bilinear": 0.5, "backward_euler": 1.0}
+LEGS_METHODS: tuple[str, ...] = tuple(LEGS_ALPHA)
+
+
+def _check_method(method) -> float:
+    if method == "zoh":
+        raise ValueError(
+            "`method` 'zoh' needs a dense N × N matrix exponential per LegS step, so the "
+            f"structured O(N) LegS recurrence supports only {LEGS_METHODS}; use "
+            "`hippox.legs_transition(N, k, method='zoh')` for dense zoh steps, got 'zoh'."
+        )
+    _validate.check_choice("method", method, LEGS_METHODS)
+    return LEGS_ALPHA[method]
+
+
+def _as_inexact(name: str, x: ArrayLike, *, min_ndim: int = 0) -> jax.Array:
+    x = jnp.asarray(x)
+    if jnp.issubdtype(x.dtype, jnp.bool_) or not jnp.issubdtype(x.dtype, jnp.number):
+        raise TypeError(f"`{name}` must be a numeric array, got dtype {x.dtype}.")
+    if not jnp.issubdtype(x.dtype, jnp.inexact):
+        x = x.astype(jnp.result_type(float))
+    if x.ndim < min_ndim:
+        raise ValueError(f"`{name}` must have shape (..., N), got {x.shape}.")
+    return x
+
+
+def _real_of(dtype) -> np.dtype:
+    return np.dtype(jnp.finfo(dtype).dtype)
+
+
+def _q(N: int, dtype) -> jax.Array:
+    return jnp.sqrt(2.0 * jnp.arange(N, dtype=dtype) + 1.0)
+
+
+def _exclusive_cumsum(x: jax.Array) -> jax.Array:
+    csum = jnp.cumsum(x[..., :-1], axis=-1)
+    return jnp.concatenate([jnp.zeros_like(x[..., :1]), csum], axis=-1)
+
+
+def _concrete(x) -> np.ndarray | None:
+    """The value of ``x`` as NumPy, or None when it is traced (checked only if known)."""
+    if isinstance(x, jax.core.Tracer):
+        return None
+    return np.asarray(x)
+
+
+def legs_matvec(c: ArrayLike) -> jax.Array:
+    """Multiplies by the LegS matrix, ``A @ c``, in ``O(N)`` without forming ``A``.
+
+    Args:
+      c: ``(..., N)`` vector(s), real or complex.
+
+    Returns:
+      ``(..., N)`` array ``A c`` (same dtype as ``c``), with ``A`` the LegS operator
+      of `hippox.transition` (``'legs'``).
+
+    Examples:
+      >>> import numpy as np
+      >>> import hippox
+      >>> A, _ = hippox.transition("legs", 4)
+      >>> c = np.array([1.0, -2.0, 0.5, 3.0], np.float32)
+      >>> bool(np.allclose(hippox.legs_matvec(c), A @ c, atol=1e-5))
+      True
+    """
+    c = _as_inexact("c", c, min_ndim=1)
+    N = c.shape[-1]
+    rdtype = _real_of(c.dtype)
+    q = _q(N, rdtype)
+    S = _exclusive_cumsum(q * c)
+    return -(q * S) - jnp.arange(1, N + 1, dtype=rdtype) * c
+
+
+def legs_solve(y: ArrayLike, a: ArrayLike) -> jax.Array:
+    """Solves ``(I - a A) x = y`` for the LegS matrix ``A`` in ``O(N)``.
+
+    Args:
+      y: ``(..., N)`` right-hand side(s), real or complex.
+      a: scale ``a >= 0``: a scalar or an array broadcasting against
+        ``y.shape[:-1]`` (one scale per right-hand side). ``I - a A`` is
+        nonsingular for every ``a >= 0`` (its diagonal is ``1 + a (n + 1)``);
+        negative ``a`` is refused when ``a`` is concrete (under `jax.jit` it is
+        not checked).
+
+    Returns:
+      ``(..., N)`` solution ``x``, in the promoted dtype of ``y`` and ``a``.
+
+    Raises:
+      ValueError: a concrete ``a`` with a negative or non-finite entry, or shapes
+        that do not broadcast.
+
+    Examples:
+      >>> import numpy as np
+      >>> import hippox
+      >>> A, _ = hippox.transition("legs", 5)
+      >>> y = np.arange(1.0, 6.0, dtype=np.float32)
+      >>> x = hippox.legs_solve(y, 0.3)
+      >>> bool(np.allclose((np.eye(5) - 0.3 * A) @ x, y, atol=1e-4))
+      True
+    """
+    y = _as_inexact("y", y, min_ndim=1)
+    a = _as_inexact("a", a)
+    if jnp.issubdtype(a.dtype, jnp.complexfloating):
+        raise TypeError(f"`a` must be real, got dtype {a.dtype}.")
+    a_val = _concrete(a)
+    if a_val is not None and not (np.all(np.isfinite(a_val)) and np.all(a_val >= 0)):
+        raise ValueError(f"`a` must be finite and >= 0, got {a_val}.")
+    N = y.shape[-1]
+    try:
+        jnp.broadcast_shapes(a.shape, y.shape[:-1])
+    except ValueError as err:
+        raise ValueError(
+            f"`a` must broadcast against y.shape[:-1] = {y.shape[:-1]}, got shape {a.shape}."
+        ) from err
+    dtype = jnp.result_type(y, a)
+    rdtype = _real_of(dtype)
+    y = y.astype(dtype)
+    a = a.astype(rdtype)[..., None]
+    q = _q(N, rdtype)
+    n = jnp.arange(N, dtype=rdtype)
+    den = 1.0 + a * (n + 1.0)
+    alpha = (1.0 - a * n) / den
+    beta = q * y / den
+    if N == 1:
+        return y / den
+    alpha, beta = jnp.broadcast_arrays(alpha[..., :-1], beta[..., :-1])
+
+    def combine(e1, e2):  # e1 earlier: T -> a1 T + b1, then a2 (.) + b2
+        a1, b1 = e1
+        a2, b2 = e2
+        return a2 * a1, a2 * b1 + b2
+
+    _, T = lax.associative_scan(combine, (alpha, beta), axis=-1)
+    T = jnp.concatenate([jnp.zeros_like(T[..., :1]), T], axis=-1)  # T_0 = 0
+    return (y - a * q * T) / den
+
+
+def legs_step(c: ArrayLike, f: ArrayLike, dt: ArrayLike, *, method: LegsMethod = "bilinear"):
+    """One step of the discretised LegS memory, in ``O(N)``.
+
+    Computes ``c_new = (I - alpha dt A)^{-1} ((I + (1 - alpha) dt A) c + dt B f)``
+    with the LegS ``(A, B)``, using `legs_matvec` and `legs_solve`. For the
+    scale-invariant memory of samples at ``t_k = k + 1`` use ``dt = 1 / (k + 1)``
+    (in general ``dt = (t_k - t_{k-1}) / t_k``); the memory starts at
+    ``c_0 = f_0 e_0`` (see `hippox.hippo_project`).
+
+    Args:
+      c: ``(..., N)`` state, real or complex.
+      f: input sample, shape broadcasting against ``c.shape[:-1]``.
+      dt: step size ``>= 0``, shape broadcasting against ``c.shape[:-1]``.
+      method: ``'bilinear'``, ``'forward_euler'`` or ``'backward_euler'``.
+
+    Returns:
+      ``(..., N)`` new state, dtype promoted from ``c``, ``f``, ``dt``.
+
+    Raises:
+      ValueError: unknown method (``'zoh'`` is dense-only, see `legs_transition`),
+        a concrete negative ``dt``.
+
+    Examples:
+      >>> import numpy as np
+      >>> import hippox
+      >>> Ab, Bb = hippox.legs_transition(3, k=4, method="bilinear")
+      >>> c = np.array([0.5, -1.0, 2.0], np.float32)
+      >>> new = hippox.legs_step(c, 1.5, 1 / 5)
+      >>> bool(np.allclose(new, Ab @ c + Bb * 1.5, atol=1e-5))
+      True
+    """
+    alpha = _check_method(method)
+    c = _as_inexact("c", c, min_ndim=1)
+    f = _as_inexact("f", f)
+    dt = _as_inexact("dt", dt)
+    dt_val = _concrete(dt)
+    if dt_val is not None and not np.all(dt_val >= 0):
+        raise ValueError(f"`dt` must be >= 0, got {dt_val}.")
+    dtype = jnp.result_type(c, f, dt)
+    rdtype = _real_of(dtype)
+    c, f, dt = c.astype(dtype), f.astype(dtype), dt.astype(rdtype)
+    q = _q(c.shape[-1], rdtype)
+    y = c + ((1.0 - alpha) * dt)[..., None] * legs_matvec(c) + (dt * f)[..., None] * q
+    if alpha == 0.0:
+        return y
+    return legs_solve(y, alpha * dt)
+
+
+def legs_transition(
+    N: int,
+    k: ArrayLike | None = None,
+    *,
+    dt: ArrayLike | None = None,
+    method: str = "bilinear",
+    dtype: DTypeLike | None = None,
+) -> Discretized:
+    """Dense ``(Ab, Bb)`` of one step of the scale-invariant LegS memory.
+
+    ``c_k = Ab c_{k-1} + Bb f_k`` is the discretisation (`hippox.discretize`) of the
+    LegS ``(A, B)`` with step ``dt``; uniform samples at ``t_k = k + 1`` use
+    ``dt = 1 / (k + 1)``. This builds ``N × N`` matrices: use it for references,
+    tests and ``zoh``; `legs_step` and `hippox.hippo_project` never form them.
+
+    Args:
+      N: state size (int >= 1).
+      k: 0-based step index (``dt = 1 / (k + 1)``); an int or an integer array.
+        Exactly one of ``k`` and ``dt`` must be given.
+      dt: step size(s) (scalar or array); ``(t_k - t_{k-1}) / t_k`` for irregular
+        samples.
+      method: any `hippox.discretize` method (``zoh``, ``bilinear``,
+        ``forward_euler``, ``backward_euler``).
+      dtype: real floating dtype (default float32; float64 needs x64).
+
+    Returns:
+      `Discretized(Ab, Bb)`: ``Ab`` ``(..., N, N)`` and ``Bb`` ``(..., N)``, with
+      ``...`` the shape of ``k`` or ``dt``.
+
+    Raises:
+      ValueError: both or neither of ``k`` and ``dt``, bad ``N``, unknown method.
+
+    Examples:
+      >>> import hippox
+      >>> Ab, Bb = hippox.legs_transition(4, k=9)
+      >>> Ab.shape, Bb.shape
+      ((4, 4), (4,))
+    """
+    N = _validate.check_size("N", N)
+    dtype = _validate.real_dtype(dtype)
+    if (k is None) == (dt is None):
+        raise ValueError(
+            f"exactly one of `k` (step index) and `dt` (step size) must be given, got "
+            f"k={k!r}, dt={dt!r}."
+        )
+    if k is not None:
+        k = jnp.asarray(k)
+        if not jnp.issubdtype(k.dtype, jnp.integer):
+            raise TypeError(f"`k` must be an integer step index, got dtype {k.dtype}.")
+        k_val = _concrete(k)
+        if k_val is not None and np.any(k_val < 0):
+            raise ValueError(f"`k` must be >= 0, got {k_val}.")
+        dt = 1.0 / (k.astype(dtype) + 1.0)
+    A, B = matrices.transition_np("legs", N)
+    return discretize(jnp.asarray(A, dtype), jnp.asarray(B, dtype), jnp.asarray(dt, dtype),
+                      method=method)
+
+
+# ------------------------------------------------------------------ skewed recurrence
+
+
+def legs_scan_skewed(
+    a: jax.Array,
+    b: jax.Array,
+    g: jax.Array,
+    init: jax.Array,
+    N: int,
+    *,
+    final_only: bool,
+) -> jax.Array:
+    """The LegS recurrence over anti-diagonals (internal; see the module docstring).
+
+    Step ``k`` computes ``c_n(k)(1 + a_k(n+1)) = c_n(k-1)(1 - b_k(n+1))
+    - q_n(b_k U_n(k-1) + a_k U_n(k)) + q_n g_k`` (``g_k = dt_k f_k``), except where
+    ``init[k]``, which sets ``c(k) = g_k e_0``. Zero ``a_k, b_k, g_k`` leave the state
+    unchanged (a skipped step).
+
+    Args:
+      a, b, g: ``(..., L)`` real per-step coefficients (same dtype).
+      init: ``(..., L)`` bool, the initialising step(s).
+      N: state size.
+      final_only: return only ``c(L-1)``.
+
+    Returns:
+      ``(..., L, N)`` states, or ``(..., N)``.
+    """
+    *batch, L = g.shape
+    dtype = g.dtype
+    coef = jnp.stack([a, b, g, init.astype(dtype)], axis=-1)
+    pad = jnp.zeros((*batch, N, 4), dtype)
+    # coef_pad[..., N + k, :] holds step k; rows outside 0 … L-1 are zero (skipped).
+    coef_pad = jnp.concatenate([pad, coef, pad], axis=-2)
+    q = _q(N, dtype)
+    m1 = jnp.arange(1, N + 1, dtype=dtype)
+    first = m1 == 1.0
+    zero = jnp.zeros((*batch, 1), dtype)
+
+    def sweep(carry, d):
+        # carry: X[..., n] = c_n(d - 1 - n), W[..., n] = U_n(d - 1 - n).
+        X, W = carry
+        # Entry n of this sweep is step k = d - n, stored at row N + d - n.
+        cf = lax.dynamic_slice_in_dim(coef_pad, d + 1, N, axis=-2)
+        cf = jnp.flip(cf, axis=-2)
+        ak, bk, gk, ik = (cf[..., i] for i in range(4))
+        U_new = jnp.concatenate([zero, W[..., :-1] + q[:-1] * X[..., :-1]], axis=-1)
+        step = (X * (1.0 - bk * m1) - q * (bk * W + ak * U_new) + q * gk) / (1.0 + ak * m1)
+        X_new = jnp.where(ik > 0, jnp.where(first, gk, 0.0), step)
+        return (X_new, U_new), (None if final_only else X_new)
+
+    state = jnp.zeros((*batch, N), dtype)
+    (X, _), diag = lax.scan(sweep, (state, state), jnp.arange(L + N - 1))
+    if final_only:
+        return X
+    # diag[d, ..., n] = c_n(d - n): de-skew with a pad-and-reshape (pure copies).
+    R = L + N - 1
+    Z = jnp.moveaxis(diag, 0, -1).reshape(*batch, N * R)  # Z[..., n*R + d]
+    Z = jnp.concatenate([Z, jnp.zeros((*batch, N), dtype)], axis=-1)
+    Z = Z.reshape(*batch, N, R + 1)[..., :L]  # Z[..., n, k] = c_n(k)
+    return jnp.swapaxes(Z, -1, -2)
