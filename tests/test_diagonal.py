@@ -116,8 +116,13 @@ def test_full_layout_is_conjugate_closed(init, N):
 
 @pytest.mark.parametrize(
     "dtype, expected",
-    [(None, jnp.complex64), (jnp.float32, jnp.complex64), (jnp.float64, jnp.complex128),
-     (jnp.bfloat16, jnp.complex64), (jnp.float16, jnp.complex64)],
+    [
+        (None, jnp.complex64),
+        (jnp.float32, jnp.complex64),
+        (jnp.float64, jnp.complex128),
+        (jnp.bfloat16, jnp.complex64),
+        (jnp.float16, jnp.complex64),
+    ],
 )
 def test_dtypes(dtype, expected):
     key = jax.random.key(0)
@@ -212,8 +217,14 @@ def test_b_random():
 # ----------------------------------------------------------------------------- dplr
 
 
-MEASURE_CASES = [("legs", 1, {}), ("legt", 2, {}), ("legt", 2, {"theta": 1.0}), ("lagt", 1, {}),
-                 ("fout", 1, {}), ("legsd", 1, {})]
+MEASURE_CASES = [
+    ("legs", 1, {}),
+    ("legt", 2, {}),
+    ("legt", 2, {"theta": 1.0}),
+    ("lagt", 1, {}),
+    ("fout", 1, {}),
+    ("legsd", 1, {}),
+]
 
 
 @pytest.mark.parametrize("measure, rank, params", MEASURE_CASES)
@@ -231,8 +242,12 @@ def test_dplr_measure_full_is_unitary_similarity(measure, rank, params, N):
     for x in (d.Lambda, d.B, d.V):  # tiled: exact copies
         assert all(np.array_equal(np.asarray(x[h]), np.asarray(x[0])) for h in range(H))
     assert all(np.array_equal(np.asarray(d.P[:, h]), np.asarray(d.P[:, 0])) for h in range(H))
-    Lam, P, Bt, V = (np.asarray(d.Lambda[0]), np.asarray(d.P[:, 0]), np.asarray(d.B[0]),
-                     np.asarray(d.V[0]))
+    Lam, P, Bt, V = (
+        np.asarray(d.Lambda[0]),
+        np.asarray(d.P[:, 0]),
+        np.asarray(d.B[0]),
+        np.asarray(d.V[0]),
+    )
     scale = np.abs(A).max()
     assert_close(V.conj().T @ V, np.eye(N), rtol=0, atol=1e-12)
     A_eig = np.diag(Lam) - P.T @ P.conj()
@@ -322,8 +337,9 @@ def test_dplr_random_parts():
     again = hippox.dplr("rand", N, b_init="random", p_init="random", **kw)
     for a, b in zip(d, again, strict=True):
         assert np.array_equal(np.asarray(a), np.asarray(b))
-    other = hippox.dplr("rand", N, b_init="random", p_init="random",
-                        **{**kw, "key": jax.random.key(12)})
+    other = hippox.dplr(
+        "rand", N, b_init="random", p_init="random", **{**kw, "key": jax.random.key(12)}
+    )
     for name in ("Lambda", "B", "P"):
         assert not np.any(np.asarray(getattr(d, name)) == np.asarray(getattr(other, name)))
     # random parts differ between channels and keep the full layout conjugate-closed
@@ -340,8 +356,9 @@ def test_dplr_random_parts():
         A = np.diag(Lam[h]) - P[:, h].T @ P[:, h].conj()
         assert np.all(np.linalg.eigvals(A).real < 0)
     # jit with a traced key gives the same draw
-    jitted = jax.jit(lambda k: hippox.dplr("rand", N, b_init="random", p_init="random",
-                                           **{**kw, "key": k}))(key)
+    jitted = jax.jit(
+        lambda k: hippox.dplr("rand", N, b_init="random", p_init="random", **{**kw, "key": k})
+    )(key)
     for a, b in zip(jitted, d, strict=True):
         assert_close(a, b, rtol=1e-15)
 
@@ -355,8 +372,9 @@ def test_dplr_random_parts():
 def test_block_diagonal_reconstructs_hippo_n(N_block, J, conj_sym):
     A, _, P = legs_ref(N_block)
     AN = scipy.linalg.block_diag(*[A + P.T @ P] * J)
-    Lam, V, Vinv = (np.asarray(x) for x in hippox.block_diagonal_init(
-        N_block, J, conj_sym=conj_sym, **F64))
+    Lam, V, Vinv = (
+        np.asarray(x) for x in hippox.block_diagonal_init(N_block, J, conj_sym=conj_sym, **F64)
+    )
     M = N_block // 2 if conj_sym else N_block
     assert Lam.shape == (J * M,) and V.shape == (J * N_block, J * M)
     assert Vinv.shape == (J * M, J * N_block)
@@ -382,8 +400,9 @@ def test_block_diagonal_reconstructs_hippo_n(N_block, J, conj_sym):
 @pytest.mark.parametrize("measure", ["lagt", "fout", "legt"])
 def test_block_diagonal_other_measures(measure):
     N_block, J = 6, 2
-    Lam, V, Vinv = (np.asarray(x) for x in hippox.block_diagonal_init(
-        N_block, J, measure=measure, **F64))
+    Lam, V, Vinv = (
+        np.asarray(x) for x in hippox.block_diagonal_init(N_block, J, measure=measure, **F64)
+    )
     A = np.asarray(hippox.transition(measure, N_block, **F64).A)
     P = np.asarray(hippox.rank_correction(measure, N_block, rank=2, **F64))
     AN = scipy.linalg.block_diag(A + P.T @ P, A + P.T @ P)
@@ -403,10 +422,18 @@ KEY = jax.random.key(0)
         (lambda: hippox.diag_init("lin", 7), ValueError, r"`N` must be even.*got 7"),
         (lambda: hippox.diag_init("lin", 0), ValueError, r"`N` must be an integer >= 2"),
         (lambda: hippox.diag_init("lin", 8.0), TypeError, r"`N` must be an integer"),
-        (lambda: hippox.diag_init("lin", 8, real_scale=0.0), ValueError, r"`real_scale` must be > 0"),
+        (
+            lambda: hippox.diag_init("lin", 8, real_scale=0.0),
+            ValueError,
+            r"`real_scale` must be > 0",
+        ),
         (lambda: hippox.diag_init("lin", 8, real_scale=-1.0), ValueError, r"`real_scale`"),
         (lambda: hippox.diag_init("lin", 8, real_scale=float("nan")), ValueError, r"`real_scale`"),
-        (lambda: hippox.diag_init("lin", 8, imag_scale=-1.0), ValueError, r"`imag_scale` must be >= 0"),
+        (
+            lambda: hippox.diag_init("lin", 8, imag_scale=-1.0),
+            ValueError,
+            r"`imag_scale` must be >= 0",
+        ),
         (lambda: hippox.diag_init("lin", 8, conj_sym=1), TypeError, r"`conj_sym` must be a bool"),
         (lambda: hippox.diag_init("rand", 8), ValueError, r"`key` must be a jax.random key"),
         (lambda: hippox.diag_init("lin", 8, dtype=jnp.int32), ValueError, r"`dtype`"),

@@ -444,9 +444,7 @@ def dplr(
         p_init = _validate.check_choice("p_init", p_init, ("zeros", "random"))
     is_measure = init in nplr_names
     if not is_measure and params:
-        raise TypeError(
-            f"diagonal init {init!r} takes no measure parameters, got {tuple(params)}."
-        )
+        raise TypeError(f"diagonal init {init!r} takes no measure parameters, got {tuple(params)}.")
     random_parts = [
         what
         for what, is_random in (
@@ -465,9 +463,7 @@ def dplr(
 
     if is_measure:
         Lam_np, P_np, B_np, V_np = decompositions.nplr_np(init, N, rank=rank, **params)
-        Lam = jnp.broadcast_to(
-            jnp.asarray(_scaled(Lam_np, real_scale, imag_scale), cdtype), (H, M)
-        )
+        Lam = jnp.broadcast_to(jnp.asarray(_scaled(Lam_np, real_scale, imag_scale), cdtype), (H, M))
         V = jnp.broadcast_to(jnp.asarray(V_np, cdtype), (H, N, M))
         P = jnp.broadcast_to(jnp.asarray(P_np, cdtype)[:, None, :], (rank, H, M))
         B = jnp.broadcast_to(jnp.asarray(B_np, cdtype), (H, M))
@@ -487,9 +483,7 @@ def dplr(
         V = jnp.broadcast_to(jnp.eye(N, M_out, dtype=cdtype), (H, N, M_out))
     else:
         V = _full(V, conj_sym)
-    return DPLR(
-        Lambda=_full(Lam, conj_sym), P=_full(P, conj_sym), B=_full(B, conj_sym), V=V
-    )
+    return DPLR(Lambda=_full(Lam, conj_sym), P=_full(P, conj_sym), B=_full(B, conj_sym), V=V)
 
 
 # ------------------------------------------------------------------ S5 block diagonal
