@@ -1,0 +1,887 @@
+"""Step (streaming) mode and chunked processing with a carried state.
+
+The same SSM parameters that define a convolution kernel also define a recurrence
+``x_k = Ab x_{k-1} + Bb u_k``, ``y_k = C x_k + D u_k`` (one system per channel
+``h = 0 … H-1``; kernel ``K_l = C Ab^l Bb``). This module runs that recurrence one
+step at a time (autoregressive generation, streaming inference) or one *chunk* at a
+time: a chunk of length L is convolved starting from a carried state, and the state
+after the chunk is returned, so a long sequence can be processed piece by piece with
+the same result as one long call.
+
+Usage pattern: discretise once with a ``*_step_params`` function, start from
+`init_state`, then call the matching step (or chunk) function::
+
+    params = diag_step_params(Lambda, B, C, dt, D)   # once
+    x = init_state(params, batch_shape=(B,))         # (B, H, M) complex zeros
+    x, y = diag_step(params, x, u_k)                 # u_k (B, H) -> y (B, H)
+    y, x = forward_chunk_diag(params, u_chunk, x)    # u_chunk (B, H, L)
+
+Forms (see the SSM conventions in the README):
+
+* diagonal (S4D): ``Ab = diag(...)`` from `hippox.discretize_diag` (zoh, bilinear, dss);
+  state ``(..., H, M)`` complex. `diag_step`: O(M) per channel and step.
+* dense: any discrete ``(Ab, Bb, C, D)`` per channel (e.g. from `hippox.discretize`);
+  state ``(..., H, N)`` real or complex. `dense_step`: O(N²).
+* DPLR (S4): ``A = diag(Lambda) - Pᵀ conj(P)`` (``A[n, m] = Lambda[n] δ_nm -
+  Σ_r P[r, n] conj(P[r, m])``), discretised bilinearly,
+  ``Ab = (I - dt/2 A)^{-1} (I + dt/2 A)``, ``Bb = (I - dt/2 A)^{-1} dt B``.
+  `dplr_step_dense` forms the dense M × M ``Ab`` once (O(M²) per step);
+  `dplr_step_linear` never forms it: ``(I + dt/2 A) x`` is a diagonal plus a rank-r
+  product and ``(I - dt/2 A)^{-1}`` is applied with the Woodbury identity around the
+  diagonal ``(1 - dt/2 Lambda)^{-1}``, O(M·rank) per step.
+
+Output convention: with ``conj_sym=True`` (the default for diagonal and DPLR systems)
+the M modes are one half of conjugate pairs and the real output is
+``y = 2 Re(C x) + D u``; with ``conj_sym=False`` it is ``y = Re(C x) + D u``. The
+setup functions fold the factor into the stored ``C`` (``params.C`` is 2 C for
+``conj_sym=True``), so every step function computes ``y = Re(params.C x) + D u``.
+
+Note the step uses the plain ``C``. An S4 layer that trains ``C_tilde = C (I - Ab^L)``
+(the kernel parameterisation) must convert with `hippox.dplr_c_from_tilde` first.
+
+Dtypes: float32 / complex64 parameters give complex64 states and float32 outputs;
+float64 / complex128 only when the parameters are (bfloat16/float16 parameters are
+computed in float32/complex64, JAX has no half-precision complex type). Inputs ``u``
+and states ``x`` are cast to the parameters' precision.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.typing import ArrayLike
+
+from hippox._src import _validate
+from hippox._src.discretize import DIAG_METHODS, DiagMethod, discretize, discretize_diag
+
+__all__ = [
+    "DPLRStepParams",
+    "DenseStepParams",
+    "DiagStepParams",
+    "dense_step",
+    "dense_step_params",
+    "diag_step",
+    "diag_step_params",
+    "dplr_step_dense",
+    "dplr_step_dense_params",
+    "dplr_step_linear",
+    "dplr_step_linear_params",
+    "forward_chunk_dense",
+    "forward_chunk_diag",
+    "init_state",
+    "scan_steps",
+]
+
+
+# --------------------------------------------------------------------------- containers
+
+
+class DiagStepParams(NamedTuple):
+    """A discretised diagonal SSM, ready for `diag_step` / `forward_chunk_diag`.
+
+    Attributes:
+      Ab: ``(H, M)`` complex, diagonal of the discrete state matrix.
+      Bb: ``(H, M)`` complex, discrete input vector.
+      C: ``(H, M)`` complex output vector with the output factor folded in
+        (``2 C`` for ``conj_sym=True``), so ``y = Re(C x) + D u``.
+      D: ``(H,)`` real skip term.
+    """
+
+    Ab: jax.Array
+    Bb: jax.Array
+    C: jax.Array
+    D: jax.Array
+
+
+class DenseStepParams(NamedTuple):
+    """A dense discrete SSM per channel, ready for `dense_step` / `forward_chunk_dense`.
+
+    Attributes:
+      Ab: ``(H, N, N)`` discrete state matrix (real or complex).
+      Bb: ``(H, N)`` discrete input vector.
+      C: ``(H, N)`` output vector (output factor folded in), ``y = Re(C x) + D u``.
+      D: ``(H,)`` real skip term.
+    """
+
+    Ab: jax.Array
+    Bb: jax.Array
+    C: jax.Array
+    D: jax.Array
+
+
+class DPLRStepParams(NamedTuple):
+    """Precomputed factors of the O(M·rank) bilinear DPLR step (`dplr_step_linear`).
+
+    With ``F = (1 - dt/2 Lambda)^{-1}`` (diagonal) and the Woodbury identity,
+    ``(I - dt/2 A)^{-1} w' = F w' - Gᵀ (conj(P) F w')``, so one step is::
+
+        v = Ad x - (dt/2) Pᵀ (conj(P) x)        # (I + dt/2 A) x
+        w = F v
+        x_new = w - Gᵀ (conj(P) w) + Bb u
+
+    Attributes:
+      Ad: ``(H, M)`` complex, ``1 + dt/2 Lambda``.
+      F: ``(H, M)`` complex, ``1 / (1 - dt/2 Lambda)``.
+      P: ``(H, rank, M)`` complex low-rank factor (channel axis first).
+      Pdt: ``(H, rank, M)`` complex, ``dt/2 P``.
+      G: ``(H, rank, M)`` complex Woodbury factor
+        ``G[r', n] = dt/2 F[n] Σ_r P[r, n] K[r, r']`` with
+        ``K = (I + dt/2 conj(P) diag(F) Pᵀ)^{-1}`` (rank × rank).
+      Bb: ``(H, M)`` complex discrete input vector.
+      C: ``(H, M)`` complex output vector, output factor folded in.
+      D: ``(H,)`` real skip term.
+    """
+
+    Ad: jax.Array
+    F: jax.Array
+    P: jax.Array
+    Pdt: jax.Array
+    G: jax.Array
+    Bb: jax.Array
+    C: jax.Array
+    D: jax.Array
+
+
+StepParams = DiagStepParams | DenseStepParams | DPLRStepParams
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _as_inexact(name: str, x: ArrayLike) -> jax.Array:
+    try:
+        x = jnp.asarray(x)
+    except TypeError as err:
+        raise TypeError(f"`{name}` must be an array, got {type(x).__name__}.") from err
+    if not jnp.issubdtype(x.dtype, jnp.number):
+        raise TypeError(f"`{name}` must be a numeric array, got dtype {x.dtype}.")
+    if not jnp.issubdtype(x.dtype, jnp.inexact):
+        x = x.astype(jnp.result_type(float))
+    return x
+
+
+def _as_real(name: str, x: ArrayLike) -> jax.Array:
+    x = _as_inexact(name, x)
+    if jnp.issubdtype(x.dtype, jnp.complexfloating):
+        raise TypeError(f"`{name}` must be real, got dtype {x.dtype}.")
+    return x
+
+
+def _real_of(*arrays: jax.Array) -> np.dtype:
+    """The real dtype of the promoted arrays; half precision computes in float32."""
+    dtype = jnp.result_type(*arrays)
+    real = np.dtype(jnp.finfo(dtype).dtype)
+    return real if real in (np.float32, np.float64) else np.dtype(np.float32)
+
+
+def _check_dt(dt: jax.Array) -> None:
+    """Checks ``dt > 0`` when its value is known (skipped for traced values)."""
+    try:
+        values = np.asarray(dt)
+    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
+        return
+    if not np.all(values > 0):
+        raise ValueError(f"`dt` must be > 0 elementwise, got {values}.")
+
+
+def _channels(leading: dict[str, tuple[int, ...]], describe: str) -> int:
+    """Infers H from the leading (channel) shapes of the arguments."""
+    shapes = ", ".join(f"{k} {v}" for k, v in leading.items())
+    try:
+        batch = jnp.broadcast_shapes(*leading.values())
+    except ValueError:
+        batch = (None, None)
+    if len(batch) > 1:
+        raise ValueError(
+            f"the arguments must agree on one channel count H ({describe}), got leading "
+            f"(channel) shapes {shapes}."
+        )
+    if not batch:
+        raise ValueError(
+            f"at least one argument must carry the channel axis H ({describe}), got leading "
+            f"(channel) shapes {shapes}."
+        )
+    return batch[0]
+
+
+def _core(name: str, x: jax.Array, core_ndim: int, desc: str) -> tuple[int, ...]:
+    """Returns the leading (channel) shape of `x`, which has core_ndim or core_ndim+1 axes."""
+    if x.ndim not in (core_ndim, core_ndim + 1):
+        raise ValueError(f"`{name}` must have shape {desc}, got {x.shape}.")
+    return x.shape[: x.ndim - core_ndim]
+
+
+def _skip(D: ArrayLike | None, H: int, rdtype) -> jax.Array:
+    if D is None:
+        return jnp.zeros((H,), rdtype)
+    D = _as_real("D", D)
+    if D.ndim > 1 or (D.ndim == 1 and D.shape[0] not in (1, H)):
+        raise ValueError(f"`D` must be a scalar or have shape (H,) with H={H}, got {D.shape}.")
+    return jnp.broadcast_to(D.astype(rdtype), (H,))
+
+
+def _check_params(name: str, params, cls: type, made_by: str) -> None:
+    if not isinstance(params, cls):
+        raise TypeError(
+            f"`{name}` must be a {cls.__name__} (made by hippox.{made_by}), "
+            f"got {type(params).__name__}."
+        )
+
+
+def _state_and_input(params, x: ArrayLike, u: ArrayLike, u_core: int):
+    """Validates ``x (..., H, M)`` and ``u (..., H[, L])`` against ``params.Bb (H, M)``."""
+    H, M = params.Bb.shape
+    dtype = params.Bb.dtype
+    rdtype = params.D.dtype
+    x = _as_inexact("x", x)
+    u = _as_real("u", u)
+    if x.ndim < 2 or x.shape[-2:] != (H, M):
+        raise ValueError(f"`x` must have shape (..., H, M) = (..., {H}, {M}), got {x.shape}.")
+    if jnp.issubdtype(x.dtype, jnp.complexfloating) and not jnp.issubdtype(
+        dtype, jnp.complexfloating
+    ):
+        raise TypeError(
+            f"`x` must be real for a real system (parameters of dtype {dtype}), got dtype "
+            f"{x.dtype}."
+        )
+    want = "(..., H)" if u_core == 1 else "(..., H, L)"
+    if u.ndim < u_core or u.shape[u.ndim - u_core] != H:
+        raise ValueError(f"`u` must have shape {want} with H={H}, got {u.shape}.")
+    try:
+        jnp.broadcast_shapes(x.shape[:-2], u.shape[: u.ndim - u_core])
+    except ValueError as err:
+        raise ValueError(
+            f"`x` and `u` must have broadcastable batch shapes, got x {x.shape} and u {u.shape}."
+        ) from err
+    return x.astype(dtype), u.astype(rdtype)
+
+
+def _output(C: jax.Array, x: jax.Array, D: jax.Array, u: jax.Array) -> jax.Array:
+    y = jnp.sum(C * x, axis=-1)
+    return (jnp.real(y) + D * u).astype(D.dtype)
+
+
+# --------------------------------------------------------------------------- setup
+
+
+def diag_step_params(
+    Lambda: ArrayLike,
+    B: ArrayLike,
+    C: ArrayLike,
+    dt: ArrayLike,
+    D: ArrayLike | None = None,
+    *,
+    method: DiagMethod = "zoh",
+    conj_sym: bool = True,
+    L: int | None = None,
+) -> DiagStepParams:
+    """Discretises a diagonal (S4D) SSM once for `diag_step` / `forward_chunk_diag`.
+
+    Args:
+      Lambda: ``(H, M)`` or ``(M,)`` (shared by all channels) diagonal of A, complex
+        (or real).
+      B: ``(H, M)`` or ``(M,)`` input vector.
+      C: ``(H, M)`` or ``(M,)`` output vector.
+      dt: ``(H,)`` step sizes (> 0), or a scalar.
+      D: ``(H,)`` real skip term, a scalar, or None (zero).
+      method: ``zoh``, ``bilinear`` or ``dss``, as in `hippox.discretize_diag`.
+      conj_sym: if True, the M modes are one half of conjugate pairs and
+        ``y = 2 Re(C x) + D u``; if False, ``y = Re(C x) + D u``.
+      L: kernel length, only for ``method='dss'`` (its normalisation depends on L).
+
+    Returns:
+      `DiagStepParams(Ab, Bb, C, D)` with shapes ``(H, M)``, ``(H, M)``, ``(H, M)``,
+      ``(H,)``; complex64/float32 unless an input is (complex) float64.
+
+    Raises:
+      ValueError: on inconsistent shapes, a non-positive concrete ``dt`` or a bad
+        ``method``.
+      TypeError: on a complex ``dt`` or ``D``.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import hippox
+      >>> Lambda = jnp.array([-0.5 - 1.0j, -0.5 - 2.0j])
+      >>> p = hippox.diag_step_params(Lambda, jnp.ones(2), jnp.ones(2), jnp.full(3, 0.1))
+      >>> p.Ab.shape, p.D.shape
+      ((3, 2), (3,))
+    """
+    _validate.check_choice("method", method, DIAG_METHODS)
+    if not isinstance(conj_sym, bool):
+        raise TypeError(f"`conj_sym` must be a bool, got {conj_sym!r}.")
+    Lam, B, C = _as_inexact("Lambda", Lambda), _as_inexact("B", B), _as_inexact("C", C)
+    dt = _as_real("dt", dt)
+    M = Lam.shape[-1] if Lam.ndim else None
+    lead = {
+        "Lambda": _core("Lambda", Lam, 1, "(H, M) or (M,)"),
+        "B": _core("B", B, 1, "(H, M) or (M,)"),
+        "C": _core("C", C, 1, "(H, M) or (M,)"),
+        "dt": _core("dt", dt, 0, "(H,) or ()"),
+    }
+    if B.shape[-1] != M or C.shape[-1] != M:
+        raise ValueError(
+            f"`B` and `C` must have M={M} modes like `Lambda`, got B {B.shape}, C {C.shape}."
+        )
+    H = _channels(lead, "Lambda/B/C (H, M), dt (H,)")
+    _check_dt(dt)
+    rdtype = _real_of(Lam, B, C, dt)
+    cdtype = _validate.complex_dtype(rdtype)
+    Lam = jnp.broadcast_to(Lam.astype(cdtype), (H, M))
+    B = jnp.broadcast_to(B.astype(cdtype), (H, M))
+    C = jnp.broadcast_to(C.astype(cdtype), (H, M))
+    dt = jnp.broadcast_to(dt.astype(rdtype), (H,))
+    Ab, Bb = discretize_diag(Lam, B, dt, method=method, L=L)
+    scale = 2.0 if conj_sym else 1.0
+    return DiagStepParams(Ab.astype(cdtype), Bb.astype(cdtype), scale * C, _skip(D, H, rdtype))
+
+
+def dense_step_params(
+    Ab: ArrayLike, Bb: ArrayLike, C: ArrayLike, D: ArrayLike | None = None
+) -> DenseStepParams:
+    """Validates and packs a dense discrete SSM per channel for `dense_step`.
+
+    Discretise a continuous system first, e.g. with `hippox.discretize`
+    (``Ab, Bb = hippox.discretize(A, B, dt)`` with ``dt`` of shape ``(H,)``).
+
+    Args:
+      Ab: ``(H, N, N)`` or ``(N, N)`` discrete state matrix (real or complex).
+      Bb: ``(H, N)`` or ``(N,)`` discrete input vector.
+      C: ``(H, N)`` or ``(N,)`` output vector; the output is ``y = Re(C x) + D u``.
+      D: ``(H,)`` real skip term, a scalar, or None (zero). At least one argument
+        must carry the channel axis H.
+
+    Returns:
+      `DenseStepParams(Ab, Bb, C, D)`, shapes ``(H, N, N)``, ``(H, N)``, ``(H, N)``,
+      ``(H,)``; real if all of ``Ab, Bb, C`` are real, else complex.
+
+    Raises:
+      ValueError: on inconsistent shapes.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import hippox
+      >>> A, B = hippox.transition("legs", 4)
+      >>> Ab, Bb = hippox.discretize(A, B, jnp.array([0.1, 0.01]))
+      >>> p = hippox.dense_step_params(Ab, Bb, jnp.ones(4))
+      >>> p.Ab.shape, p.C.shape, p.D.shape
+      ((2, 4, 4), (2, 4), (2,))
+    """
+    Ab, Bb, C = _as_inexact("Ab", Ab), _as_inexact("Bb", Bb), _as_inexact("C", C)
+    if Ab.ndim < 2 or Ab.shape[-1] != Ab.shape[-2]:
+        raise ValueError(f"`Ab` must have shape (H, N, N) or (N, N), got {Ab.shape}.")
+    N = Ab.shape[-1]
+    lead = {
+        "Ab": _core("Ab", Ab, 2, "(H, N, N) or (N, N)"),
+        "Bb": _core("Bb", Bb, 1, "(H, N) or (N,)"),
+        "C": _core("C", C, 1, "(H, N) or (N,)"),
+    }
+    if Bb.shape[-1] != N or C.shape[-1] != N:
+        raise ValueError(
+            f"`Bb` and `C` must have N={N} entries like `Ab`, got Bb {Bb.shape}, C {C.shape}."
+        )
+    if D is not None:
+        D = _as_real("D", D)
+        lead["D"] = _core("D", D, 0, "(H,) or ()")
+    H = _channels(lead, "Ab (H, N, N), Bb/C (H, N), D (H,)")
+    rdtype = _real_of(Ab, Bb, C)
+    complex_ = any(jnp.issubdtype(a.dtype, jnp.complexfloating) for a in (Ab, Bb, C))
+    dtype = _validate.complex_dtype(rdtype) if complex_ else rdtype
+    return DenseStepParams(
+        jnp.broadcast_to(Ab.astype(dtype), (H, N, N)),
+        jnp.broadcast_to(Bb.astype(dtype), (H, N)),
+        jnp.broadcast_to(C.astype(dtype), (H, N)),
+        _skip(D, H, rdtype),
+    )
+
+
+def _dplr_inputs(Lambda, P, B, C, dt, conj_sym):
+    """Validates and broadcasts DPLR parameters to (H, M), P to (H, rank, M)."""
+    if not isinstance(conj_sym, bool):
+        raise TypeError(f"`conj_sym` must be a bool, got {conj_sym!r}.")
+    Lam, P = _as_inexact("Lambda", Lambda), _as_inexact("P", P)
+    B, C, dt = _as_inexact("B", B), _as_inexact("C", C), _as_real("dt", dt)
+    M = Lam.shape[-1] if Lam.ndim else None
+    if P.ndim not in (2, 3):
+        raise ValueError(f"`P` must have shape (rank, H, M) or (rank, M), got {P.shape}.")
+    lead = {
+        "Lambda": _core("Lambda", Lam, 1, "(H, M) or (M,)"),
+        "P": P.shape[1:2] if P.ndim == 3 else (),
+        "B": _core("B", B, 1, "(H, M) or (M,)"),
+        "C": _core("C", C, 1, "(H, M) or (M,)"),
+        "dt": _core("dt", dt, 0, "(H,) or ()"),
+    }
+    if P.shape[-1] != M or B.shape[-1] != M or C.shape[-1] != M:
+        raise ValueError(
+            f"`P`, `B` and `C` must have M={M} modes like `Lambda`, got P {P.shape}, "
+            f"B {B.shape}, C {C.shape}."
+        )
+    H = _channels(lead, "Lambda/B/C (H, M), P (rank, H, M), dt (H,)")
+    _check_dt(dt)
+    rdtype = _real_of(Lam, P, B, C, dt)
+    cdtype = _validate.complex_dtype(rdtype)
+    rank = P.shape[0]
+    P = P.astype(cdtype)
+    P = jnp.broadcast_to(P[:, None] if P.ndim == 2 else P, (rank, H, M))
+    P = jnp.moveaxis(P, 0, 1)  # (H, rank, M)
+    out = [jnp.broadcast_to(a.astype(cdtype), (H, M)) for a in (Lam, B, C)]
+    scale = 2.0 if conj_sym else 1.0
+    return out[0], P, out[1], scale * out[2], jnp.broadcast_to(dt.astype(rdtype), (H,)), rdtype
+
+
+def _dplr_dense_matrix(Lambda: ArrayLike, P: ArrayLike) -> jax.Array:
+    """The dense DPLR state matrix ``A = diag(Lambda) - Pᵀ conj(P)``.
+
+    Args:
+      Lambda: ``(..., M)`` complex diagonal.
+      P: ``(rank, ..., M)`` complex low-rank factor.
+
+    Returns:
+      ``(..., M, M)`` complex, ``A[n, m] = Lambda[n] δ_nm - Σ_r P[r, n] conj(P[r, m])``.
+    """
+    Lambda, P = jnp.asarray(Lambda), jnp.asarray(P)
+    low = jnp.einsum("r...n,r...m->...nm", P, jnp.conj(P))
+    return Lambda[..., :, None] * jnp.eye(Lambda.shape[-1], dtype=Lambda.dtype) - low
+
+
+def dplr_step_dense_params(
+    Lambda: ArrayLike,
+    P: ArrayLike,
+    B: ArrayLike,
+    C: ArrayLike,
+    dt: ArrayLike,
+    D: ArrayLike | None = None,
+    *,
+    conj_sym: bool = True,
+) -> DenseStepParams:
+    """Discretises a DPLR (S4) SSM into dense M × M matrices for `dplr_step_dense`.
+
+    ``A = diag(Lambda) - Pᵀ conj(P)``, ``Ab = (I - dt/2 A)^{-1} (I + dt/2 A)``,
+    ``Bb = (I - dt/2 A)^{-1} dt B`` (one O(M³) solve per channel, done once).
+
+    Args:
+      Lambda: ``(H, M)`` or ``(M,)`` complex diagonal.
+      P: ``(rank, H, M)`` or ``(rank, M)`` complex low-rank factor.
+      B: ``(H, M)`` or ``(M,)`` input vector.
+      C: ``(H, M)`` or ``(M,)`` output vector: the plain C, not the kernel's
+        ``C_tilde`` (convert with `hippox.dplr_c_from_tilde`).
+      dt: ``(H,)`` step sizes (> 0), or a scalar.
+      D: ``(H,)`` real skip term, a scalar, or None (zero).
+      conj_sym: True: ``y = 2 Re(C x) + D u`` (the S4 half system); False:
+        ``y = Re(C x) + D u``.
+
+    Returns:
+      `DenseStepParams(Ab, Bb, C, D)`: ``(H, M, M)``, ``(H, M)``, ``(H, M)`` complex,
+      ``(H,)`` real. Usable with `dplr_step_dense`, `dense_step` and
+      `forward_chunk_dense`.
+
+    Raises:
+      ValueError: on inconsistent shapes or a non-positive concrete ``dt``.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import hippox
+      >>> Lambda, P, B, V = hippox.nplr("legs", 8)
+      >>> p = hippox.dplr_step_dense_params(Lambda, P, B, jnp.ones(4), jnp.full(2, 0.1))
+      >>> p.Ab.shape
+      (2, 4, 4)
+    """
+    Lam, P, B, C, dt, rdtype = _dplr_inputs(Lambda, P, B, C, dt, conj_sym)
+    A = _dplr_dense_matrix(Lam, jnp.moveaxis(P, 1, 0))
+    Ab, Bb = discretize(A, B, dt, method="bilinear")
+    H = Lam.shape[0]
+    return DenseStepParams(Ab, Bb, C, _skip(D, H, rdtype))
+
+
+def dplr_step_linear_params(
+    Lambda: ArrayLike,
+    P: ArrayLike,
+    B: ArrayLike,
+    C: ArrayLike,
+    dt: ArrayLike,
+    D: ArrayLike | None = None,
+    *,
+    conj_sym: bool = True,
+) -> DPLRStepParams:
+    """Precomputes the O(M·rank) bilinear step of a DPLR (S4) SSM (`dplr_step_linear`).
+
+    Same system and arguments as `dplr_step_dense_params`, but no M × M matrix is
+    formed: ``I - dt/2 A = diag(1 - dt/2 Lambda) + (dt/2) Pᵀ conj(P)`` is inverted with
+    the Woodbury identity (one rank × rank inverse per channel).
+
+    Args:
+      Lambda: ``(H, M)`` or ``(M,)`` complex diagonal.
+      P: ``(rank, H, M)`` or ``(rank, M)`` complex low-rank factor.
+      B: ``(H, M)`` or ``(M,)`` input vector.
+      C: ``(H, M)`` or ``(M,)`` output vector (the plain C, not ``C_tilde``).
+      dt: ``(H,)`` step sizes (> 0), or a scalar.
+      D: ``(H,)`` real skip term, a scalar, or None (zero).
+      conj_sym: True: ``y = 2 Re(C x) + D u``; False: ``y = Re(C x) + D u``.
+
+    Returns:
+      `DPLRStepParams` (see its attributes), all ``(H, M)`` or ``(H, rank, M)``
+      complex except ``D`` ``(H,)`` real.
+
+    Raises:
+      ValueError: on inconsistent shapes or a non-positive concrete ``dt``.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import hippox
+      >>> Lambda, P, B, V = hippox.nplr("legs", 8)
+      >>> p = hippox.dplr_step_linear_params(Lambda, P, B, jnp.ones(4), jnp.full(2, 0.1))
+      >>> p.G.shape, p.Bb.shape
+      ((2, 1, 4), (2, 4))
+    """
+    Lam, P, B, C, dt, rdtype = _dplr_inputs(Lambda, P, B, C, dt, conj_sym)
+    H, rank, M = P.shape
+    half = (dt / 2.0)[:, None]  # (H, 1)
+    Ad = 1.0 + half * Lam
+    F = 1.0 / (1.0 - half * Lam)
+    Pc = jnp.conj(P)
+    # core[r, s] = δ_rs + dt/2 Σ_m conj(P[r, m]) F[m] P[s, m];  K = core^{-1}
+    core = jnp.eye(rank, dtype=P.dtype) + half[..., None] * jnp.einsum("hrm,hm,hsm->hrs", Pc, F, P)
+    K = jnp.linalg.inv(core)
+    G = half[..., None] * F[:, None, :] * jnp.einsum("hrs,hrm->hsm", K, P)
+    Pdt = half[..., None] * P
+
+    def solve(v):  # (I - dt/2 A)^{-1} v for v (H, M)
+        w = F * v
+        return w - jnp.einsum("hrm,hr->hm", G, jnp.einsum("hrm,hm->hr", Pc, w))
+
+    Bb = solve(dt[:, None] * B)
+    return DPLRStepParams(Ad, F, P, Pdt, G, Bb, C, _skip(D, H, rdtype))
+
+
+# --------------------------------------------------------------------------- state / steps
+
+
+def init_state(params: StepParams, batch_shape: Sequence[int] = ()) -> jax.Array:
+    """A zero state for any of the step parameter containers.
+
+    Args:
+      params: `DiagStepParams`, `DenseStepParams` or `DPLRStepParams`.
+      batch_shape: leading batch shape of the state.
+
+    Returns:
+      ``(*batch_shape, H, M)`` zeros (``M`` the state size of ``params``), of the
+      parameters' dtype: complex for diagonal and DPLR systems, real for a real dense
+      system.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import hippox
+      >>> p = hippox.diag_step_params(-jnp.ones(3) + 0j, jnp.ones(3), jnp.ones(3), jnp.ones(2))
+      >>> x = hippox.init_state(p, (5,))
+      >>> x.shape, bool(jnp.iscomplexobj(x))
+      ((5, 2, 3), True)
+    """
+    if not isinstance(params, DiagStepParams | DenseStepParams | DPLRStepParams):
+        raise TypeError(
+            "`params` must be a DiagStepParams, DenseStepParams or DPLRStepParams, got "
+            f"{type(params).__name__}."
+        )
+    batch_shape = tuple(
+        _validate.check_size("batch_shape entry", n, minimum=0) for n in batch_shape
+    )
+    return jnp.zeros((*batch_shape, *params.Bb.shape), params.Bb.dtype)
+
+
+def diag_step(params: DiagStepParams, x: ArrayLike, u: ArrayLike) -> tuple[jax.Array, jax.Array]:
+    """One step of a diagonal SSM: ``x' = Ab x + Bb u``, ``y = Re(C x') + D u``.
+
+    Args:
+      params: `DiagStepParams` from `diag_step_params`.
+      x: ``(..., H, M)`` complex state (e.g. `init_state`).
+      u: ``(..., H)`` real input at this step (batch shape broadcasting with x's).
+
+    Returns:
+      ``(x_new, y)``: ``(..., H, M)`` complex state and ``(..., H)`` real output.
+
+    Raises:
+      ValueError: on shapes that do not match ``params``.
+      TypeError: on a complex ``u``.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import hippox
+      >>> p = hippox.diag_step_params(-jnp.ones(3) + 0j, jnp.ones(3), jnp.ones(3), jnp.ones(2))
+      >>> x, y = hippox.diag_step(p, hippox.init_state(p), jnp.ones(2))
+      >>> x.shape, y.shape
+      ((2, 3), (2,))
+    """
+    _check_params("params", params, DiagStepParams, "diag_step_params")
+    x, u = _state_and_input(params, x, u, 1)
+    x = params.Ab * x + params.Bb * u[..., None]
+    return x, _output(params.C, x, params.D, u)
+
+
+def dense_step(params: DenseStepParams, x: ArrayLike, u: ArrayLike) -> tuple[jax.Array, jax.Array]:
+    """One step of a dense SSM per channel, O(N²): ``x' = Ab x + Bb u``, ``y = Re(C x') + D u``.
+
+    Args:
+      params: `DenseStepParams` from `dense_step_params` or `dplr_step_dense_params`.
+      x: ``(..., H, N)`` state (complex if the parameters are).
+      u: ``(..., H)`` real input at this step.
+
+    Returns:
+      ``(x_new, y)``: ``(..., H, N)`` state and ``(..., H)`` real output.
+
+    Raises:
+      ValueError: on shapes that do not match ``params``.
+      TypeError: on a complex ``u`` (or a complex ``x`` for a real system).
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import hippox
+      >>> p = hippox.dense_step_params(0.5 * jnp.eye(3), jnp.ones(3), jnp.ones(3), jnp.zeros(2))
+      >>> x, y = hippox.dense_step(p, hippox.init_state(p), jnp.ones(2))
+      >>> [round(float(v), 4) for v in y]
+      [3.0, 3.0]
+    """
+    _check_params("params", params, DenseStepParams, "dense_step_params")
+    x, u = _state_and_input(params, x, u, 1)
+    x = jnp.einsum("hnm,...hm->...hn", params.Ab, x) + params.Bb * u[..., None]
+    return x, _output(params.C, x, params.D, u)
+
+
+def dplr_step_dense(
+    params: DenseStepParams, x: ArrayLike, u: ArrayLike
+) -> tuple[jax.Array, jax.Array]:
+    """One O(M²) step of a DPLR SSM through its dense discretisation.
+
+    Identical to `dense_step`; ``params`` come from `dplr_step_dense_params`.
+
+    Args:
+      params: `DenseStepParams` from `dplr_step_dense_params`.
+      x: ``(..., H, M)`` complex state.
+      u: ``(..., H)`` real input.
+
+    Returns:
+      ``(x_new, y)``: ``(..., H, M)`` complex state and ``(..., H)`` real output.
+    """
+    return dense_step(params, x, u)
+
+
+def dplr_step_linear(
+    params: DPLRStepParams, x: ArrayLike, u: ArrayLike
+) -> tuple[jax.Array, jax.Array]:
+    """One O(M·rank) bilinear step of a DPLR (S4) SSM.
+
+    Computes ``x' = (I - dt/2 A)^{-1} (I + dt/2 A) x + Bb u`` with
+    ``A = diag(Lambda) - Pᵀ conj(P)`` using only diagonal and rank-r products, and
+    ``y = Re(C x') + D u`` (``C`` with the conj_sym factor folded in).
+
+    Args:
+      params: `DPLRStepParams` from `dplr_step_linear_params`.
+      x: ``(..., H, M)`` complex state.
+      u: ``(..., H)`` real input.
+
+    Returns:
+      ``(x_new, y)``: ``(..., H, M)`` complex state and ``(..., H)`` real output.
+
+    Raises:
+      ValueError: on shapes that do not match ``params``.
+      TypeError: on a complex ``u``.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import hippox
+      >>> Lambda, P, B, V = hippox.nplr("legs", 8)
+      >>> p = hippox.dplr_step_linear_params(Lambda, P, B, jnp.ones(4), jnp.full(2, 0.1))
+      >>> x, y = hippox.dplr_step_linear(p, hippox.init_state(p, (3,)), jnp.ones((3, 2)))
+      >>> x.shape, y.shape
+      ((3, 2, 4), (3, 2))
+    """
+    _check_params("params", params, DPLRStepParams, "dplr_step_linear_params")
+    x, u = _state_and_input(params, x, u, 1)
+    Pc = jnp.conj(params.P)
+    low = jnp.einsum("hrm,...hr->...hm", params.Pdt, jnp.einsum("hrm,...hm->...hr", Pc, x))
+    w = params.F * (params.Ad * x - low)
+    corr = jnp.einsum("hrm,...hr->...hm", params.G, jnp.einsum("hrm,...hm->...hr", Pc, w))
+    x = w - corr + params.Bb * u[..., None]
+    return x, _output(params.C, x, params.D, u)
+
+
+_STEPS: dict[type, Callable] = {
+    DiagStepParams: diag_step,
+    DenseStepParams: dense_step,
+    DPLRStepParams: dplr_step_linear,
+}
+
+
+def scan_steps(
+    params: StepParams, u: ArrayLike, x0: ArrayLike | None = None
+) -> tuple[jax.Array, jax.Array]:
+    """Runs the step recurrence over a whole sequence with `jax.lax.scan` (O(L) sequential).
+
+    Dispatches on the parameter type: `diag_step`, `dense_step` (also DPLR dense) or
+    `dplr_step_linear`. This is the reference the chunked functions must match, and
+    the way to run the linear DPLR step over a sequence.
+
+    Args:
+      params: `DiagStepParams`, `DenseStepParams` or `DPLRStepParams`.
+      u: ``(..., H, L)`` real input sequence.
+      x0: ``(..., H, M)`` initial state, or None (zeros).
+
+    Returns:
+      ``(y, x_L)``: ``(..., H, L)`` real outputs and the ``(..., H, M)`` state after
+      the last step.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import hippox
+      >>> p = hippox.diag_step_params(-jnp.ones(3) + 0j, jnp.ones(3), jnp.ones(3), jnp.ones(2))
+      >>> y, x = hippox.scan_steps(p, jnp.ones((4, 2, 10)))
+      >>> y.shape, x.shape
+      ((4, 2, 10), (4, 2, 3))
+    """
+    step = _STEPS.get(type(params))
+    if step is None:
+        raise TypeError(
+            "`params` must be a DiagStepParams, DenseStepParams or DPLRStepParams, got "
+            f"{type(params).__name__}."
+        )
+    u = _as_real("u", u)
+    if x0 is None:
+        x0 = init_state(params, u.shape[:-2] if u.ndim >= 2 else ())
+    x0, u = _state_and_input(params, x0, u, 2)
+    batch = jnp.broadcast_shapes(x0.shape[:-2], u.shape[:-2])
+    x0 = jnp.broadcast_to(x0, (*batch, *x0.shape[-2:]))
+    u = jnp.broadcast_to(u, (*batch, *u.shape[-2:]))
+
+    def body(x, u_k):
+        return step(params, x, u_k)
+
+    x, ys = jax.lax.scan(body, x0, jnp.moveaxis(u, -1, 0))
+    return jnp.moveaxis(ys, 0, -1), x
+
+
+# --------------------------------------------------------------------------- chunks
+
+
+def _krylov(A: jax.Array, v: jax.Array, L: int) -> jax.Array:
+    """``[A^l v for l < L]`` as ``(..., L, N)``, by doubling: log2(L) batched matmuls."""
+    seq = v[..., None, :]
+    power = A
+    while seq.shape[-2] < L:
+        seq = jnp.concatenate([seq, jnp.einsum("...ij,...lj->...li", power, seq)], axis=-2)
+        if seq.shape[-2] < L:
+            power = power @ power
+    return seq[..., :L, :]
+
+
+def _chunk_input(params, u, x0):
+    """Validates a chunk ``u (..., H, L)`` and an optional state ``x0 (..., H, M)``."""
+    x, u = _state_and_input(params, init_state(params) if x0 is None else x0, u, 2)
+    if u.shape[-1] < 1:
+        raise ValueError(f"`u` must have length L >= 1 on its last axis, got {u.shape}.")
+    return (None if x0 is None else x), u
+
+
+def _conv(u: jax.Array, K: jax.Array, D: jax.Array) -> jax.Array:
+    from hippox._src.conv import causal_conv
+
+    return causal_conv(u, K, D=D)
+
+
+def forward_chunk_diag(
+    params: DiagStepParams, u: ArrayLike, x0: ArrayLike | None = None
+) -> tuple[jax.Array, jax.Array]:
+    """Processes one chunk of a diagonal SSM from a carried state, without an L-step loop.
+
+    ``y_l = Re(Σ_{j<=l} C Ab^{l-j} Bb u_j + C Ab^{l+1} x0) + D u_l`` (an FFT causal
+    convolution with the kernel ``K_l = Re(C Ab^l Bb)`` plus the free response of
+    ``x0``) and ``x_L = Ab^L x0 + Σ_l Ab^{L-1-l} Bb u_l`` (a Vandermonde contraction).
+    Splitting a sequence into chunks and carrying the state gives the same result as
+    one call or `scan_steps`. Memory is O(H·M·L) for the chunk's Vandermonde matrix:
+    choose the chunk length to bound it.
+
+    Args:
+      params: `DiagStepParams` from `diag_step_params`.
+      u: ``(..., H, L)`` real input chunk.
+      x0: ``(..., H, M)`` complex state carried from the previous chunk, or None
+        (zeros).
+
+    Returns:
+      ``(y, x_next)``: ``(..., H, L)`` real output and the ``(..., H, M)`` complex
+      state after the chunk (batch shapes of ``u`` and ``x0`` broadcast).
+
+    Raises:
+      ValueError: on shapes that do not match ``params``.
+      TypeError: on a complex ``u``.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import hippox
+      >>> p = hippox.diag_step_params(-jnp.ones(3) + 0j, jnp.ones(3), jnp.ones(3), jnp.ones(2))
+      >>> u = jnp.ones((4, 2, 10))
+      >>> y1, x1 = hippox.forward_chunk_diag(p, u[..., :6])
+      >>> y2, x2 = hippox.forward_chunk_diag(p, u[..., 6:], x1)
+      >>> y, x = hippox.forward_chunk_diag(p, u)
+      >>> bool(jnp.allclose(jnp.concatenate([y1, y2], -1), y, atol=1e-5))
+      True
+    """
+    _check_params("params", params, DiagStepParams, "diag_step_params")
+    x0, u = _chunk_input(params, u, x0)
+    Ab, Bb, C, D = params
+    L = u.shape[-1]
+    V = jnp.power(Ab[..., None], jnp.arange(L))  # (H, M, L): Ab^l
+    K = jnp.real(jnp.einsum("hm,hml->hl", C * Bb, V)).astype(D.dtype)
+    y = _conv(u, K, D)
+    drive = jnp.einsum("hml,...hl->...hm", V[..., ::-1], u.astype(V.dtype))
+    x = Bb * drive
+    if x0 is not None:
+        y = y + jnp.real(jnp.einsum("...hm,hml->...hl", C * Ab * x0, V)).astype(D.dtype)
+        x = x + (Ab * V[..., -1]) * x0
+    return y, x
+
+
+def forward_chunk_dense(
+    params: DenseStepParams, u: ArrayLike, x0: ArrayLike | None = None
+) -> tuple[jax.Array, jax.Array]:
+    """Processes one chunk of a dense SSM (or a DPLR SSM's dense form) from a carried state.
+
+    Same semantics as `forward_chunk_diag`: ``y = causal_conv(u, K) + D u`` plus the free
+    response ``Re(C Ab^{l+1} x0)``, and ``x_L = Ab^L x0 + Σ_l Ab^{L-1-l} Bb u_l``. The
+    Krylov sequences ``C Ab^l`` and ``Ab^l Bb`` (l < L) are built by doubling
+    (⌈log2 L⌉ batched matrix products, no L-step loop); memory O(H·N·(N + L)).
+
+    Args:
+      params: `DenseStepParams` from `dense_step_params` or `dplr_step_dense_params`.
+      u: ``(..., H, L)`` real input chunk.
+      x0: ``(..., H, N)`` state carried from the previous chunk, or None (zeros).
+
+    Returns:
+      ``(y, x_next)``: ``(..., H, L)`` real output and the ``(..., H, N)`` state after
+      the chunk.
+
+    Raises:
+      ValueError: on shapes that do not match ``params``.
+      TypeError: on a complex ``u`` (or a complex ``x0`` for a real system).
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import hippox
+      >>> p = hippox.dense_step_params(0.5 * jnp.eye(3), jnp.ones(3), jnp.ones(3), jnp.zeros(2))
+      >>> y, x = hippox.forward_chunk_dense(p, jnp.ones((2, 8)))
+      >>> y.shape, x.shape
+      ((2, 8), (2, 3))
+    """
+    _check_params("params", params, DenseStepParams, "dense_step_params")
+    x0, u = _chunk_input(params, u, x0)
+    Ab, Bb, C, D = params
+    L = u.shape[-1]
+    rows = _krylov(jnp.swapaxes(Ab, -1, -2), C, L)  # (H, L, N): C Ab^l
+    cols = _krylov(Ab, Bb, L)  # (H, L, N): Ab^l Bb
+    K = jnp.real(jnp.einsum("hln,hn->hl", rows, Bb)).astype(D.dtype)
+    y = _conv(u, K, D)
+    x = jnp.einsum("hln,...hl->...hn", cols, u[..., ::-1].astype(cols.dtype))
+    if x0 is not None:
+        Ax0 = jnp.einsum("hnm,...hm->...hn", Ab, x0)
+        y = y + jnp.real(jnp.einsum("hln,...hn->...hl", rows, Ax0)).astype(D.dtype)
+        x = x + jnp.einsum("hnm,...hm->...hn", jnp.linalg.matrix_power(Ab, L), x0)
+    return y, x
