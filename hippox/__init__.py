@@ -44,6 +44,23 @@ from hippox._src.diagonal import diag_b_init as diag_b_init
 from hippox._src.diagonal import diag_init as diag_init
 from hippox._src.diagonal import dplr as dplr
 
+# --- step (streaming) mode and chunked processing (hippox/_src/step.py)
+from hippox._src.step import DenseStepParams as DenseStepParams
+from hippox._src.step import DiagStepParams as DiagStepParams
+from hippox._src.step import DPLRStepParams as DPLRStepParams
+from hippox._src.step import dense_step as dense_step
+from hippox._src.step import dense_step_params as dense_step_params
+from hippox._src.step import diag_step as diag_step
+from hippox._src.step import diag_step_params as diag_step_params
+from hippox._src.step import dplr_step_dense as dplr_step_dense
+from hippox._src.step import dplr_step_dense_params as dplr_step_dense_params
+from hippox._src.step import dplr_step_linear as dplr_step_linear
+from hippox._src.step import dplr_step_linear_params as dplr_step_linear_params
+from hippox._src.step import forward_chunk_dense as forward_chunk_dense
+from hippox._src.step import forward_chunk_diag as forward_chunk_diag
+from hippox._src.step import init_state as init_state
+from hippox._src.step import scan_steps as scan_steps
+
 try:
     __version__ = _version("hippox")
 except _PackageNotFoundError:  # pragma: no cover - running from a source tree
