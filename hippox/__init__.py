@@ -61,6 +61,9 @@ from hippox._src.step import forward_chunk_diag as forward_chunk_diag
 from hippox._src.step import init_state as init_state
 from hippox._src.step import scan_steps as scan_steps
 
+# --- initializers sub-namespace and SSM layer math (hippox/initializers.py, hippox/_src/ssm.py)
+from hippox import initializers as initializers
+
 try:
     __version__ = _version("hippox")
 except _PackageNotFoundError:  # pragma: no cover - running from a source tree
