@@ -47,6 +47,7 @@ vectors: ``L + N - 1`` sweeps of ``O(N)`` work, no prefix sums inside the loop.
 
 from __future__ import annotations
 
+import functools
 from typing import Literal
 
 import jax
@@ -305,6 +306,7 @@ def legs_transition(
 # ------------------------------------------------------------------ skewed recurrence
 
 
+@functools.partial(jax.jit, static_argnames=("N", "final_only"))
 def legs_scan_skewed(
     a: jax.Array,
     b: jax.Array,
@@ -349,8 +351,9 @@ def legs_scan_skewed(
         cf = jnp.flip(cf, axis=-2)
         ak, bk, gk, ik = (cf[..., i] for i in range(4))
         U_new = jnp.concatenate([zero, W[..., :-1] + q[:-1] * X[..., :-1]], axis=-1)
-        step = (X * (1.0 - bk * m1) - q * (bk * W + ak * U_new) + q * gk) / (1.0 + ak * m1)
-        X_new = jnp.where(ik > 0, jnp.where(first, gk, 0.0), step)
+        # The step as an increment of X (better in float32 than X (1 - b (n+1)) + ...).
+        delta = (q * (gk - bk * W - ak * U_new) - (ak + bk) * m1 * X) / (1.0 + ak * m1)
+        X_new = jnp.where(ik > 0, jnp.where(first, gk, 0.0), X + delta)
         return (X_new, U_new), (None if final_only else X_new)
 
     state = jnp.zeros((*batch, N), dtype)

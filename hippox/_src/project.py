@@ -149,7 +149,7 @@ def hippo_project(
       >>> import hippox
       >>> t = np.linspace(0.0, 1.0, 1000)
       >>> c = hippox.hippo_project(1.0 + 2.0 * t, "legs", 4, final_only=True)
-      >>> np.round(np.asarray(c[:2]), 2).tolist()  # 1 + 2x: c_0 = 2, c_1 = 1/sqrt(3)
+      >>> [round(float(v), 2) for v in c[:2]]  # 1 + 2x: c_0 = 2, c_1 = 1/sqrt(3)
       [2.0, 0.58]
       >>> bool(np.allclose(c[2:], 0.0, atol=1e-4))  # no degree-2, 3 components
       True

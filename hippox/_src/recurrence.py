@@ -12,6 +12,7 @@ for ``x -> A x + b``, and applying ``(A1, b1)`` then ``(A2, b2)`` gives
 
 from __future__ import annotations
 
+import functools
 from typing import Literal
 
 import jax
@@ -236,6 +237,7 @@ def _apply(Ab: jax.Array, x: jax.Array, diagonal: bool) -> jax.Array:
     return jnp.matmul(Ab, x[..., None])[..., 0]
 
 
+@functools.partial(jax.jit, static_argnums=(3, 4, 5, 6, 7))
 def _sequential(Ab, Bu, x0, batch, diagonal, time_varying, unroll, final_only):
     x0 = jnp.broadcast_to(x0, (*batch, x0.shape[-1]))
     Bu_t = jnp.moveaxis(Bu, -2, 0)
@@ -261,6 +263,7 @@ def _sequential(Ab, Bu, x0, batch, diagonal, time_varying, unroll, final_only):
     return jnp.moveaxis(states, 0, -2)
 
 
+@functools.partial(jax.jit, static_argnums=(3, 4, 5, 6))
 def _associative(Ab, Bu, x0, batch, diagonal, time_varying, final_only):
     L, N = Bu.shape[-2:]
     axis = len(batch)
