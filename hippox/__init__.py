@@ -61,6 +61,14 @@ from hippox._src.step import forward_chunk_diag as forward_chunk_diag
 from hippox._src.step import init_state as init_state
 from hippox._src.step import scan_steps as scan_steps
 
+# --- recurrences, O(N) LegS memory, online projection (recurrence.py, legs.py, project.py)
+from hippox._src.legs import legs_matvec as legs_matvec
+from hippox._src.legs import legs_solve as legs_solve
+from hippox._src.legs import legs_step as legs_step
+from hippox._src.legs import legs_transition as legs_transition
+from hippox._src.project import hippo_project as hippo_project
+from hippox._src.recurrence import linear_recurrence as linear_recurrence
+
 # --- initializers sub-namespace and SSM layer math (hippox/initializers.py, hippox/_src/ssm.py)
 from hippox import initializers as initializers
 
