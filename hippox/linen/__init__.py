@@ -1,0 +1,11 @@
+"""Flax linen layers of hippox: S4D, S4, S5, LSSL (import explicitly: ``import hippox.linen``).
+
+Parameter names match `hippox.nnx`; label them for optax with `hippox.optax_labels`.
+"""
+
+from hippox.linen.layers import LSSL as LSSL
+from hippox.linen.layers import S4 as S4
+from hippox.linen.layers import S4D as S4D
+from hippox.linen.layers import S5 as S5
+
+__all__ = ["LSSL", "S4", "S4D", "S5"]

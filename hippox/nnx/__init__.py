@@ -1,0 +1,11 @@
+"""Flax NNX layers of hippox: S4D, S4, S5, LSSL (import explicitly: ``import hippox.nnx``).
+
+Parameter names match `hippox.linen`; label them for optax with `hippox.optax_labels`.
+"""
+
+from hippox.nnx.layers import LSSL as LSSL
+from hippox.nnx.layers import S4 as S4
+from hippox.nnx.layers import S4D as S4D
+from hippox.nnx.layers import S5 as S5
+
+__all__ = ["LSSL", "S4", "S4D", "S5"]

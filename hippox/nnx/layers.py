@@ -1,0 +1,340 @@
+"""Flax NNX wrappers of the hippox SSM layers (thin shells over `hippox._src.ssm`).
+
+Every layer maps ``u`` of shape ``(batch..., L, H)`` (channel-last) to ``y`` of the same
+shape. Parameters are `flax.nnx.Param` attributes whose names and shapes are those of
+the matching config (`hippox.S4DConfig`, ...) and of the `hippox.linen` layers, so a
+parameter tree can be copied from one framework to the other. Step (streaming) mode::
+
+    carry = layer.initialize_carry(batch_shape)       # zeros
+    sp = layer.setup_step()                           # discretise once
+    carry, y_k = layer.step(carry, u_k, sp)           # u_k (batch..., H)
+
+Scanning ``step`` over the sequence gives the same outputs as ``layer(u)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+from jax.typing import ArrayLike, DTypeLike
+
+from hippox._src import _validate
+from hippox._src import ssm as _ssm
+
+__all__ = ["LSSL", "S4", "S4D", "S5"]
+
+
+class _SSMModule(nnx.Module):
+    """Shared plumbing: parameters from the config's specs, call, kernel and step mode."""
+
+    config: Any
+
+    def _build(self, config, rngs: nnx.Rngs, dtype, param_dtype) -> None:
+        if not isinstance(rngs, nnx.Rngs):
+            raise TypeError(f"`rngs` must be a flax.nnx.Rngs, got {type(rngs).__name__}.")
+        self.config = config
+        self.dtype = None if dtype is None else jnp.dtype(dtype)
+        self.param_dtype = _validate.real_dtype(param_dtype, name="param_dtype")
+        for name, (shape, init) in config.param_specs().items():
+            setattr(self, name, nnx.Param(init(rngs.params(), shape, self.param_dtype)))
+
+    def ssm_params(self) -> dict[str, jax.Array]:
+        """The parameters as a flat ``{name: array}`` dict (the pure core's input)."""
+        return {name: getattr(self, name)[...] for name in self.config.param_shapes()}
+
+    def __call__(self, u: ArrayLike) -> jax.Array:
+        """``u`` ``(..., L, H)`` -> ``y`` ``(..., L, H)`` in ``dtype`` (default: u's dtype)."""
+        return self.config.apply(self.ssm_params(), u, dtype=self.dtype)
+
+    def initialize_carry(self, batch_shape: Sequence[int] = ()) -> jax.Array:
+        """Zero recurrent state for step mode, with batch shape ``batch_shape``."""
+        return self.config.initial_state(batch_shape, self.param_dtype)
+
+    def setup_step(self):
+        """Discretised step parameters (compute once, pass to `step`)."""
+        return self.config.step_params(self.ssm_params())
+
+    def step(self, carry: ArrayLike, u_k: ArrayLike, step_params=None):
+        """One step: ``(carry, u_k (..., H))`` -> ``(carry, y_k (..., H))``.
+
+        ``step_params`` from `setup_step` (recomputed when None: convenient, slower).
+        """
+        sp = self.setup_step() if step_params is None else step_params
+        return self.config.step(sp, carry, u_k, dtype=self.dtype)
+
+
+class S4D(_SSMModule):
+    """S4D layer: diagonal SSM per channel, Vandermonde kernel + FFT convolution.
+
+    See `hippox.S4DConfig` for the model, the parameter names/shapes and the options;
+    the module docstring of `hippox._src.ssm` for the parameterisation
+    (``Re(Lambda) < 0`` by ``lambda_transform``, ``dt = exp(log_dt)``) and dtypes.
+
+    Args:
+      H: channels.
+      N: state size of the real system (even).
+      ssm_init, disc, conj_sym, n_ssm, b_init, lambda_transform, real_scale,
+        imag_scale, dt_min, dt_max, bidirectional: as in `hippox.S4DConfig`.
+      dtype: activation/output dtype (None: the input's). Internals run in float32
+        (float64 for float64 inputs or parameters).
+      param_dtype: storage dtype of the parameters (default float32).
+      rngs: `flax.nnx.Rngs` with a ``params`` stream.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from flax import nnx
+      >>> from hippox.nnx import S4D
+      >>> layer = S4D(4, 8, ssm_init="lin", rngs=nnx.Rngs(0))
+      >>> y = layer(jnp.ones((2, 16, 4), jnp.float32))
+      >>> y.shape, y.dtype
+      ((2, 16, 4), dtype('float32'))
+      >>> carry = layer.initialize_carry((2,))
+      >>> carry, y0 = layer.step(carry, jnp.ones((2, 4), jnp.float32))
+      >>> bool(jnp.allclose(y0, y[:, 0], atol=1e-5))
+      True
+    """
+
+    def __init__(
+        self,
+        H: int,
+        N: int = 64,
+        *,
+        ssm_init: str = "legs",
+        disc: str = "zoh",
+        conj_sym: bool = True,
+        n_ssm: int | None = None,
+        b_init: str | None = None,
+        lambda_transform: str = "exp",
+        real_scale: float = 1.0,
+        imag_scale: float = 1.0,
+        dt_min: float = 1e-3,
+        dt_max: float = 1e-1,
+        bidirectional: bool = False,
+        dtype: DTypeLike | None = None,
+        param_dtype: DTypeLike = jnp.float32,
+        rngs: nnx.Rngs,
+    ):
+        config = _ssm.S4DConfig(
+            H=H,
+            N=N,
+            ssm_init=ssm_init,
+            disc=disc,
+            conj_sym=conj_sym,
+            n_ssm=n_ssm,
+            b_init=b_init,
+            lambda_transform=lambda_transform,
+            real_scale=real_scale,
+            imag_scale=imag_scale,
+            dt_min=dt_min,
+            dt_max=dt_max,
+            bidirectional=bidirectional,
+        )
+        self._build(config, rngs, dtype, param_dtype)
+
+    def kernel(self, L: int):
+        """The kernel ``(H, L)`` (a pair ``(K_fwd, K_bwd)`` if bidirectional)."""
+        return self.config.kernel(self.ssm_params(), L)
+
+    def setup_step(self, L: int | None = None):
+        """`hippox.DiagStepParams` for `step`; ``L`` (the sequence length) only for dss."""
+        return self.config.step_params(self.ssm_params(), L=L)
+
+
+class S4(_SSMModule):
+    """S4 layer: diagonal-plus-low-rank SSM per channel, Cauchy kernel + FFT convolution.
+
+    The parameter ``C`` is S4's ``C_tilde`` for the length ``l_max`` (inputs may have
+    any length ``L <= l_max``); see `hippox.S4Config` for the model, parameter names and
+    options. Step mode converts ``C_tilde`` to ``C`` once in `setup_step`.
+
+    Args:
+      H: channels.
+      l_max: maximum (and reference) sequence length.
+      N: state size of the real system (even).
+      ssm_init, rank, conj_sym, n_ssm, b_init, lambda_transform, real_scale,
+        imag_scale, dt_min, dt_max, bidirectional, step_mode: as in `hippox.S4Config`.
+      dtype: activation/output dtype (None: the input's).
+      param_dtype: storage dtype of the parameters (default float32).
+      rngs: `flax.nnx.Rngs`.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from flax import nnx
+      >>> from hippox.nnx import S4
+      >>> layer = S4(3, 32, 8, rngs=nnx.Rngs(0))
+      >>> layer(jnp.ones((2, 32, 3), jnp.float32)).shape
+      (2, 32, 3)
+      >>> sorted(nnx.state(layer, nnx.Param).keys())
+      ['B', 'C', 'D', 'Lambda_im', 'Lambda_re', 'P', 'log_dt']
+    """
+
+    def __init__(
+        self,
+        H: int,
+        l_max: int,
+        N: int = 64,
+        *,
+        ssm_init: str = "legs",
+        rank: int | None = None,
+        conj_sym: bool = True,
+        n_ssm: int | None = None,
+        b_init: str | None = None,
+        lambda_transform: str = "exp",
+        real_scale: float = 1.0,
+        imag_scale: float = 1.0,
+        dt_min: float = 1e-3,
+        dt_max: float = 1e-1,
+        bidirectional: bool = False,
+        step_mode: str = "linear",
+        dtype: DTypeLike | None = None,
+        param_dtype: DTypeLike = jnp.float32,
+        rngs: nnx.Rngs,
+    ):
+        config = _ssm.S4Config(
+            H=H,
+            l_max=l_max,
+            N=N,
+            ssm_init=ssm_init,
+            rank=rank,
+            conj_sym=conj_sym,
+            n_ssm=n_ssm,
+            b_init=b_init,
+            lambda_transform=lambda_transform,
+            real_scale=real_scale,
+            imag_scale=imag_scale,
+            dt_min=dt_min,
+            dt_max=dt_max,
+            bidirectional=bidirectional,
+            step_mode=step_mode,
+        )
+        self._build(config, rngs, dtype, param_dtype)
+
+    def kernel(self, L: int):
+        """The kernel ``(H, L)``, ``L <= l_max`` (a pair if bidirectional)."""
+        return self.config.kernel(self.ssm_params(), L)
+
+
+class S5(_SSMModule):
+    """S5 layer: one MIMO diagonal SSM shared by the H channels, parallel scan.
+
+    See `hippox.S5Config` for the model, parameter names (``B`` = V⁻¹B, ``C`` = CV) and
+    options.
+
+    Args:
+      H: channels (input and output features).
+      N: real state size (the S5 paper's P), a multiple of ``2 * blocks``.
+      blocks, conj_sym, disc, c_init, lambda_transform, dt_min, dt_max, bidirectional,
+        scan: as in `hippox.S5Config`.
+      dtype: activation/output dtype (None: the input's).
+      param_dtype: storage dtype of the parameters (default float32).
+      rngs: `flax.nnx.Rngs`.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from flax import nnx
+      >>> from hippox.nnx import S5
+      >>> layer = S5(3, 8, blocks=2, rngs=nnx.Rngs(0))
+      >>> layer(jnp.ones((2, 10, 3), jnp.float32)).shape
+      (2, 10, 3)
+      >>> layer.initialize_carry((2,)).shape
+      (2, 4)
+    """
+
+    def __init__(
+        self,
+        H: int,
+        N: int = 64,
+        *,
+        blocks: int = 1,
+        conj_sym: bool = True,
+        disc: str = "zoh",
+        c_init: str = "trunc_standard_normal",
+        lambda_transform: str = "clip",
+        dt_min: float = 1e-3,
+        dt_max: float = 1e-1,
+        bidirectional: bool = False,
+        scan: str = "associative",
+        dtype: DTypeLike | None = None,
+        param_dtype: DTypeLike = jnp.float32,
+        rngs: nnx.Rngs,
+    ):
+        config = _ssm.S5Config(
+            H=H,
+            N=N,
+            blocks=blocks,
+            conj_sym=conj_sym,
+            disc=disc,
+            c_init=c_init,
+            lambda_transform=lambda_transform,
+            dt_min=dt_min,
+            dt_max=dt_max,
+            bidirectional=bidirectional,
+            scan=scan,
+        )
+        self._build(config, rngs, dtype, param_dtype)
+
+    def __call__(self, u: ArrayLike, *, step_rescale: float | ArrayLike = 1.0) -> jax.Array:
+        """``u`` ``(..., L, H)`` -> ``y`` ``(..., L, H)``; every ``dt`` times ``step_rescale``."""
+        return self.config.apply(self.ssm_params(), u, dtype=self.dtype, step_rescale=step_rescale)
+
+    def setup_step(self, step_rescale: float | ArrayLike = 1.0):
+        """`hippox.S5StepParams` for `step`."""
+        return self.config.step_params(self.ssm_params(), step_rescale=step_rescale)
+
+
+class LSSL(_SSMModule):
+    """LSSL layer: dense HiPPO state matrix, learnable step per channel, convolution mode.
+
+    See `hippox.LSSLConfig` for the model, parameter names and options.
+
+    Args:
+      H: channels.
+      N: state size.
+      measure, disc, learn_A, learn_B, dt_min, dt_max: as in `hippox.LSSLConfig`.
+      dtype: activation/output dtype (None: the input's).
+      param_dtype: storage dtype of the parameters (default float32).
+      rngs: `flax.nnx.Rngs`.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from flax import nnx
+      >>> from hippox.nnx import LSSL
+      >>> layer = LSSL(2, 4, measure="legt", rngs=nnx.Rngs(0))
+      >>> layer(jnp.ones((5, 2), jnp.float32)).shape
+      (5, 2)
+    """
+
+    def __init__(
+        self,
+        H: int,
+        N: int = 64,
+        *,
+        measure: str = "legs",
+        disc: str = "bilinear",
+        learn_A: bool = False,
+        learn_B: bool = False,
+        dt_min: float = 1e-3,
+        dt_max: float = 1e-1,
+        dtype: DTypeLike | None = None,
+        param_dtype: DTypeLike = jnp.float32,
+        rngs: nnx.Rngs,
+    ):
+        config = _ssm.LSSLConfig(
+            H=H,
+            N=N,
+            measure=measure,
+            disc=disc,
+            learn_A=learn_A,
+            learn_B=learn_B,
+            dt_min=dt_min,
+            dt_max=dt_max,
+        )
+        self._build(config, rngs, dtype, param_dtype)
+
+    def kernel(self, L: int) -> jax.Array:
+        """The kernel ``(H, L)``."""
+        return self.config.kernel(self.ssm_params(), L)
