@@ -45,6 +45,7 @@ the blocks of all channels together would exceed about ``2**22`` complex element
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from typing import Literal
@@ -196,6 +197,12 @@ def kernel_naive(
     if C.ndim < 1 or C.shape[-1] != N:
         raise ValueError(f"`C` must have shape (..., N) with N={N}, got {C.shape}.")
     batch = _batch_shape(shapes)
+    return _kernel_naive(Ab, Bb, C, L=L, diagonal=bool(diagonal), batch=batch)
+
+
+@functools.partial(jax.jit, static_argnames=("L", "diagonal", "batch"))
+def _kernel_naive(Ab, Bb, C, *, L, diagonal, batch):
+    N = Bb.shape[-1]
     dtype = jnp.result_type(Ab, Bb, C)
     x0 = jnp.broadcast_to(Bb, (*batch, N)).astype(dtype)
     Ab, C = Ab.astype(dtype), C.astype(dtype)
@@ -305,6 +312,15 @@ def kernel_diag(
     batch = _batch_shape(
         {"Lambda": Lam.shape[:-1], "B": B.shape[:-1], "C": C.shape[:-1], "dt": dt.shape}
     )
+    return _kernel_diag(
+        Lam, B, C, dt, L=L, method=method, conj_sym=bool(conj_sym), chunk_size=chunk_size,
+        batch=batch,
+    )
+
+
+@functools.partial(jax.jit, static_argnames=("L", "method", "conj_sym", "chunk_size", "batch"))
+def _kernel_diag(Lam, B, C, dt, *, L, method, conj_sym, chunk_size, batch):
+    M = Lam.shape[-1]
     ctype, rtype = _compute_dtypes(Lam, B, C, dt)
     rows = math.prod(batch)
     Lam, B, C = (jnp.broadcast_to(x.astype(ctype), (*batch, M)).reshape(rows, M) for x in (Lam, B, C))
@@ -332,7 +348,7 @@ def kernel_diag(
 
 
 def _dplr_arrays(Lambda, P, B, C, dt, *, c_name: str):
-    """Validates and flattens DPLR arrays to (rows, M), (rows, R, M), (rows,)."""
+    """Validates DPLR arrays; returns them and the broadcast batch shape."""
     Lam = _inexact("Lambda", Lambda)
     P, C = _inexact("P", P), _inexact(c_name, C)
     B = jnp.zeros(Lam.shape[-1:], Lam.dtype) if B is None else _inexact("B", B)
@@ -346,17 +362,22 @@ def _dplr_arrays(Lambda, P, B, C, dt, *, c_name: str):
         )
     _check_modes("B", B, M)
     _check_modes(c_name, C, M)
-    R = P.shape[0]
     batch = _batch_shape(
         {"Lambda": Lam.shape[:-1], "P": P.shape[1:-1], "B": B.shape[:-1], c_name: C.shape[:-1],
          "dt": dt.shape}
     )
+    return Lam, P, B, C, dt, batch
+
+
+def _dplr_flatten(Lam, P, B, C, dt, batch):
+    """Broadcasts and flattens to (rows, M), (rows, R, M), (rows,) in the compute dtypes."""
+    R, M = P.shape[0], Lam.shape[-1]
     ctype, rtype = _compute_dtypes(Lam, P, B, C, dt)
     rows = math.prod(batch)
     Lam, B, C = (jnp.broadcast_to(x.astype(ctype), (*batch, M)).reshape(rows, M) for x in (Lam, B, C))
     P = jnp.broadcast_to(P.astype(ctype), (R, *batch, M)).reshape(R, rows, M)
     dt = jnp.broadcast_to(dt.astype(rtype), batch).reshape(rows)
-    return Lam, jnp.moveaxis(P, 0, 1), B, C, dt, batch, rtype
+    return Lam, jnp.moveaxis(P, 0, 1), B, C, dt, rtype
 
 
 def _woodbury(k: jax.Array, b: jax.Array) -> jax.Array:
@@ -436,7 +457,14 @@ def kernel_dplr(
     """
     L = _validate.check_size("L", L)
     chunk_size = _check_chunk(chunk_size)
-    Lam, P, B, Ct, dt, batch, rtype = _dplr_arrays(Lambda, P, B, C_tilde, dt, c_name="C_tilde")
+    arrays = _dplr_arrays(Lambda, P, B, C_tilde, dt, c_name="C_tilde")
+    return _kernel_dplr(*arrays, L=L, conj_sym=bool(conj_sym), chunk_size=chunk_size)
+
+
+@functools.partial(jax.jit, static_argnames=("L", "conj_sym", "chunk_size", "batch"))
+def _kernel_dplr(Lam, P, B, Ct, dt, batch, *, L, conj_sym, chunk_size):
+    Lam, P, B, Ct, dt, rtype = _dplr_flatten(Lam, P, B, Ct, dt, batch)
+    ctype = Lam.dtype
     rows, R, M = P.shape
     # Cauchy numerators v[h, i, j, m] = left[i] right[j]: left = (C̃, conj P), right = (B, P).
     left = jnp.concatenate([Ct[:, None], P.conj()], axis=1)
@@ -445,28 +473,30 @@ def kernel_dplr(
 
     nf = L // 2 + 1
     theta = -2.0 * np.pi * np.arange(nf) / L
-    theta = np.concatenate([theta, -theta])  # the nodes z and their conjugates
+    theta = np.concatenate([theta, -theta])  # the nodes z = e^{iθ} and their conjugates
     nz = theta.size
     per_node = rows * (M + 2 * (R + 1) ** 2)
     zc = chunk_size if chunk_size is not None else max(1, _BUDGET // per_node)
     zc = min(zc, nz)
     nchunk = -(-nz // zc)
     theta = np.concatenate([theta, np.zeros(nchunk * zc - nz)]).reshape(nchunk, zc)
+    # Node constants in float64 on the host, cast once: a = -2i sin(θ/2), cos(θ/2), e^{-iθ/2}.
+    a_nodes = jnp.asarray(-2j * np.sin(theta / 2), ctype)
+    c_nodes = jnp.asarray(np.cos(theta / 2), rtype)
+    phase_nodes = jnp.asarray(np.exp(-0.5j * theta), ctype)
 
-    def spectrum(th):  # th: (zc,) angles -> (rows, zc) values of the generating function
-        th = th.astype(rtype)
-        s, c = jnp.sin(th / 2), jnp.cos(th / 2)
-        a = -2j * s
+    def spectrum(nodes):  # (zc,) node constants -> (rows, zc) generating-function values
+        a, c, phase = nodes
         b = dt[:, None] * c  # (rows, zc)
         inv_d = 1.0 / (a[None, :, None] - b[..., None] * Lam[:, None, :])  # (rows, zc, M)
         k = jnp.einsum("hzm,hvm->hzv", inv_d, v).reshape(rows, -1, R + 1, R + 1)
-        phase = jnp.exp(-0.5j * th)
         return (dt[:, None] * phase) * _woodbury(k, b)
 
+    nodes = (a_nodes, c_nodes, phase_nodes)
     if nchunk == 1:
-        vals = spectrum(jnp.asarray(theta[0]))
+        vals = spectrum(tuple(x[0] for x in nodes))
     else:
-        vals = jax.lax.map(spectrum, jnp.asarray(theta))  # (nchunk, rows, zc)
+        vals = jax.lax.map(spectrum, nodes)  # (nchunk, rows, zc)
         vals = jnp.moveaxis(vals, 0, 1).reshape(rows, nchunk * zc)
     vals = vals[:, :nz]
     spec = vals[:, :nf] + vals[:, nf:].conj()
@@ -528,9 +558,7 @@ def dplr_c_tilde(
       True
     """
     L = _validate.check_size("L", L)
-    Lam, P, _, C, dt, batch, _ = _dplr_arrays(Lambda, P, None, C, dt, c_name="C")
-    Ct = jnp.einsum("hn,hnm->hm", C, _dplr_power(Lam, P, dt, L))
-    return Ct.reshape(*batch, Ct.shape[-1])
+    return _c_tilde(*_dplr_arrays(Lambda, P, None, C, dt, c_name="C"), L=L, inverse=False)
 
 
 def dplr_c_from_tilde(
@@ -563,7 +591,16 @@ def dplr_c_from_tilde(
       (3, 4)
     """
     L = _validate.check_size("L", L)
-    Lam, P, _, Ct, dt, batch, _ = _dplr_arrays(Lambda, P, None, C_tilde, dt, c_name="C_tilde")
-    IA = _dplr_power(Lam, P, dt, L)
-    C = jnp.linalg.solve(jnp.swapaxes(IA, -1, -2), Ct[..., None])[..., 0]
-    return C.reshape(*batch, C.shape[-1])
+    arrays = _dplr_arrays(Lambda, P, None, C_tilde, dt, c_name="C_tilde")
+    return _c_tilde(*arrays, L=L, inverse=True)
+
+
+@functools.partial(jax.jit, static_argnames=("batch", "L", "inverse"))
+def _c_tilde(Lam, P, B, C, dt, batch, *, L, inverse):
+    Lam, P, _, C, dt, _ = _dplr_flatten(Lam, P, B, C, dt, batch)
+    IA = _dplr_power(Lam, P, dt, L)  # I - Ab^L
+    if inverse:
+        out = jnp.linalg.solve(jnp.swapaxes(IA, -1, -2), C[..., None])[..., 0]
+    else:
+        out = jnp.einsum("hn,hnm->hm", C, IA)
+    return out.reshape(*batch, out.shape[-1])

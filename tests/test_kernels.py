@@ -1,0 +1,411 @@
+"""Tests of hippox._src.kernels against float64 NumPy references built from the conventions.
+
+The references never call hippox code: the discretised matrices are formed with the
+formulas of the SSM conventions (zoh / bilinear / dss for diagonal systems, dense bilinear
+for DPLR) and the kernel is the explicit product ``C Ab^l Bb``, step by step.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.test_util import check_grads
+
+import hippox
+from hippox._src import kernels
+
+# --------------------------------------------------------------------------- references
+
+
+def ref_kernel(Ab, Bb, C, L):
+    """K[h, l] = C[h] Ab[h]^l Bb[h] with dense (H, M, M) Ab, complex, step by step."""
+    H, M = Bb.shape
+    out = np.zeros((H, L), np.complex128)
+    x = Bb.astype(np.complex128).copy()
+    for l in range(L):
+        out[:, l] = np.einsum("hm,hm->h", C, x)
+        x = np.einsum("hnm,hm->hn", Ab, x)
+    return out
+
+
+def ref_diag_system(Lam, B, dt, method, L):
+    """Dense (H, M, M) Ab and (H, M) Bb of a diagonal system (conventions formulas)."""
+    x = dt[:, None] * Lam
+    if method == "zoh":
+        ab = np.exp(x)
+        bb = (ab - 1) / Lam * B
+    elif method == "bilinear":
+        ab = (1 + x / 2) / (1 - x / 2)
+        bb = dt[:, None] / (1 - x / 2) * B
+    else:  # dss
+        ab = np.exp(x)
+        bb = (ab - 1) / Lam * B / (ab**L - 1)
+    return np.array([np.diag(a) for a in ab]), bb
+
+
+def ref_dplr_system(Lam, P, B, dt):
+    """Dense bilinear (Ab, Bb) of A = diag(Lambda) - Pᵀ conj(P); P (R, H, M)."""
+    H, M = Lam.shape
+    eye = np.eye(M)
+    Ab = np.zeros((H, M, M), complex)
+    Bb = np.zeros((H, M), complex)
+    for h in range(H):
+        A = np.diag(Lam[h]) - P[:, h].T @ P[:, h].conj()
+        lhs = eye - dt[h] / 2 * A
+        Ab[h] = np.linalg.solve(lhs, eye + dt[h] / 2 * A)
+        Bb[h] = np.linalg.solve(lhs, dt[h] * B[h])
+    return Ab, Bb
+
+
+def ref_c_tilde(C, Ab, L):
+    return np.array([C[h] @ (np.eye(C.shape[1]) - np.linalg.matrix_power(Ab[h], L))
+                     for h in range(C.shape[0])])
+
+
+def crandn(rng, *shape):
+    return rng.standard_normal(shape) + 1j * rng.standard_normal(shape)
+
+
+def random_lambda(rng, H, M, scale_im=3.0):
+    return -rng.uniform(0.05, 1.0, (H, M)) + 1j * scale_im * rng.standard_normal((H, M))
+
+
+def rel_err(K, Kref):
+    K = np.asarray(K, np.float64)
+    return np.max(np.abs(K - Kref)) / np.max(np.abs(Kref))
+
+
+def real_out(Kc, conj_sym):
+    return 2 * Kc.real if conj_sym else Kc.real
+
+
+def closed(x, axis=-1):
+    """Conjugate-closed copy of a half system: concat(x, conj(x)) along the mode axis."""
+    return np.concatenate([x, np.conj(x)], axis=axis)
+
+
+LENGTHS = [1, 2, 7, 64, 100]  # 1, even, odd, power of two, not a power of two
+
+
+# --------------------------------------------------------------------------- kernel_naive
+
+
+@pytest.mark.parametrize("diagonal", [False, True])
+def test_kernel_naive_matches_matrix_powers(rng, diagonal):
+    H, N, L = 3, 4, 9
+    Ab = 0.4 * crandn(rng, H, N) if diagonal else 0.4 * crandn(rng, H, N, N)
+    Bb, C = crandn(rng, H, N), crandn(rng, H, N)
+    K = hippox.kernel_naive(Ab, Bb, C, L)
+    dense = np.array([np.diag(a) for a in Ab]) if diagonal else Ab
+    ref = np.array([[C[h] @ np.linalg.matrix_power(dense[h], l) @ Bb[h] for l in range(L)]
+                    for h in range(H)])
+    assert K.shape == (H, L) and np.iscomplexobj(K)
+    np.testing.assert_allclose(K, ref, rtol=1e-12, atol=1e-12)
+
+
+def test_kernel_naive_broadcast_and_override(rng):
+    N, L = 3, 5
+    Ab = 0.5 * rng.standard_normal((N, N))  # a (N, N) batch of diagonals with shared Bb
+    Bb, C = rng.standard_normal(N), rng.standard_normal(N)
+    K = hippox.kernel_naive(Ab, Bb, C, L, diagonal=True)
+    ref = np.array([[C @ (Ab[i] ** l * Bb) for l in range(L)] for i in range(N)])
+    np.testing.assert_allclose(K, ref, rtol=1e-12)
+    Kd = hippox.kernel_naive(Ab, Bb, C, L)  # inferred dense
+    np.testing.assert_allclose(Kd, [C @ np.linalg.matrix_power(Ab, l) @ Bb for l in range(L)],
+                               rtol=1e-12)
+
+
+# --------------------------------------------------------------------------- kernel_diag
+
+
+@pytest.mark.parametrize("L", LENGTHS)
+@pytest.mark.parametrize("method", ["zoh", "bilinear", "dss"])
+def test_kernel_diag_float64(rng, method, L):
+    H, M = 3, 5
+    Lam = random_lambda(rng, H, M)
+    if method == "dss":  # dss allows either sign of Re(Lambda)
+        Lam.real *= rng.choice([-1.0, 1.0], Lam.shape) * 3
+    B, C = crandn(rng, H, M), crandn(rng, H, M)
+    dt = np.exp(rng.uniform(np.log(1e-3), np.log(0.5), H))
+    Ab, Bb = ref_diag_system(Lam, B, dt, method, L)
+    ref = 2 * ref_kernel(Ab, Bb, C, L).real
+    K = hippox.kernel_diag(Lam, B, C, dt, L, method=method)
+    assert K.shape == (H, L) and K.dtype == np.float64
+    assert rel_err(K, ref) <= 1e-10
+    if L in (7, 100):
+        # Forced small blocks and the single-block Vandermonde give the same values.
+        for cs in (1, 3, L):
+            Kc = hippox.kernel_diag(Lam, B, C, dt, L, method=method, chunk_size=cs)
+            np.testing.assert_allclose(Kc, K, rtol=0, atol=1e-12 * np.max(np.abs(ref)))
+        # conj_sym=False: the conjugate-closed system (N = 2M modes), output Re.
+        Lf, Bf, Cf = closed(Lam), closed(B), closed(C)
+        Ab, Bb = ref_diag_system(Lf, Bf, dt, method, L)
+        ref = ref_kernel(Ab, Bb, Cf, L).real
+        Kf = hippox.kernel_diag(Lf, Bf, Cf, dt, L, method=method, conj_sym=False)
+        assert rel_err(Kf, ref) <= 1e-10
+        # ... and for a system that is not closed, exactly Re of the complex kernel.
+        Ab, Bb = ref_diag_system(Lam, B, dt, method, L)
+        Kr = hippox.kernel_diag(Lam, B, C, dt, L, method=method, conj_sym=False)
+        assert rel_err(Kr, ref_kernel(Ab, Bb, C, L).real) <= 1e-10
+
+
+@pytest.mark.parametrize("method", ["zoh", "bilinear", "dss"])
+def test_kernel_diag_float32(rng, method):
+    H, M, L = 4, 8, 300
+    Lam = random_lambda(rng, H, M)
+    B, C = crandn(rng, H, M), crandn(rng, H, M)
+    dt = np.exp(rng.uniform(np.log(1e-3), np.log(0.1), H))
+    Ab, Bb = ref_diag_system(Lam, B, dt, method, L)
+    ref = 2 * ref_kernel(Ab, Bb, C, L).real
+    K = hippox.kernel_diag(Lam.astype(np.complex64), B.astype(np.complex64),
+                           C.astype(np.complex64), dt.astype(np.float32), L, method=method)
+    assert K.dtype == np.float32
+    assert rel_err(K, ref) <= 1e-4
+
+
+def test_kernel_diag_no_64bit_in_32bit_graph(rng):
+    H, M, L = 2, 4, 16
+    args = (random_lambda(rng, H, M).astype(np.complex64), crandn(rng, H, M).astype(np.complex64),
+            crandn(rng, H, M).astype(np.complex64), np.full(H, 0.1, np.float32))
+    for method in ("zoh", "bilinear", "dss"):
+        jaxpr = str(jax.make_jaxpr(lambda *a: hippox.kernel_diag(*a, L, method=method))(*args))
+        assert "f64" not in jaxpr and "c128" not in jaxpr, method
+
+
+def test_kernel_diag_hippo_spectrum(rng):
+    """S4D with the eigenvalues of the NPLR form of HiPPO-LegS (real part -1/2)."""
+    N, H, L = 16, 3, 50
+    Lam = np.asarray(hippox.nplr("legs", N, dtype=jnp.float64).Lambda)
+    B, C = np.ones((H, N // 2), complex), crandn(rng, H, N // 2)
+    dt = np.array([1e-3, 1e-2, 1e-1])
+    LamH = np.broadcast_to(Lam, (H, N // 2))
+    for method in ("zoh", "bilinear"):
+        Ab, Bb = ref_diag_system(LamH, B, dt, method, L)
+        K = hippox.kernel_diag(Lam, B, C, dt, L, method=method)  # Lambda (M,) broadcast
+        assert rel_err(K, 2 * ref_kernel(Ab, Bb, C, L).real) <= 1e-10
+
+
+def test_kernel_diag_dss_large_positive_real_part(rng):
+    """Re(dt Lambda) L far beyond exp overflow: only the last lags survive (closed form)."""
+    H, M, L = 2, 3, 400
+    Lam = rng.uniform(2.0, 4.0, (H, M)) + 1j * rng.standard_normal((H, M))
+    B, C = crandn(rng, H, M), crandn(rng, H, M)
+    dt = np.array([1.0, 3.0])  # Re(dt Lambda) L >= 800: exp overflows even float64
+    K = np.asarray(hippox.kernel_diag(Lam, B, C, dt, L, method="dss"))
+    assert np.all(np.isfinite(K))
+    # Ab^l Bb / (Ab^L - 1) = (1 - e^{-dtΛ})/Λ e^{-dtΛ j} B (1 + O(e^{-dtΛ L})), j = L-1-l.
+    j = np.arange(L)[::-1]
+    x = dt[:, None] * Lam
+    ref = 2 * np.einsum("hm,hml->hl", C * B * (1 - np.exp(-x)) / Lam,
+                        np.exp(-x[..., None] * j)).real
+    np.testing.assert_allclose(K, ref, rtol=1e-10, atol=1e-12 * np.abs(ref).max())
+    # Moderately large in float32 (overflows exp in float32, not in float64).
+    Lam2 = rng.uniform(0.2, 0.5, (H, M)) + 1j * rng.standard_normal((H, M))
+    Ab, Bb = ref_diag_system(Lam2, B, dt, "dss", L)
+    ref2 = 2 * ref_kernel(Ab, Bb, C, L).real
+    K32 = hippox.kernel_diag(Lam2.astype(np.complex64), B.astype(np.complex64),
+                             C.astype(np.complex64), dt.astype(np.float32), L, method="dss")
+    assert np.all(np.isfinite(K32)) and rel_err(K32, ref2) <= 1e-4
+
+
+def test_kernel_diag_jit_vmap(rng):
+    H, M, L = 4, 3, 20
+    Lam, B, C = random_lambda(rng, H, M), crandn(rng, H, M), crandn(rng, H, M)
+    dt = rng.uniform(0.01, 0.2, H)
+    K = hippox.kernel_diag(Lam, B, C, dt, L, method="bilinear")
+    Kj = jax.jit(hippox.kernel_diag, static_argnames=("L", "method"))(
+        Lam, B, C, dt, L=L, method="bilinear")
+    Kv = jax.vmap(lambda *a: hippox.kernel_diag(*a, L, method="bilinear"))(Lam, B, C, dt)
+    np.testing.assert_allclose(Kj, K, rtol=1e-13, atol=1e-14)
+    np.testing.assert_allclose(Kv, K, rtol=1e-13, atol=1e-14)
+    assert jax.eval_shape(lambda *a: hippox.kernel_diag(*a, L), Lam, B, C, dt).shape == (H, L)
+
+
+@pytest.mark.parametrize("method", ["bilinear", "dss"])
+def test_kernel_diag_grads(rng, method):
+    H, M, L = 2, 2, 6
+    lre, lim = -rng.uniform(0.2, 1.0, (H, M)), rng.standard_normal((H, M))
+    B, C = crandn(rng, H, M), crandn(rng, H, M)
+    dt = rng.uniform(0.05, 0.3, H)
+
+    def f(lre, lim, cre, dt):
+        return hippox.kernel_diag(lre + 1j * lim, B, cre + 1j * C.imag, dt, L, method=method,
+                                  chunk_size=4)
+
+    check_grads(f, (lre, lim, C.real, dt), order=1, modes=["rev"])
+    g = jax.grad(lambda x: jnp.sum(f(x, lim, C.real, dt) ** 2))(lre)
+    assert np.all(np.isfinite(g))
+
+
+# --------------------------------------------------------------------------- kernel_dplr
+
+
+@pytest.mark.parametrize(
+    ("rank", "conj_sym", "L"),
+    [(1, True, L) for L in LENGTHS] + [(2, True, L) for L in LENGTHS]
+    + [(1, False, 2), (2, False, 7), (2, False, 100), (3, True, 64), (3, False, 7)],
+)
+def test_kernel_dplr_float64(rng, rank, conj_sym, L):
+    H, M = 3, 5
+    Lam = random_lambda(rng, H, M)
+    P = 0.5 * crandn(rng, rank, H, M)
+    B, C = crandn(rng, H, M), crandn(rng, H, M)
+    dt = np.exp(rng.uniform(np.log(1e-3), np.log(0.5), H))
+    Ab, Bb = ref_dplr_system(Lam, P, B, dt)
+    ref = real_out(ref_kernel(Ab, Bb, C, L), conj_sym)
+    Ct = ref_c_tilde(C, Ab, L)
+    K = hippox.kernel_dplr(Lam, P, B, Ct, dt, L, conj_sym=conj_sym)
+    assert K.shape == (H, L) and K.dtype == np.float64
+    assert rel_err(K, ref) <= 1e-10
+    for cs in (1, 3) if L in (7, 100) else ():
+        Kc = hippox.kernel_dplr(Lam, P, B, Ct, dt, L, conj_sym=conj_sym, chunk_size=cs)
+        np.testing.assert_allclose(Kc, K, rtol=0, atol=1e-12 * np.max(np.abs(ref)))
+
+
+@pytest.mark.parametrize("rank", [1, 2])
+def test_kernel_dplr_float32(rng, rank):
+    H, M, L = 4, 8, 301
+    Lam = random_lambda(rng, H, M)
+    P = 0.5 * crandn(rng, rank, H, M)
+    B, C = crandn(rng, H, M), crandn(rng, H, M)
+    dt = np.exp(rng.uniform(np.log(1e-3), np.log(0.1), H))
+    Ab, Bb = ref_dplr_system(Lam, P, B, dt)
+    ref = 2 * ref_kernel(Ab, Bb, C, L).real
+    Ct = ref_c_tilde(C, Ab, L)
+    c64 = lambda x: x.astype(np.complex64)  # noqa: E731
+    K = hippox.kernel_dplr(c64(Lam), c64(P), c64(B), c64(Ct), dt.astype(np.float32), L)
+    assert K.dtype == np.float32
+    assert rel_err(K, ref) <= 1e-4
+    jaxpr = str(jax.make_jaxpr(lambda *a: hippox.kernel_dplr(*a, L))(
+        c64(Lam), c64(P), c64(B), c64(Ct), dt.astype(np.float32)))
+    assert "f64" not in jaxpr and "c128" not in jaxpr
+
+
+@pytest.mark.parametrize("L", [64, 75])
+def test_kernel_dplr_hippo_legs(rng, L):
+    """NPLR of HiPPO-LegS: the half system (conj_sym=True, as the conventions define it),
+    and the conjugate-closed system (conj_sym=False), which is exactly the real LegS matrix."""
+    N, H = 8, 2
+    Lam, P, B, V = (np.asarray(x) for x in hippox.nplr("legs", N, dtype=jnp.float64))
+    dt = np.array([0.01, 0.1])
+    LamH, PH, BH = (np.broadcast_to(x, (*x.shape[:-1], H, N // 2)) if x.ndim > 1 else
+                    np.broadcast_to(x, (H, N // 2)) for x in (Lam, P, B))
+    C = crandn(rng, H, N // 2)
+    Ab, Bb = ref_dplr_system(LamH, PH, BH, dt)
+    K = hippox.kernel_dplr(Lam, P, B, ref_c_tilde(C, Ab, L), dt, L)
+    assert rel_err(K, 2 * ref_kernel(Ab, Bb, C, L).real) <= 1e-10
+    # Real LegS system with a random real output vector c: C_full = c V_full.
+    A_real, B_real = (np.asarray(x) for x in hippox.transition("legs", N, dtype=jnp.float64))
+    c = rng.standard_normal((H, N))
+    ref_real = np.zeros((H, L))
+    for h in range(H):
+        lhs = np.eye(N) - dt[h] / 2 * A_real
+        ab = np.linalg.solve(lhs, np.eye(N) + dt[h] / 2 * A_real)
+        x = np.linalg.solve(lhs, dt[h] * B_real)
+        for l in range(L):
+            ref_real[h, l] = c[h] @ x
+            x = ab @ x
+    Vf = closed(V, axis=1)
+    Cf = c @ Vf
+    Lf, Pf, Bf = closed(Lam), closed(P), closed(B)
+    LfH, PfH, BfH = np.broadcast_to(Lf, (H, N)), np.broadcast_to(Pf[:, None], (1, H, N)), \
+        np.broadcast_to(Bf, (H, N))
+    Abf, _ = ref_dplr_system(LfH, PfH, BfH, dt)
+    Kf = hippox.kernel_dplr(Lf, Pf, Bf, ref_c_tilde(Cf, Abf, L), dt, L, conj_sym=False)
+    assert rel_err(Kf, ref_real) <= 1e-9
+
+
+def test_c_tilde_round_trip_and_kernel(rng):
+    H, M, R, L = 3, 6, 2, 40
+    Lam, P = random_lambda(rng, H, M), 0.5 * crandn(rng, R, H, M)
+    B, C = crandn(rng, H, M), crandn(rng, H, M)
+    dt = rng.uniform(0.01, 0.3, H)
+    Ab, Bb = ref_dplr_system(Lam, P, B, dt)
+    Ct = hippox.dplr_c_tilde(C, Lam, P, dt, L)
+    np.testing.assert_allclose(Ct, ref_c_tilde(C, Ab, L), rtol=1e-11, atol=1e-12)
+    np.testing.assert_allclose(hippox.dplr_c_from_tilde(Ct, Lam, P, dt, L), C, rtol=1e-10,
+                               atol=1e-11)
+    K = hippox.kernel_dplr(Lam, P, B, Ct, dt, L)
+    assert rel_err(K, 2 * ref_kernel(Ab, Bb, C, L).real) <= 1e-10
+    # L = 1 and an odd length exercise the repeated squaring.
+    for Lx in (1, 13):
+        np.testing.assert_allclose(hippox.dplr_c_tilde(C, Lam, P, dt, Lx),
+                                   ref_c_tilde(C, Ab, Lx), rtol=1e-11, atol=1e-12)
+
+
+def test_kernel_dplr_jit_vmap(rng):
+    H, M, R, L = 3, 4, 1, 24
+    Lam, P = random_lambda(rng, H, M), 0.5 * crandn(rng, R, H, M)
+    B, Ct = crandn(rng, H, M), crandn(rng, H, M)
+    dt = rng.uniform(0.01, 0.2, H)
+    K = hippox.kernel_dplr(Lam, P, B, Ct, dt, L)
+    Kj = jax.jit(hippox.kernel_dplr, static_argnames=("L",))(Lam, P, B, Ct, dt, L=L)
+    Kv = jax.vmap(lambda lam, p, b, c, d: hippox.kernel_dplr(lam, p, b, c, d, L),
+                  in_axes=(0, 1, 0, 0, 0))(Lam, P, B, Ct, dt)
+    np.testing.assert_allclose(Kj, K, rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(Kv, K, rtol=1e-12, atol=1e-13)
+
+
+@pytest.mark.parametrize("rank", [1, 3])
+def test_kernel_dplr_grads(rng, rank):
+    H, M, L = 2, 2, 6
+    lre, lim = -rng.uniform(0.2, 1.0, (H, M)), rng.standard_normal((H, M))
+    P, B, C = 0.5 * crandn(rng, rank, H, M), crandn(rng, H, M), crandn(rng, H, M)
+    dt = rng.uniform(0.05, 0.3, H)
+
+    def f(lre, pre, cre, dt):
+        return hippox.kernel_dplr(lre + 1j * lim, pre + 1j * P.imag, B, cre + 1j * C.imag, dt,
+                                  L, chunk_size=3)
+
+    check_grads(f, (lre, P.real, C.real, dt), order=1, modes=["rev"])
+    check_grads(lambda c, d: hippox.dplr_c_tilde(c + 0j, lre + 1j * lim, P, d, 5).real,
+                (C.real, dt), order=1, modes=["rev"])
+
+
+def test_kernels_do_not_materialise_hnl():
+    """The compiled kernels need far less scratch memory than one (H, M, L) array."""
+    H, M, L = 64, 32, 8192
+    full = H * M * L * 8  # bytes of an (H, M, L) complex64 array: 128 MiB
+    f32 = jax.ShapeDtypeStruct
+    lam, vec, dt = f32((H, M), jnp.complex64), f32((H, M), jnp.complex64), f32((H,), jnp.float32)
+    p = f32((1, H, M), jnp.complex64)
+    for fn, args in (
+        (lambda a, b, c, d: hippox.kernel_diag(a, b, c, d, L), (lam, vec, vec, dt)),
+        (lambda a, p, b, c, d: hippox.kernel_dplr(a, p, b, c, d, L), (lam, p, vec, vec, dt)),
+    ):
+        ma = jax.jit(fn).lower(*args).compile().memory_analysis()
+        if ma is None:  # pragma: no cover - backend without memory analysis
+            pytest.skip("no memory analysis on this backend")
+        assert ma.temp_size_in_bytes < full / 2, ma.temp_size_in_bytes
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def test_errors(rng):
+    Lam, B, C, dt = random_lambda(rng, 2, 3), crandn(rng, 2, 3), crandn(rng, 2, 3), np.ones(2)
+    with pytest.raises(ValueError, match="`L` must be an integer >= 1"):
+        hippox.kernel_diag(Lam, B, C, dt, 0)
+    with pytest.raises(TypeError, match="`L` must be an integer"):
+        hippox.kernel_diag(Lam, B, C, dt, 4.0)
+    with pytest.raises(ValueError, match="`method` must be one of"):
+        hippox.kernel_diag(Lam, B, C, dt, 4, method="euler")
+    with pytest.raises(ValueError, match="`B` must have shape"):
+        hippox.kernel_diag(Lam, B[:, :2], C, dt, 4)
+    with pytest.raises(ValueError, match="must broadcast together"):
+        hippox.kernel_diag(Lam, B, C, np.ones(3), 4)
+    with pytest.raises(TypeError, match="`dt` must be real"):
+        hippox.kernel_diag(Lam, B, C, dt + 0j, 4)
+    with pytest.raises(ValueError, match="`chunk_size` must be an integer >= 1"):
+        hippox.kernel_diag(Lam, B, C, dt, 4, chunk_size=0)
+    with pytest.raises(ValueError, match="`P` must have shape"):
+        hippox.kernel_dplr(Lam, B[0], B, C, dt, 4)
+    with pytest.raises(ValueError, match="`C_tilde` must have shape"):
+        hippox.kernel_dplr(Lam, B[None], B, C[:, :1], dt, 4)
+    with pytest.raises(ValueError, match="`C` must have shape"):
+        hippox.dplr_c_tilde(C[:, :1], Lam, B[None], dt, 4)
+    with pytest.raises(ValueError, match="`Ab` \\(dense\\) must have shape"):
+        hippox.kernel_naive(np.ones((2, 3, 4)), np.ones((2, 3)), np.ones((2, 3)), 4,
+                            diagonal=False)
+    with pytest.raises(ValueError, match="`C` must have shape"):
+        hippox.kernel_naive(np.ones((2, 3)), np.ones((2, 3)), np.ones((2, 4)), 4)
