@@ -12,7 +12,6 @@ import pytest
 from jax.test_util import check_grads
 
 import hippox
-from hippox._src import kernels
 
 # --------------------------------------------------------------------------- references
 
@@ -58,8 +57,9 @@ def ref_dplr_system(Lam, P, B, dt):
 
 
 def ref_c_tilde(C, Ab, L):
-    return np.array([C[h] @ (np.eye(C.shape[1]) - np.linalg.matrix_power(Ab[h], L))
-                     for h in range(C.shape[0])])
+    return np.array(
+        [C[h] @ (np.eye(C.shape[1]) - np.linalg.matrix_power(Ab[h], L)) for h in range(C.shape[0])]
+    )
 
 
 def crandn(rng, *shape):
@@ -97,8 +97,9 @@ def test_kernel_naive_matches_matrix_powers(rng, diagonal):
     Bb, C = crandn(rng, H, N), crandn(rng, H, N)
     K = hippox.kernel_naive(Ab, Bb, C, L)
     dense = np.array([np.diag(a) for a in Ab]) if diagonal else Ab
-    ref = np.array([[C[h] @ np.linalg.matrix_power(dense[h], l) @ Bb[h] for l in range(L)]
-                    for h in range(H)])
+    ref = np.array(
+        [[C[h] @ np.linalg.matrix_power(dense[h], l) @ Bb[h] for l in range(L)] for h in range(H)]
+    )
     assert K.shape == (H, L) and np.iscomplexobj(K)
     np.testing.assert_allclose(K, ref, rtol=1e-12, atol=1e-12)
 
@@ -111,8 +112,9 @@ def test_kernel_naive_broadcast_and_override(rng):
     ref = np.array([[C @ (Ab[i] ** l * Bb) for l in range(L)] for i in range(N)])
     np.testing.assert_allclose(K, ref, rtol=1e-12)
     Kd = hippox.kernel_naive(Ab, Bb, C, L)  # inferred dense
-    np.testing.assert_allclose(Kd, [C @ np.linalg.matrix_power(Ab, l) @ Bb for l in range(L)],
-                               rtol=1e-12)
+    np.testing.assert_allclose(
+        Kd, [C @ np.linalg.matrix_power(Ab, l) @ Bb for l in range(L)], rtol=1e-12
+    )
 
 
 # --------------------------------------------------------------------------- kernel_diag
@@ -157,18 +159,29 @@ def test_kernel_diag_float32(rng, method):
     dt = np.exp(rng.uniform(np.log(1e-3), np.log(0.1), H))
     Ab, Bb = ref_diag_system(Lam, B, dt, method, L)
     ref = 2 * ref_kernel(Ab, Bb, C, L).real
-    K = hippox.kernel_diag(Lam.astype(np.complex64), B.astype(np.complex64),
-                           C.astype(np.complex64), dt.astype(np.float32), L, method=method)
+    K = hippox.kernel_diag(
+        Lam.astype(np.complex64),
+        B.astype(np.complex64),
+        C.astype(np.complex64),
+        dt.astype(np.float32),
+        L,
+        method=method,
+    )
     assert K.dtype == np.float32
     assert rel_err(K, ref) <= 1e-4
 
 
 def test_kernel_diag_no_64bit_in_32bit_graph(rng):
     H, M, L = 2, 4, 16
-    args = (random_lambda(rng, H, M).astype(np.complex64), crandn(rng, H, M).astype(np.complex64),
-            crandn(rng, H, M).astype(np.complex64), np.full(H, 0.1, np.float32))
+    args = (
+        random_lambda(rng, H, M).astype(np.complex64),
+        crandn(rng, H, M).astype(np.complex64),
+        crandn(rng, H, M).astype(np.complex64),
+        np.full(H, 0.1, np.float32),
+    )
     for method in ("zoh", "bilinear", "dss"):
-        jaxpr = str(jax.make_jaxpr(lambda *a: hippox.kernel_diag(*a, L, method=method))(*args))
+        fn = lambda *a, m=method: hippox.kernel_diag(*a, L, method=m)  # noqa: E731
+        jaxpr = str(jax.make_jaxpr(fn)(*args))
         assert "f64" not in jaxpr and "c128" not in jaxpr, method
 
 
@@ -196,15 +209,22 @@ def test_kernel_diag_dss_large_positive_real_part(rng):
     # Ab^l Bb / (Ab^L - 1) = (1 - e^{-dtΛ})/Λ e^{-dtΛ j} B (1 + O(e^{-dtΛ L})), j = L-1-l.
     j = np.arange(L)[::-1]
     x = dt[:, None] * Lam
-    ref = 2 * np.einsum("hm,hml->hl", C * B * (1 - np.exp(-x)) / Lam,
-                        np.exp(-x[..., None] * j)).real
+    ref = (
+        2 * np.einsum("hm,hml->hl", C * B * (1 - np.exp(-x)) / Lam, np.exp(-x[..., None] * j)).real
+    )
     np.testing.assert_allclose(K, ref, rtol=1e-10, atol=1e-12 * np.abs(ref).max())
     # Moderately large in float32 (overflows exp in float32, not in float64).
     Lam2 = rng.uniform(0.2, 0.5, (H, M)) + 1j * rng.standard_normal((H, M))
     Ab, Bb = ref_diag_system(Lam2, B, dt, "dss", L)
     ref2 = 2 * ref_kernel(Ab, Bb, C, L).real
-    K32 = hippox.kernel_diag(Lam2.astype(np.complex64), B.astype(np.complex64),
-                             C.astype(np.complex64), dt.astype(np.float32), L, method="dss")
+    K32 = hippox.kernel_diag(
+        Lam2.astype(np.complex64),
+        B.astype(np.complex64),
+        C.astype(np.complex64),
+        dt.astype(np.float32),
+        L,
+        method="dss",
+    )
     assert np.all(np.isfinite(K32)) and rel_err(K32, ref2) <= 1e-4
 
 
@@ -214,7 +234,8 @@ def test_kernel_diag_jit_vmap(rng):
     dt = rng.uniform(0.01, 0.2, H)
     K = hippox.kernel_diag(Lam, B, C, dt, L, method="bilinear")
     Kj = jax.jit(hippox.kernel_diag, static_argnames=("L", "method"))(
-        Lam, B, C, dt, L=L, method="bilinear")
+        Lam, B, C, dt, L=L, method="bilinear"
+    )
     Kv = jax.vmap(lambda *a: hippox.kernel_diag(*a, L, method="bilinear"))(Lam, B, C, dt)
     np.testing.assert_allclose(Kj, K, rtol=1e-13, atol=1e-14)
     np.testing.assert_allclose(Kv, K, rtol=1e-13, atol=1e-14)
@@ -229,8 +250,9 @@ def test_kernel_diag_grads(rng, method):
     dt = rng.uniform(0.05, 0.3, H)
 
     def f(lre, lim, cre, dt):
-        return hippox.kernel_diag(lre + 1j * lim, B, cre + 1j * C.imag, dt, L, method=method,
-                                  chunk_size=4)
+        return hippox.kernel_diag(
+            lre + 1j * lim, B, cre + 1j * C.imag, dt, L, method=method, chunk_size=4
+        )
 
     check_grads(f, (lre, lim, C.real, dt), order=1, modes=["rev"])
     g = jax.grad(lambda x: jnp.sum(f(x, lim, C.real, dt) ** 2))(lre)
@@ -242,7 +264,8 @@ def test_kernel_diag_grads(rng, method):
 
 @pytest.mark.parametrize(
     ("rank", "conj_sym", "L"),
-    [(1, True, L) for L in LENGTHS] + [(2, True, L) for L in LENGTHS]
+    [(1, True, L) for L in LENGTHS]
+    + [(2, True, L) for L in LENGTHS]
     + [(1, False, 2), (2, False, 7), (2, False, 100), (3, True, 64), (3, False, 7)],
 )
 def test_kernel_dplr_float64(rng, rank, conj_sym, L):
@@ -276,8 +299,11 @@ def test_kernel_dplr_float32(rng, rank):
     K = hippox.kernel_dplr(c64(Lam), c64(P), c64(B), c64(Ct), dt.astype(np.float32), L)
     assert K.dtype == np.float32
     assert rel_err(K, ref) <= 1e-4
-    jaxpr = str(jax.make_jaxpr(lambda *a: hippox.kernel_dplr(*a, L))(
-        c64(Lam), c64(P), c64(B), c64(Ct), dt.astype(np.float32)))
+    jaxpr = str(
+        jax.make_jaxpr(lambda *a: hippox.kernel_dplr(*a, L))(
+            c64(Lam), c64(P), c64(B), c64(Ct), dt.astype(np.float32)
+        )
+    )
     assert "f64" not in jaxpr and "c128" not in jaxpr
 
 
@@ -288,8 +314,12 @@ def test_kernel_dplr_hippo_legs(rng, L):
     N, H = 8, 2
     Lam, P, B, V = (np.asarray(x) for x in hippox.nplr("legs", N, dtype=jnp.float64))
     dt = np.array([0.01, 0.1])
-    LamH, PH, BH = (np.broadcast_to(x, (*x.shape[:-1], H, N // 2)) if x.ndim > 1 else
-                    np.broadcast_to(x, (H, N // 2)) for x in (Lam, P, B))
+    LamH, PH, BH = (
+        np.broadcast_to(x, (*x.shape[:-1], H, N // 2))
+        if x.ndim > 1
+        else np.broadcast_to(x, (H, N // 2))
+        for x in (Lam, P, B)
+    )
     C = crandn(rng, H, N // 2)
     Ab, Bb = ref_dplr_system(LamH, PH, BH, dt)
     K = hippox.kernel_dplr(Lam, P, B, ref_c_tilde(C, Ab, L), dt, L)
@@ -308,8 +338,11 @@ def test_kernel_dplr_hippo_legs(rng, L):
     Vf = closed(V, axis=1)
     Cf = c @ Vf
     Lf, Pf, Bf = closed(Lam), closed(P), closed(B)
-    LfH, PfH, BfH = np.broadcast_to(Lf, (H, N)), np.broadcast_to(Pf[:, None], (1, H, N)), \
-        np.broadcast_to(Bf, (H, N))
+    LfH, PfH, BfH = (
+        np.broadcast_to(Lf, (H, N)),
+        np.broadcast_to(Pf[:, None], (1, H, N)),
+        np.broadcast_to(Bf, (H, N)),
+    )
     Abf, _ = ref_dplr_system(LfH, PfH, BfH, dt)
     Kf = hippox.kernel_dplr(Lf, Pf, Bf, ref_c_tilde(Cf, Abf, L), dt, L, conj_sym=False)
     assert rel_err(Kf, ref_real) <= 1e-9
@@ -323,14 +356,16 @@ def test_c_tilde_round_trip_and_kernel(rng):
     Ab, Bb = ref_dplr_system(Lam, P, B, dt)
     Ct = hippox.dplr_c_tilde(C, Lam, P, dt, L)
     np.testing.assert_allclose(Ct, ref_c_tilde(C, Ab, L), rtol=1e-11, atol=1e-12)
-    np.testing.assert_allclose(hippox.dplr_c_from_tilde(Ct, Lam, P, dt, L), C, rtol=1e-10,
-                               atol=1e-11)
+    np.testing.assert_allclose(
+        hippox.dplr_c_from_tilde(Ct, Lam, P, dt, L), C, rtol=1e-10, atol=1e-11
+    )
     K = hippox.kernel_dplr(Lam, P, B, Ct, dt, L)
     assert rel_err(K, 2 * ref_kernel(Ab, Bb, C, L).real) <= 1e-10
     # L = 1 and an odd length exercise the repeated squaring.
     for Lx in (1, 13):
-        np.testing.assert_allclose(hippox.dplr_c_tilde(C, Lam, P, dt, Lx),
-                                   ref_c_tilde(C, Ab, Lx), rtol=1e-11, atol=1e-12)
+        np.testing.assert_allclose(
+            hippox.dplr_c_tilde(C, Lam, P, dt, Lx), ref_c_tilde(C, Ab, Lx), rtol=1e-11, atol=1e-12
+        )
 
 
 def test_kernel_dplr_jit_vmap(rng):
@@ -340,8 +375,9 @@ def test_kernel_dplr_jit_vmap(rng):
     dt = rng.uniform(0.01, 0.2, H)
     K = hippox.kernel_dplr(Lam, P, B, Ct, dt, L)
     Kj = jax.jit(hippox.kernel_dplr, static_argnames=("L",))(Lam, P, B, Ct, dt, L=L)
-    Kv = jax.vmap(lambda lam, p, b, c, d: hippox.kernel_dplr(lam, p, b, c, d, L),
-                  in_axes=(0, 1, 0, 0, 0))(Lam, P, B, Ct, dt)
+    Kv = jax.vmap(
+        lambda lam, p, b, c, d: hippox.kernel_dplr(lam, p, b, c, d, L), in_axes=(0, 1, 0, 0, 0)
+    )(Lam, P, B, Ct, dt)
     np.testing.assert_allclose(Kj, K, rtol=1e-12, atol=1e-13)
     np.testing.assert_allclose(Kv, K, rtol=1e-12, atol=1e-13)
 
@@ -354,12 +390,17 @@ def test_kernel_dplr_grads(rng, rank):
     dt = rng.uniform(0.05, 0.3, H)
 
     def f(lre, pre, cre, dt):
-        return hippox.kernel_dplr(lre + 1j * lim, pre + 1j * P.imag, B, cre + 1j * C.imag, dt,
-                                  L, chunk_size=3)
+        return hippox.kernel_dplr(
+            lre + 1j * lim, pre + 1j * P.imag, B, cre + 1j * C.imag, dt, L, chunk_size=3
+        )
 
     check_grads(f, (lre, P.real, C.real, dt), order=1, modes=["rev"])
-    check_grads(lambda c, d: hippox.dplr_c_tilde(c + 0j, lre + 1j * lim, P, d, 5).real,
-                (C.real, dt), order=1, modes=["rev"])
+    check_grads(
+        lambda c, d: hippox.dplr_c_tilde(c + 0j, lre + 1j * lim, P, d, 5).real,
+        (C.real, dt),
+        order=1,
+        modes=["rev"],
+    )
 
 
 def test_kernels_do_not_materialise_hnl():
@@ -405,7 +446,6 @@ def test_errors(rng):
     with pytest.raises(ValueError, match="`C` must have shape"):
         hippox.dplr_c_tilde(C[:, :1], Lam, B[None], dt, 4)
     with pytest.raises(ValueError, match="`Ab` \\(dense\\) must have shape"):
-        hippox.kernel_naive(np.ones((2, 3, 4)), np.ones((2, 3)), np.ones((2, 3)), 4,
-                            diagonal=False)
+        hippox.kernel_naive(np.ones((2, 3, 4)), np.ones((2, 3)), np.ones((2, 3)), 4, diagonal=False)
     with pytest.raises(ValueError, match="`C` must have shape"):
         hippox.kernel_naive(np.ones((2, 3)), np.ones((2, 3)), np.ones((2, 4)), 4)

@@ -14,6 +14,8 @@ half-precision type) and cast back.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -69,7 +71,8 @@ def _prepare(u, kernels: dict, D):
     out_dtype = jnp.result_type(u, *ks.values(), *(() if D is None else (D,)))
     if not jnp.issubdtype(out_dtype, jnp.floating):
         out_dtype = jnp.result_type(float)
-    fft_dtype = out_dtype if np.dtype(out_dtype).itemsize >= 4 else np.dtype(np.float32)
+    out_dtype = np.dtype(out_dtype)
+    fft_dtype = out_dtype if out_dtype.itemsize >= 4 else np.dtype(np.float32)
     return u, ks, D, L, out_dtype, fft_dtype
 
 
@@ -106,9 +109,15 @@ def causal_conv(u: ArrayLike, K: ArrayLike, *, D: ArrayLike | None = None) -> ja
       [2.0, 4.5, 7.25]
     """
     u, ks, D, L, out_dtype, fft_dtype = _prepare(u, {"K": K}, D)
+    return _causal(u, ks["K"], D, out_dtype=out_dtype, fft_dtype=fft_dtype)
+
+
+@functools.partial(jax.jit, static_argnames=("out_dtype", "fft_dtype"))
+def _causal(u, K, D, *, out_dtype, fft_dtype):
+    L = u.shape[-1]
     n = _fft_len(L)
     uf = jnp.fft.rfft(u.astype(fft_dtype), n=n, axis=-1)
-    kf = jnp.fft.rfft(ks["K"].astype(fft_dtype), n=n, axis=-1)
+    kf = jnp.fft.rfft(K.astype(fft_dtype), n=n, axis=-1)
     y = jnp.fft.irfft(uf * kf, n=n, axis=-1)[..., :L]
     return _finish(y, u, D, out_dtype)
 
@@ -149,8 +158,14 @@ def bidirectional_conv(
       [21.0, 32.0, 3.0]
     """
     u, ks, D, L, out_dtype, fft_dtype = _prepare(u, {"K_fwd": K_fwd, "K_bwd": K_bwd}, D)
+    return _bidirectional(u, ks["K_fwd"], ks["K_bwd"], D, out_dtype=out_dtype, fft_dtype=fft_dtype)
+
+
+@functools.partial(jax.jit, static_argnames=("out_dtype", "fft_dtype"))
+def _bidirectional(u, kf, kb, D, *, out_dtype, fft_dtype):
+    L = u.shape[-1]
     n = _fft_len(L)
-    kf, kb = ks["K_fwd"].astype(fft_dtype), ks["K_bwd"].astype(fft_dtype)
+    kf, kb = kf.astype(fft_dtype), kb.astype(fft_dtype)
     shape = jnp.broadcast_shapes(kf.shape[:-1], kb.shape[:-1])
     kf, kb = jnp.broadcast_to(kf, (*shape, L)), jnp.broadcast_to(kb, (*shape, L))
     # Lag m >= 0 sits at index m, lag -(k+1) at index n-1-k (k < L-1); n >= 2L-1 keeps

@@ -105,7 +105,9 @@ def _batch_shape(shapes: dict[str, tuple[int, ...]]) -> tuple[int, ...]:
 
 def _check_modes(name: str, x: jax.Array, M: int, what: str = "(..., M)") -> None:
     if x.ndim < 1 or x.shape[-1] != M:
-        raise ValueError(f"`{name}` must have shape {what} with M={M} (from Lambda), got {x.shape}.")
+        raise ValueError(
+            f"`{name}` must have shape {what} with M={M} (from Lambda), got {x.shape}."
+        )
 
 
 def _check_chunk(chunk_size) -> int | None:
@@ -188,11 +190,15 @@ def kernel_naive(
         diagonal = not (Ab.ndim == Bb.ndim + 1 and Ab.ndim >= 2 and Ab.shape[-1] == Ab.shape[-2])
     if diagonal:
         if Ab.ndim < 1 or Ab.shape[-1] != N:
-            raise ValueError(f"`Ab` (diagonal) must have shape (..., N) with N={N}, got {Ab.shape}.")
+            raise ValueError(
+                f"`Ab` (diagonal) must have shape (..., N) with N={N}, got {Ab.shape}."
+            )
         shapes = {"Ab": Ab.shape[:-1], "Bb": Bb.shape[:-1], "C": C.shape[:-1]}
     else:
         if Ab.ndim < 2 or Ab.shape[-2:] != (N, N):
-            raise ValueError(f"`Ab` (dense) must have shape (..., N, N) with N={N}, got {Ab.shape}.")
+            raise ValueError(
+                f"`Ab` (dense) must have shape (..., N, N) with N={N}, got {Ab.shape}."
+            )
         shapes = {"Ab": Ab.shape[:-2], "Bb": Bb.shape[:-1], "C": C.shape[:-1]}
     if C.ndim < 1 or C.shape[-1] != N:
         raise ValueError(f"`C` must have shape (..., N) with N={N}, got {C.shape}.")
@@ -313,7 +319,14 @@ def kernel_diag(
         {"Lambda": Lam.shape[:-1], "B": B.shape[:-1], "C": C.shape[:-1], "dt": dt.shape}
     )
     return _kernel_diag(
-        Lam, B, C, dt, L=L, method=method, conj_sym=bool(conj_sym), chunk_size=chunk_size,
+        Lam,
+        B,
+        C,
+        dt,
+        L=L,
+        method=method,
+        conj_sym=bool(conj_sym),
+        chunk_size=chunk_size,
         batch=batch,
     )
 
@@ -323,7 +336,9 @@ def _kernel_diag(Lam, B, C, dt, *, L, method, conj_sym, chunk_size, batch):
     M = Lam.shape[-1]
     ctype, rtype = _compute_dtypes(Lam, B, C, dt)
     rows = math.prod(batch)
-    Lam, B, C = (jnp.broadcast_to(x.astype(ctype), (*batch, M)).reshape(rows, M) for x in (Lam, B, C))
+    Lam, B, C = (
+        jnp.broadcast_to(x.astype(ctype), (*batch, M)).reshape(rows, M) for x in (Lam, B, C)
+    )
     dt = jnp.broadcast_to(dt.astype(rtype), batch).reshape(rows)
 
     if method == "dss":
@@ -363,8 +378,13 @@ def _dplr_arrays(Lambda, P, B, C, dt, *, c_name: str):
     _check_modes("B", B, M)
     _check_modes(c_name, C, M)
     batch = _batch_shape(
-        {"Lambda": Lam.shape[:-1], "P": P.shape[1:-1], "B": B.shape[:-1], c_name: C.shape[:-1],
-         "dt": dt.shape}
+        {
+            "Lambda": Lam.shape[:-1],
+            "P": P.shape[1:-1],
+            "B": B.shape[:-1],
+            c_name: C.shape[:-1],
+            "dt": dt.shape,
+        }
     )
     return Lam, P, B, C, dt, batch
 
@@ -374,7 +394,9 @@ def _dplr_flatten(Lam, P, B, C, dt, batch):
     R, M = P.shape[0], Lam.shape[-1]
     ctype, rtype = _compute_dtypes(Lam, P, B, C, dt)
     rows = math.prod(batch)
-    Lam, B, C = (jnp.broadcast_to(x.astype(ctype), (*batch, M)).reshape(rows, M) for x in (Lam, B, C))
+    Lam, B, C = (
+        jnp.broadcast_to(x.astype(ctype), (*batch, M)).reshape(rows, M) for x in (Lam, B, C)
+    )
     P = jnp.broadcast_to(P.astype(ctype), (R, *batch, M)).reshape(R, rows, M)
     dt = jnp.broadcast_to(dt.astype(rtype), batch).reshape(rows)
     return Lam, jnp.moveaxis(P, 0, 1), B, C, dt, rtype
@@ -523,9 +545,7 @@ def _dplr_power(Lam, P, dt, L):
     return eye - result
 
 
-def dplr_c_tilde(
-    C: ArrayLike, Lambda: ArrayLike, P: ArrayLike, dt: ArrayLike, L: int
-) -> jax.Array:
+def dplr_c_tilde(C: ArrayLike, Lambda: ArrayLike, P: ArrayLike, dt: ArrayLike, L: int) -> jax.Array:
     """S4's output parameterisation ``C̃ = C (I - Ab^L)`` (row vector times matrix).
 
     ``Ab`` is the bilinear discretisation of ``A = diag(Lambda) - Pᵀ conj(P)`` with step
