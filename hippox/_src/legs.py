@@ -125,7 +125,11 @@ def legs_matvec(c: ArrayLike) -> jax.Array:
       >>> bool(np.allclose(hippox.legs_matvec(c), A @ c, atol=1e-5))
       True
     """
-    c = _as_inexact("c", c, min_ndim=1)
+    return _matvec(_as_inexact("c", c, min_ndim=1))
+
+
+@jax.jit
+def _matvec(c: jax.Array) -> jax.Array:
     N = c.shape[-1]
     rdtype = _real_of(c.dtype)
     q = _q(N, rdtype)
@@ -167,7 +171,6 @@ def legs_solve(y: ArrayLike, a: ArrayLike) -> jax.Array:
     a_val = _concrete(a)
     if a_val is not None and not (np.all(np.isfinite(a_val)) and np.all(a_val >= 0)):
         raise ValueError(f"`a` must be finite and >= 0, got {a_val}.")
-    N = y.shape[-1]
     try:
         jnp.broadcast_shapes(a.shape, y.shape[:-1])
     except ValueError as err:
@@ -175,9 +178,14 @@ def legs_solve(y: ArrayLike, a: ArrayLike) -> jax.Array:
             f"`a` must broadcast against y.shape[:-1] = {y.shape[:-1]}, got shape {a.shape}."
         ) from err
     dtype = jnp.result_type(y, a)
-    rdtype = _real_of(dtype)
-    y = y.astype(dtype)
-    a = a.astype(rdtype)[..., None]
+    return _solve(y.astype(dtype), a.astype(_real_of(dtype)))
+
+
+@jax.jit
+def _solve(y: jax.Array, a: jax.Array) -> jax.Array:
+    N = y.shape[-1]
+    rdtype = a.dtype
+    a = a[..., None]
     q = _q(N, rdtype)
     n = jnp.arange(N, dtype=rdtype)
     den = 1.0 + a * (n + 1.0)
@@ -237,12 +245,16 @@ def legs_step(c: ArrayLike, f: ArrayLike, dt: ArrayLike, *, method: LegsMethod =
         raise ValueError(f"`dt` must be >= 0, got {dt_val}.")
     dtype = jnp.result_type(c, f, dt)
     rdtype = _real_of(dtype)
-    c, f, dt = c.astype(dtype), f.astype(dtype), dt.astype(rdtype)
-    q = _q(c.shape[-1], rdtype)
-    y = c + ((1.0 - alpha) * dt)[..., None] * legs_matvec(c) + (dt * f)[..., None] * q
+    return _step(c.astype(dtype), f.astype(dtype), dt.astype(rdtype), alpha)
+
+
+@functools.partial(jax.jit, static_argnums=3)
+def _step(c: jax.Array, f: jax.Array, dt: jax.Array, alpha: float) -> jax.Array:
+    q = _q(c.shape[-1], dt.dtype)
+    y = c + ((1.0 - alpha) * dt)[..., None] * _matvec(c) + (dt * f)[..., None] * q
     if alpha == 0.0:
         return y
-    return legs_solve(y, alpha * dt)
+    return _solve(y, alpha * dt)
 
 
 def legs_transition(

@@ -23,6 +23,8 @@ for ``legs``) unless ``timestamps`` are given, and the first step spans ``[0, t_
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -209,6 +211,7 @@ def hippo_project(
     return _project_lti(f, A, B, dt, t, method, final_only)
 
 
+@functools.partial(jax.jit, static_argnums=(2, 3, 4))
 def _project_legs(f, t, N, method, final_only):
     alpha = legs._check_method(method)
     L = f.shape[-1]
@@ -229,6 +232,7 @@ def _project_legs(f, t, N, method, final_only):
     return legs.legs_scan_skewed(a, b, g, init, N, final_only=final_only)
 
 
+@functools.partial(jax.jit, static_argnums=(5, 6))
 def _project_lti(f, A, B, dt, t, method, final_only):
     N = A.shape[-1]
     valid = ~jnp.isnan(f)
