@@ -239,6 +239,18 @@ def test_lti_matches_dense_loop_with_nans_and_timestamps(rng, method):
                                                     method=method), got, rtol=1e-9, atol=1e-12)
 
 
+def test_large_absolute_timestamps_keep_their_resolution_in_float32(rng):
+    """Steps are formed in float64 on the host, then cast (float32 resolution at 1e8 is 8)."""
+    L = 40
+    t = np.concatenate([[1.0], 1e8 + np.cumsum(rng.uniform(0.5, 2.0, L - 1))])
+    f = rng.standard_normal(L).astype(np.float32)
+    for measure, method in (("lagt", "backward_euler"), ("legs", "bilinear")):
+        got = hippox.hippo_project(f, measure, 6, timestamps=t, method=method)
+        assert got.dtype == jnp.float32
+        want = np_project(f.astype(np.float64), measure, 6, t=t, method=method)
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5 * np.abs(want).max())
+
+
 def test_lti_per_channel_dt_and_batch(rng):
     N, L = 4, 20
     f = rng.standard_normal((3, L))

@@ -58,8 +58,14 @@ def _signal(f: ArrayLike) -> jax.Array:
     return f
 
 
-def _timestamps(timestamps: ArrayLike, f: jax.Array) -> jax.Array:
-    t = jnp.asarray(timestamps)
+def _timestamp_steps(timestamps: ArrayLike, f: jax.Array, *, relative: bool) -> jax.Array:
+    """Per-step sizes ``t_k - t_{k-1}`` (``t_{-1} = 0``), divided by ``t_k`` if ``relative``.
+
+    Computed in the timestamps' own precision (float64 NumPy when they are concrete, so
+    large absolute times keep their resolution) and cast to ``f``'s dtype at the end.
+    """
+    t_val = legs._concrete(timestamps)
+    t = np.asarray(t_val) if t_val is not None else jnp.asarray(timestamps)
     if not jnp.issubdtype(t.dtype, jnp.number) or jnp.issubdtype(t.dtype, jnp.complexfloating):
         raise TypeError(f"`timestamps` must be a real array, got dtype {t.dtype}.")
     L = f.shape[-1]
@@ -74,21 +80,19 @@ def _timestamps(timestamps: ArrayLike, f: jax.Array) -> jax.Array:
             f"`timestamps` must have shape (L,) with L={L} (or a shape broadcasting to f's "
             f"shape {f.shape}), got {t.shape}."
         )
-    t = t.astype(f.dtype)
-    t_val = legs._concrete(t)
     if t_val is not None:
-        steps = np.diff(t_val, axis=-1, prepend=0.0)
-        if not (np.all(np.isfinite(t_val)) and np.all(steps > 0)):
+        t = t.astype(np.float64)
+        steps = np.diff(t, axis=-1, prepend=0.0)
+        if not (np.all(np.isfinite(t)) and np.all(steps > 0)):
             raise ValueError(
                 "`timestamps` must be finite, > 0 and strictly increasing along the last "
-                f"axis, got {t_val}."
+                f"axis, got {t}."
             )
-    return t
-
-
-def _steps(t: jax.Array) -> jax.Array:
-    """``t_k - t_{k-1}`` with ``t_{-1} = 0``."""
-    return jnp.diff(t, axis=-1, prepend=jnp.zeros_like(t[..., :1]))
+        return jnp.asarray(steps / t if relative else steps, f.dtype)
+    if not jnp.issubdtype(t.dtype, jnp.floating):
+        t = t.astype(f.dtype)
+    steps = jnp.diff(t, axis=-1, prepend=jnp.zeros_like(t[..., :1]))
+    return (steps / t if relative else steps).astype(f.dtype)
 
 
 def hippo_project(
@@ -127,7 +131,9 @@ def hippo_project(
         `jax.jit`); time starts at 0. Time-invariant measures step by
         ``dt_k = t_k - t_{k-1}`` (``t_{-1} = 0``), discretising ``(A, B)`` anew at
         every step (an ``N × N`` solve, or matrix exponential for ``zoh``, per
-        step); ``legs`` steps by ``(t_k - t_{k-1}) / t_k``, still in ``O(N)``.
+        step); ``legs`` steps by ``(t_k - t_{k-1}) / t_k``, still in ``O(N)``. The
+        steps are computed in float64 on the host when ``timestamps`` are concrete
+        (large absolute times keep their resolution with a float32 ``f``).
       method: ``'bilinear'``, ``'forward_euler'``, ``'backward_euler'`` or ``'zoh'``
         (``zoh`` not for ``legs``: use `hippox.legs_transition` for dense zoh steps).
       final_only: return only the last coefficients. Memory is then ``O(N)`` for
@@ -172,7 +178,6 @@ def hippo_project(
             "`dt` and `timestamps` are mutually exclusive (timestamps give every step), got "
             "both."
         )
-    t = None if timestamps is None else _timestamps(timestamps, f)
     if measure == "legs":
         if dt is not None:
             raise ValueError(
@@ -182,11 +187,14 @@ def hippo_project(
         N = _validate.check_size("N", N)
         if params:
             raise TypeError(f"measure 'legs' takes no parameters, got {tuple(params)}.")
-        return _project_legs(f, t, N, method, final_only)
+        legs._check_method(method)
+        steps = None if timestamps is None else _timestamp_steps(timestamps, f, relative=True)
+        return _project_legs(f, steps, N, method, final_only)
     _validate.check_choice("method", method, PROJECT_METHODS)
     A, B = matrices.transition_np(measure, N, **params)
     A, B = jnp.asarray(A, f.dtype), jnp.asarray(B, f.dtype)
-    if t is None:
+    steps = None if timestamps is None else _timestamp_steps(timestamps, f, relative=False)
+    if steps is None:
         if dt is None:
             raise ValueError(
                 f"`dt` (the step size) or `timestamps` must be given for the time-invariant "
@@ -208,22 +216,21 @@ def hippo_project(
                 f"`dt` must broadcast against f.shape[:-1] = {f.shape[:-1]}, got shape "
                 f"{dt.shape}."
             ) from err
-    return _project_lti(f, A, B, dt, t, method, final_only)
+    return _project_lti(f, A, B, dt, steps, method, final_only)
 
 
 @functools.partial(jax.jit, static_argnums=(2, 3, 4))
-def _project_legs(f, t, N, method, final_only):
-    alpha = legs._check_method(method)
+def _project_legs(f, steps, N, method, final_only):
+    alpha = legs.LEGS_ALPHA[method]
     L = f.shape[-1]
     valid = ~jnp.isnan(f)
     f0 = jnp.where(valid, f, 0.0)
-    if t is None:
-        s = 1.0 / jnp.arange(1, L + 1, dtype=f.dtype)
-    else:
-        s = _steps(t) / t
+    if steps is None:  # samples at t_k = k + 1
+        s = jnp.broadcast_to(1.0 / jnp.arange(1, L + 1, dtype=f.dtype), f.shape)
+    else:  # (t_k - t_{k-1}) / t_k
+        s = steps
     init = valid & (jnp.cumsum(valid, axis=-1) == 1)
     active = valid & ~init
-    s = jnp.broadcast_to(s, f.shape) if t is None else s
     shape = jnp.broadcast_shapes(f.shape, s.shape)
     a = jnp.broadcast_to(jnp.where(active, alpha * s, 0.0), shape)
     b = jnp.broadcast_to(jnp.where(active, (1.0 - alpha) * s, 0.0), shape)
@@ -233,11 +240,11 @@ def _project_legs(f, t, N, method, final_only):
 
 
 @functools.partial(jax.jit, static_argnums=(5, 6))
-def _project_lti(f, A, B, dt, t, method, final_only):
+def _project_lti(f, A, B, dt, steps, method, final_only):
     N = A.shape[-1]
     valid = ~jnp.isnan(f)
     f0 = jnp.where(valid, f, 0.0)
-    if t is None:
+    if steps is None:
         Ab, Bb = discretize(A, B, dt, method=method)
         batch = jnp.broadcast_shapes(f.shape[:-1], Ab.shape[:-2])
         xs = (jnp.moveaxis(f0, -1, 0), jnp.moveaxis(valid, -1, 0))
@@ -249,9 +256,8 @@ def _project_lti(f, A, B, dt, t, method, final_only):
             return x, (None if final_only else x)
 
     else:
-        dts = _steps(t)  # (..., L), its leading axes broadcast against f's
-        batch = f.shape[:-1]
-        xs = (jnp.moveaxis(f0, -1, 0), jnp.moveaxis(valid, -1, 0), jnp.moveaxis(dts, -1, 0))
+        batch = f.shape[:-1]  # steps (..., L): leading axes broadcast against f's
+        xs = (jnp.moveaxis(f0, -1, 0), jnp.moveaxis(valid, -1, 0), jnp.moveaxis(steps, -1, 0))
 
         def step(x, inputs):
             f_k, v_k, dt_k = inputs
