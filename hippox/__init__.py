@@ -61,6 +61,11 @@ from hippox._src.step import forward_chunk_diag as forward_chunk_diag
 from hippox._src.step import init_state as init_state
 from hippox._src.step import scan_steps as scan_steps
 
+# --- bases and reconstruction (hippox/_src/basis.py)
+from hippox._src.basis import BASIS_MEASURES as BASIS_MEASURES
+from hippox._src.basis import basis as basis
+from hippox._src.basis import reconstruct as reconstruct
+
 # --- recurrences, O(N) LegS memory, online projection (recurrence.py, legs.py, project.py)
 from hippox._src.legs import legs_matvec as legs_matvec
 from hippox._src.legs import legs_solve as legs_solve
@@ -78,6 +83,12 @@ from hippox._src.ssm import S4DConfig as S4DConfig
 from hippox._src.ssm import S5Config as S5Config
 from hippox._src.ssm import S5StepParams as S5StepParams
 from hippox._src.ssm import optax_labels as optax_labels
+
+# --- HiPPO-RNN cell math (hippox/_src/rnn.py)
+from hippox._src.rnn import HiPPOMemory as HiPPOMemory
+from hippox._src.rnn import HiPPORNNConfig as HiPPORNNConfig
+from hippox._src.rnn import HiPPORNNState as HiPPORNNState
+from hippox._src.rnn import hippo_memory as hippo_memory
 
 try:
     __version__ = _version("hippox")
