@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 
+import jax
 import numpy as np
 import pytest
 
@@ -205,6 +206,13 @@ def test_dtypes(dtype, cdtype):
     for x, r in zip(out, ref):
         assert x.dtype == cdtype
         np.testing.assert_allclose(x, r, rtol=1e-6, atol=1e-6)
+
+
+def test_complex128_needs_x64():
+    with jax.enable_x64(False):
+        with pytest.raises(ValueError, match="`dtype`"):
+            hippox.nplr("legs", 8, dtype=np.float64)
+        assert hippox.nplr("legs", 8).Lambda.dtype == np.complex64
 
 
 # --------------------------------------------------------------------------------- b_clip

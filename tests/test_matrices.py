@@ -457,6 +457,16 @@ def test_bad_dtype(dtype):
         hippox.transition("legs", 4, dtype=dtype)
 
 
+def test_float64_needs_x64():
+    with jax.enable_x64(False):
+        with pytest.raises(ValueError, match="`dtype`"):
+            hippox.transition("legs", 4, dtype=np.float64)
+        with pytest.raises(ValueError, match="`dtype`"):
+            hippox.rank_correction("legs", 4, dtype=np.float64)
+        A, B = hippox.transition("legs", 4)
+        assert A.dtype == np.float32 and B.dtype == np.float32
+
+
 def test_returned_arrays_do_not_alias_cache():
     """Mutating a returned NumPy copy must not corrupt later calls (the host cache)."""
     A, _ = hippox.transition("legs", 5, dtype=np.float64)
