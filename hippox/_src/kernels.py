@@ -297,10 +297,10 @@ def kernel_diag(
     Examples:
       >>> import jax.numpy as jnp
       >>> import hippox
-      >>> Lambda = jnp.array([[-0.5 - 1.0j, -0.5 - 3.0j]])          # H = 1, M = 2
+      >>> Lambda = jnp.array([[-0.5 - 1.0j, -0.5 - 3.0j]], jnp.complex64)  # H = 1, M = 2
       >>> B = jnp.ones((1, 2), jnp.complex64)
-      >>> C = jnp.array([[1.0 + 0.5j, 0.3 - 0.2j]])
-      >>> K = hippox.kernel_diag(Lambda, B, C, jnp.array([0.1]), 8)
+      >>> C = jnp.array([[1.0 + 0.5j, 0.3 - 0.2j]], jnp.complex64)
+      >>> K = hippox.kernel_diag(Lambda, B, C, jnp.array([0.1], jnp.float32), 8)
       >>> K.shape, K.dtype
       ((1, 8), dtype('float32'))
     """
@@ -471,7 +471,7 @@ def kernel_dplr(
       >>> import hippox
       >>> Lambda, P, B, V = hippox.nplr("legs", 8)
       >>> C = jnp.ones((2, 4), jnp.complex64)                 # H = 2 channels
-      >>> dt = jnp.array([0.01, 0.1])
+      >>> dt = jnp.array([0.01, 0.1], jnp.float32)
       >>> Ct = hippox.dplr_c_tilde(C, Lambda, P, dt, 64)
       >>> K = hippox.kernel_dplr(Lambda, P, B, Ct, dt, 64)
       >>> K.shape, K.dtype
