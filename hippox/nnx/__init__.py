@@ -7,5 +7,7 @@ from hippox.nnx.layers import LSSL as LSSL
 from hippox.nnx.layers import S4 as S4
 from hippox.nnx.layers import S4D as S4D
 from hippox.nnx.layers import S5 as S5
+from hippox.nnx.rnn import HiPPORNN as HiPPORNN
+from hippox.nnx.rnn import HiPPORNNCell as HiPPORNNCell
 
-__all__ = ["LSSL", "S4", "S4D", "S5"]
+__all__ = ["HiPPORNN", "HiPPORNNCell", "LSSL", "S4", "S4D", "S5"]

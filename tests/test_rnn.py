@@ -1,0 +1,401 @@
+"""Tests of the HiPPO-RNN cell: pure core (hippox/_src/rnn.py), NNX and linen wrappers."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.linalg
+from flax import nnx
+from jax.test_util import check_grads
+
+import hippox
+import hippox.linen
+import hippox.nnx
+
+# ----------------------------------------------------------------------------- references
+
+
+def _legs_np(N):
+    """LegS (A, B) from the closed form (independent of hippox.transition)."""
+    q = np.sqrt(2.0 * np.arange(N) + 1.0)
+    A = -np.tril(np.outer(q, q), -1) - np.diag(np.arange(1, N + 1.0))
+    return A, q
+
+
+def _gbt_np(A, B, dt, method):
+    N = A.shape[0]
+    if method == "zoh":
+        Ab = scipy.linalg.expm(dt * A)
+        Bb = np.linalg.solve(A, (Ab - np.eye(N)) @ B)
+        return Ab, Bb
+    alpha = {"forward_euler": 0.0, "bilinear": 0.5, "backward_euler": 1.0}[method]
+    lhs = np.eye(N) - alpha * dt * A
+    return (np.linalg.solve(lhs, np.eye(N) + (1 - alpha) * dt * A), np.linalg.solve(lhs, dt * B))
+
+
+def _cell_np(params, x, *, measure, N, F, method="bilinear", dt=None, gated=False):
+    """Float64 NumPy HiPPO-RNN over x (L, d_in), dense matrices; returns (hs, cs)."""
+    p = {k: np.asarray(v, np.float64) for k, v in params.items()}
+    L, _ = x.shape
+    H = p["b_h"].shape[0]
+    if measure == "legs":
+        A, B = _legs_np(N)
+    else:
+        A, B = (np.asarray(a, np.float64) for a in hippox.transition(measure, N, dtype=np.float64))
+    h, c = np.zeros(H), np.zeros((F, N))
+    hs, cs = [], []
+    for t in range(L):
+        u = np.concatenate([x[t], h]) @ p["W_u"] + p["b_u"]
+        if measure == "legs":
+            if t == 0:
+                c = np.zeros((F, N))
+                c[:, 0] = u
+            else:
+                Ab, Bb = _gbt_np(A, B, 1.0 / (t + 1), method)
+                c = c @ Ab.T + u[:, None] * Bb
+        else:
+            Ab, Bb = _gbt_np(A, B, dt, method)
+            c = c @ Ab.T + u[:, None] * Bb
+        xc = np.concatenate([x[t], c.reshape(-1)])
+        ht = np.tanh(xc @ p["W_h"] + p["b_h"])
+        if gated:
+            g = 1.0 / (1.0 + np.exp(-(xc @ p["W_g"] + p["b_g"])))
+            ht = (1 - g) * h + g * ht
+        h = ht
+        hs.append(h)
+        cs.append(c.copy())
+    return np.stack(hs), np.stack(cs)
+
+
+def _random_params(cfg, rng, dtype=np.float64, scale=0.5):
+    shapes = cfg.param_shapes()
+    return {n: jnp.asarray(rng.normal(size=s) * scale, dtype) for n, s in shapes.items()}
+
+
+def _states(cfg, params, x):
+    """All intermediate states (scan of cfg.step), for memory comparisons."""
+
+    def body(s, x_t):
+        s, h = cfg.step(params, s, x_t)
+        return s, (s.c, h)
+
+    s0 = cfg.initial_state(x.shape[:-2], jnp.result_type(*params.values()))
+    _, (cs, hs) = jax.lax.scan(body, s0, jnp.moveaxis(x, -2, 0))
+    return jnp.moveaxis(cs, 0, -3), jnp.moveaxis(hs, 0, -2)
+
+
+# ----------------------------------------------------------------------------- memory
+
+
+MEMORY_CASES = [
+    ("legs", "bilinear", None),
+    ("legs", "forward_euler", None),
+    ("legs", "backward_euler", None),
+    ("legt", "bilinear", 0.03),
+    ("lmu", "zoh", 0.05),
+    ("lagt", "backward_euler", 0.02),
+    ("glagt", "bilinear", 0.1),
+]
+
+
+@pytest.mark.parametrize("measure,method,dt", MEMORY_CASES)
+def test_memory_equals_hippo_project(measure, method, dt, rng):
+    # W_u routes input feature f to memory channel f (identity), h does not feed u:
+    # then the cell's memory is the online HiPPO projection of each input feature.
+    N, F, L = 8, 2, 40
+    cfg = hippox.HiPPORNNConfig(
+        d_in=F, features=3, memory_size=F, N=N, measure=measure, method=method, dt=dt
+    )
+    params = _random_params(cfg, rng)
+    W_u = np.zeros((F + 3, F))
+    W_u[:F, :F] = np.eye(F)
+    params.update(W_u=jnp.asarray(W_u), b_u=jnp.zeros(F))
+    x = rng.normal(size=(2, L, F))
+    cs, _ = _states(cfg, params, jnp.asarray(x))
+    kw = {} if measure == "legs" else {"dt": dt}
+    ref = hippox.hippo_project(np.moveaxis(x, -1, -2), measure, N, method=method, **kw)
+    # ref (2, F, L, N) -> (2, L, F, N)
+    np.testing.assert_allclose(cs, np.moveaxis(np.asarray(ref), 1, 2), rtol=1e-10, atol=1e-10)
+
+
+def test_legs_first_step_is_u0_e0(rng):
+    cfg = hippox.HiPPORNNConfig(d_in=2, features=3, memory_size=4, N=5)
+    params = _random_params(cfg, rng)
+    x = jnp.asarray(rng.normal(size=(1, 2)))
+    s, _ = cfg.step(params, cfg.initial_state((1,), jnp.float64), x)
+    u = np.concatenate([np.asarray(x)[0], np.zeros(3)]) @ np.asarray(params["W_u"]) + np.asarray(
+        params["b_u"]
+    )
+    expected = np.zeros((4, 5))
+    expected[:, 0] = u
+    np.testing.assert_allclose(s.c[0], expected, rtol=1e-12, atol=1e-12)
+    assert s.t.tolist() == [1]
+
+
+def test_memory_transition_and_default_dt():
+    mem = hippox.hippo_memory("lmu", 6, method="zoh")
+    assert mem.dt == 1e-2
+    Ab, Bb = mem.transition(np.float64)
+    A, B = (np.asarray(a) for a in hippox.transition("lmu", 6, dtype=np.float64))
+    Ab_ref = scipy.linalg.expm(1e-2 * A)
+    np.testing.assert_allclose(Ab, Ab_ref, rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(A @ Bb, (Ab_ref - np.eye(6)) @ B, rtol=1e-9, atol=1e-13)
+    with pytest.raises(ValueError, match="time-invariant"):
+        hippox.hippo_memory("legs", 4).transition()
+
+
+# ----------------------------------------------------------------------------- full cell
+
+
+@pytest.mark.parametrize("gated", [False, True])
+@pytest.mark.parametrize("measure,method,dt", [("legs", "bilinear", None), ("legt", "zoh", 0.05)])
+def test_cell_matches_numpy(measure, method, dt, gated, rng):
+    d_in, H, F, N, L = 3, 4, 2, 6, 25
+    cfg = hippox.HiPPORNNConfig(
+        d_in=d_in,
+        features=H,
+        memory_size=F,
+        N=N,
+        measure=measure,
+        method=method,
+        dt=dt,
+        gated=gated,
+    )
+    params = _random_params(cfg, rng)
+    x = rng.normal(size=(L, d_in))
+    state, h = cfg.apply(params, jnp.asarray(x))
+    hs, cs = _cell_np(params, x, measure=measure, N=N, F=F, method=method, dt=dt, gated=gated)
+    np.testing.assert_allclose(h, hs, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(state.c, cs[-1], rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(state.h, hs[-1], rtol=1e-10, atol=1e-12)
+    assert int(state.t) == L
+
+
+def test_gate_limits(rng):
+    d_in, H, F, N, L = 2, 3, 1, 4, 12
+    base = hippox.HiPPORNNConfig(d_in=d_in, features=H, memory_size=F, N=N)
+    gated = hippox.HiPPORNNConfig(d_in=d_in, features=H, memory_size=F, N=N, gated=True)
+    params = _random_params(gated, rng)
+    x = jnp.asarray(rng.normal(size=(L, d_in)))
+    plain = {k: v for k, v in params.items() if k not in ("W_g", "b_g")}
+    _, h_plain = base.apply(plain, x)
+    zero_w = jnp.zeros_like(params["W_g"])
+    # gate fully open (g = 1): the plain cell; closed (g = 0): h stays at its start, 0.
+    _, h_open = gated.apply({**params, "W_g": zero_w, "b_g": jnp.full(H, 60.0)}, x)
+    _, h_closed = gated.apply({**params, "W_g": zero_w, "b_g": jnp.full(H, -60.0)}, x)
+    np.testing.assert_allclose(h_open, h_plain, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(h_closed, 0.0, atol=1e-20)
+    # half-open gate: exact convex combination at every step
+    _, h_half = gated.apply({**params, "W_g": zero_w, "b_g": jnp.zeros(H)}, x)
+    hs, _ = _cell_np(
+        {**params, "W_g": zero_w, "b_g": jnp.zeros(H)},
+        np.asarray(x),
+        measure="legs",
+        N=N,
+        F=F,
+        gated=True,
+    )
+    np.testing.assert_allclose(h_half, hs, rtol=1e-10, atol=1e-12)
+
+
+def test_batch_shapes_jit_vmap(rng):
+    cfg = hippox.HiPPORNNConfig(d_in=2, features=3, memory_size=2, N=4)
+    params = _random_params(cfg, rng)
+    x = jnp.asarray(rng.normal(size=(2, 3, 7, 2)))
+    state, h = cfg.apply(params, x)
+    assert h.shape == (2, 3, 7, 3) and state.c.shape == (2, 3, 2, 4) and state.t.shape == (2, 3)
+    state_j, h_j = jax.jit(cfg.apply)(params, x)
+    np.testing.assert_allclose(h_j, h, rtol=1e-12, atol=1e-13)
+    h_v = jax.vmap(lambda xi: cfg.apply(params, xi)[1])(x.reshape(6, 7, 2))
+    np.testing.assert_allclose(h_v.reshape(h.shape), h, rtol=1e-12, atol=1e-13)
+    # every batch element is the unbatched computation
+    _, h0 = cfg.apply(params, x[1, 2])
+    np.testing.assert_allclose(h[1, 2], h0, rtol=1e-12, atol=1e-13)
+
+
+def test_chunked_equals_full(rng):
+    # Carrying the state (including the step counter) across calls continues the sequence.
+    cfg = hippox.HiPPORNNConfig(d_in=1, features=2, memory_size=1, N=6)
+    params = _random_params(cfg, rng)
+    x = jnp.asarray(rng.normal(size=(20, 1)))
+    _, h = cfg.apply(params, x)
+    s, h1 = cfg.apply(params, x[:8])
+    _, h2 = cfg.apply(params, x[8:], s)
+    np.testing.assert_allclose(jnp.concatenate([h1, h2]), h, rtol=1e-12, atol=1e-13)
+
+
+@pytest.mark.parametrize("measure", ["legs", "lagt"])
+def test_grads(measure, rng):
+    dt = None if measure == "legs" else 0.05
+    cfg = hippox.HiPPORNNConfig(
+        d_in=2, features=2, memory_size=1, N=3, measure=measure, dt=dt, gated=True
+    )
+    params = _random_params(cfg, rng)
+    x = jnp.asarray(rng.normal(size=(6, 2)))
+
+    @jax.jit
+    def loss(p, x):
+        return jnp.sum(cfg.apply(p, x)[1] ** 2)
+
+    check_grads(loss, (params, x), order=1, modes=["rev", "fwd"], atol=1e-6, rtol=1e-6)
+    g = jax.grad(loss)(jax.tree.map(lambda a: a.astype(jnp.float32), params), x.astype(jnp.float32))
+    assert all(bool(jnp.all(jnp.isfinite(v))) for v in g.values())
+
+
+def test_dtypes(rng):
+    cfg = hippox.HiPPORNNConfig(d_in=2, features=3, N=4)
+    p32 = _random_params(cfg, rng, np.float32)
+    x = rng.normal(size=(5, 2))
+    s, h = cfg.apply(p32, jnp.asarray(x, jnp.float32))
+    assert h.dtype == jnp.float32 and s.c.dtype == jnp.float32 and s.h.dtype == jnp.float32
+    # bfloat16 activations: computed in float32, returned in bfloat16, state float32
+    s, hb = cfg.apply(p32, jnp.asarray(x, jnp.bfloat16))
+    assert hb.dtype == jnp.bfloat16 and s.c.dtype == jnp.float32
+    np.testing.assert_allclose(hb.astype(np.float32), h, atol=3e-2)
+    s, h64 = cfg.apply(_random_params(cfg, rng), jnp.asarray(x))
+    assert h64.dtype == jnp.float64 and s.c.dtype == jnp.float64
+
+
+def test_errors(rng):
+    with pytest.raises(ValueError, match="random ablation"):
+        hippox.hippo_memory("random", 4)
+    with pytest.raises(ValueError, match="`dt` must be None"):
+        hippox.hippo_memory("legs", 4, dt=0.1)
+    with pytest.raises(ValueError, match="zoh"):
+        hippox.hippo_memory("legs", 4, method="zoh")
+    with pytest.raises(ValueError, match="`dt` must be > 0"):
+        hippox.hippo_memory("legt", 4, dt=-1.0)
+    with pytest.raises(ValueError, match="`measure` must be one of"):
+        hippox.hippo_memory("nope", 4)
+    with pytest.raises(ValueError, match="`N` must be"):
+        hippox.HiPPORNNConfig(d_in=1, features=2, N=0)
+    with pytest.raises(TypeError, match="`gated` must be a bool"):
+        hippox.HiPPORNNConfig(d_in=1, features=2, gated=1)
+    with pytest.raises(TypeError, match="takes no parameters|unknown|parameter"):
+        hippox.HiPPORNNConfig(d_in=1, features=2, measure_params=(("theta", 1.0),))
+    cfg = hippox.HiPPORNNConfig(d_in=2, features=3, N=4)
+    params = _random_params(cfg, rng)
+    s = cfg.initial_state((1,))
+    with pytest.raises(ValueError, match=r"`params\['W_h'\]` must have shape \(6, 3\)"):
+        cfg.step({**params, "W_h": jnp.zeros((5, 3))}, s, jnp.ones((1, 2)))
+    with pytest.raises(ValueError, match="missing 'b_u'"):
+        cfg.step({k: v for k, v in params.items() if k != "b_u"}, s, jnp.ones((1, 2)))
+    with pytest.raises(ValueError, match=r"`x` must have shape \(\.\.\., d_in\) with d_in=2"):
+        cfg.step(params, s, jnp.ones((1, 3)))
+    with pytest.raises(TypeError, match="`x` must be a real floating"):
+        cfg.step(params, s, jnp.ones((1, 2), jnp.int32))
+    with pytest.raises(TypeError, match="HiPPORNNState"):
+        cfg.step(params, (s.h, s.c, s.t), jnp.ones((1, 2)))
+    with pytest.raises(ValueError, match=r"`x` must have shape \(\.\.\., L, d_in\)"):
+        cfg.apply(params, jnp.ones((2,)))
+
+
+def test_measure_params(rng):
+    cfg = hippox.HiPPORNNConfig(
+        d_in=1, features=2, N=5, measure="legt", dt=0.02, measure_params={"theta": 1.0}
+    )
+    assert cfg.measure_params == (("theta", 1.0),)
+    hash(cfg)
+    params = _random_params(cfg, rng)
+    W_u = np.zeros((3, 1))
+    W_u[0, 0] = 1.0
+    params.update(W_u=jnp.asarray(W_u), b_u=jnp.zeros(1))
+    x = rng.normal(size=(15, 1))
+    cs, _ = _states(cfg, params, jnp.asarray(x))
+    ref = hippox.hippo_project(x[:, 0], "legt", 5, dt=0.02, theta=1.0)
+    np.testing.assert_allclose(cs[:, 0], ref, rtol=1e-10, atol=1e-12)
+
+
+# ----------------------------------------------------------------------------- Flax
+
+
+def _nnx_params(module):
+    return {k: v[...] for k, v in nnx.state(module, nnx.Param).items()}
+
+
+@pytest.mark.parametrize("gated", [False, True])
+@pytest.mark.parametrize("measure,dt", [("legs", None), ("lmu", 0.05)])
+def test_nnx_equals_linen_and_wrappers(measure, dt, gated, rng):
+    d_in, H, L = 3, 5, 9
+    kw = dict(memory_size=2, N=4, measure=measure, dt=dt, gated=gated)
+    cell = hippox.nnx.HiPPORNNCell(d_in, H, **kw, rngs=nnx.Rngs(int(rng.integers(1000))))
+    x = jnp.asarray(rng.normal(size=(2, L, d_in)), jnp.float32)
+    # nnx.RNN wrapper == the pure core on the same params
+    h_nnx = nnx.RNN(cell)(x)
+    params = _nnx_params(cell)
+    _, h_core = cell.config.apply(params, x)
+    np.testing.assert_allclose(h_nnx, h_core, rtol=1e-6, atol=1e-6)
+    # linen nn.RNN wrapper with the copied params
+    lcell = hippox.linen.HiPPORNNCell(features=H, **kw)
+    rnn = nn.RNN(lcell)
+    variables = rnn.init(jax.random.key(0), x)
+    assert jax.tree.map(jnp.shape, variables["params"]["cell"]) == jax.tree.map(jnp.shape, params)
+    h_linen = rnn.apply({"params": {"cell": params}}, x)
+    np.testing.assert_allclose(h_linen, h_nnx, rtol=1e-6, atol=1e-6)
+    # one manual step each
+    c_n = cell.initialize_carry((2, d_in))
+    c_l = lcell.initialize_carry(jax.random.key(1), (2, d_in))
+    c_n, y_n = cell(c_n, x[:, 0])
+    c_l, y_l = lcell.apply({"params": params}, c_l, x[:, 0])
+    np.testing.assert_allclose(y_n, h_nnx[:, 0], rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(y_l, y_n, rtol=1e-6, atol=1e-6)
+    # sequence layers
+    seq = hippox.nnx.HiPPORNN(d_in, H, **kw, rngs=nnx.Rngs(0))
+    for name, value in params.items():
+        getattr(seq, name)[...] = value
+    np.testing.assert_allclose(seq(x), h_nnx, rtol=1e-6, atol=1e-6)
+    lseq = hippox.linen.HiPPORNN(in_features=d_in, features=H, **kw)
+    np.testing.assert_allclose(lseq.apply({"params": params}, x), h_nnx, rtol=1e-6, atol=1e-6)
+
+
+def test_sequence_layer_step_equals_call(rng):
+    layer = hippox.nnx.HiPPORNN(2, 3, N=5, rngs=nnx.Rngs(3))
+    x = jnp.asarray(rng.normal(size=(4, 11, 2)), jnp.float32)
+    y = layer(x)
+    carry = layer.initialize_carry((4,))
+    sp = layer.setup_step()
+    ys = []
+    for k in range(11):
+        carry, y_k = layer.step(carry, x[:, k], sp)
+        ys.append(y_k)
+    np.testing.assert_allclose(jnp.stack(ys, 1), y, rtol=1e-6, atol=1e-6)
+    llayer = hippox.linen.HiPPORNN(in_features=2, features=3, N=5)
+    variables = {"params": _nnx_params(layer)}
+    carry = llayer.initialize_carry((4,))
+    sp = llayer.apply(variables, method="setup_step")
+    carry, y0 = llayer.apply(variables, carry, x[:, 0], sp, method="step")
+    np.testing.assert_allclose(y0, y[:, 0], rtol=1e-6, atol=1e-6)
+
+
+def test_flax_grad_and_jit(rng):
+    cell = hippox.nnx.HiPPORNNCell(2, 3, N=4, gated=True, rngs=nnx.Rngs(0))
+    rnn = nnx.RNN(cell)
+    x = jnp.asarray(rng.normal(size=(2, 6, 2)), jnp.float32)
+
+    @nnx.jit
+    def loss_and_grad(model, x):
+        return nnx.value_and_grad(lambda m: jnp.mean(m(x) ** 2))(model)
+
+    value, grads = loss_and_grad(rnn, x)
+    assert np.isfinite(float(value))
+    leaves = jax.tree.leaves(grads)
+    assert leaves and all(bool(jnp.all(jnp.isfinite(g))) for g in leaves)
+    assert any(float(jnp.abs(g).max()) > 0 for g in leaves)
+
+
+def test_flax_errors():
+    with pytest.raises(ValueError, match="`dt` must be None"):
+        hippox.nnx.HiPPORNNCell(2, 3, dt=0.1, rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match="`dt` must be None"):
+        hippox.linen.HiPPORNNCell(features=3, dt=0.1)
+    with pytest.raises(TypeError, match="`rngs` must be a flax.nnx.Rngs"):
+        hippox.nnx.HiPPORNNCell(2, 3, rngs=0)
+    cell = hippox.nnx.HiPPORNNCell(2, 3, rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match=r"`input_shape` must be \(\.\.\., 2\)"):
+        cell.initialize_carry((4, 3))
+    carry = cell.initialize_carry(
+        (4, 2), rngs=nnx.Rngs(carry=1), carry_init=jax.nn.initializers.ones
+    )
+    np.testing.assert_array_equal(carry.h, 1.0)
+    np.testing.assert_array_equal(carry.c, 0.0)
