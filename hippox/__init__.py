@@ -66,6 +66,12 @@ from hippox._src.basis import BASIS_MEASURES as BASIS_MEASURES
 from hippox._src.basis import basis as basis
 from hippox._src.basis import reconstruct as reconstruct
 
+# --- original hippox API, `Hippo` (hippox/_src/compat.py; also hippox.main)
+from hippox._src.compat import HIPPO_MEASURES as HIPPO_MEASURES
+from hippox._src.compat import EigenvectorPair as EigenvectorPair
+from hippox._src.compat import Hippo as Hippo
+from hippox._src.compat import HippoParams as HippoParams
+
 # --- recurrences, O(N) LegS memory, online projection (recurrence.py, legs.py, project.py)
 from hippox._src.legs import legs_matvec as legs_matvec
 from hippox._src.legs import legs_solve as legs_solve
