@@ -1,0 +1,139 @@
+"""Executes every notebook in notebooks/ headless (small sizes) and checks its layout.
+
+Each ``notebooks/*.ipynb`` is run top to bottom with nbclient on the ``python3`` kernel
+of the running interpreter, with ``HIPPOX_NOTEBOOK_SMALL=1`` (the notebooks shrink
+their sizes), in a temporary working directory, and with warnings turned into errors
+inside the kernel. A cell that raises fails the test. Notebooks added later are picked
+up by the glob.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import pathlib
+import re
+
+import pytest
+
+nbformat = pytest.importorskip("nbformat")
+nbclient = pytest.importorskip("nbclient")
+pytest.importorskip("ipykernel")
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+NOTEBOOK_DIR = ROOT / "notebooks"
+NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
+EXPECTED = ("01_hippo_operators", "02_online_function_approximation", "03_ssm_kernels")
+MAX_BYTES = 400 * 1024
+CELL_TIMEOUT_S = 300
+# Notebooks expected to fail the execution test because of a known library bug. strict:
+# once the bug is fixed the test passes and XPASS(strict) fails, so remove the entry then
+# (and rebuild the notebook with notebooks/_build/build.py).
+KNOWN_BUGS = {
+    "03_ssm_kernels": "kernel_dplr returns NaN for nplr('fout') (an exactly-zero Lambda)",
+}
+
+# Runs first in the kernel: warnings raised by hippox or by the notebook's own code are
+# errors, as in the rest of the test suite; third-party deprecations are not ours.
+WARNINGS_CELL = """\
+import warnings
+warnings.simplefilter("error")
+warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"(?!hippox|__main__)")
+warnings.filterwarnings("ignore", category=PendingDeprecationWarning, module=r"(?!hippox)")
+"""
+
+
+def _ids(path: pathlib.Path) -> str:
+    return path.stem
+
+
+def _with_known_bugs(paths):
+    return [
+        pytest.param(
+            p,
+            marks=pytest.mark.xfail(strict=True, raises=AssertionError, reason=KNOWN_BUGS[p.stem]),
+        )
+        if p.stem in KNOWN_BUGS
+        else p
+        for p in paths
+    ]
+
+
+def _code_sources(nb) -> list[str]:
+    return [cell.source for cell in nb.cells if cell.cell_type == "code"]
+
+
+def test_expected_notebooks_present():
+    stems = {p.stem for p in NOTEBOOKS}
+    missing = [name for name in EXPECTED if name not in stems]
+    assert not missing, f"notebooks missing from {NOTEBOOK_DIR}: {missing}"
+
+
+@pytest.mark.parametrize("path", _with_known_bugs(NOTEBOOKS), ids=_ids)
+def test_notebook_executes(path, tmp_path, monkeypatch):
+    monkeypatch.setenv("HIPPOX_NOTEBOOK_SMALL", "1")
+    nb = nbformat.read(path, as_version=4)
+    nb.cells.insert(0, nbformat.v4.new_code_cell(WARNINGS_CELL))
+    client = nbclient.NotebookClient(
+        nb,
+        kernel_name="python3",
+        timeout=CELL_TIMEOUT_S,
+        allow_errors=False,
+        record_timing=False,
+        resources={"metadata": {"path": str(tmp_path)}},
+    )
+    client.execute()  # raises CellExecutionError (with the traceback) if a cell fails
+    # The SMALL switch reached the kernel: the setup cell prints it.
+    printed = "".join(
+        out.get("text", "")
+        for cell in nb.cells
+        if cell.cell_type == "code"
+        for out in cell.outputs
+        if out.output_type == "stream"
+    )
+    assert "SMALL=True" in printed, "the notebook did not report running with SMALL sizes"
+    # A printed NaN (Python and NumPy spell it "nan") means a computation went wrong.
+    nan = re.search(r".*\bnan\b.*", printed)
+    assert nan is None, f"{path.name} printed a NaN: {nan.group(0) if nan else ''}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids)
+def test_notebook_layout(path):
+    assert path.stat().st_size < MAX_BYTES, f"{path.name} is {path.stat().st_size} bytes"
+    nb = nbformat.read(path, as_version=4)
+    nbformat.validate(nb)
+    assert nb.metadata["kernelspec"]["name"] == "python3"
+    code = _code_sources(nb)
+    # Colab: the first code cell installs hippox when it is not importable.
+    first = code[0]
+    assert "import hippox" in first and "except ImportError" in first
+    assert re.search(r"^\s+%pip install .*hippox", first, re.M), first
+    # The small-size switch, near the top.
+    assert any('os.environ.get("HIPPOX_NOTEBOOK_SMALL") == "1"' in src for src in code[:3])
+    # No local paths and no stored error outputs.
+    text = json.dumps(nb)
+    for local in ("/work/", "/home/", "/tmp/", "C:\\\\"):
+        assert local not in text, f"{path.name} contains the local path {local!r}"
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            assert out.output_type != "error", f"{path.name} stores an error output"
+
+
+def _build_module():
+    spec = importlib.util.spec_from_file_location("_nb_build", NOTEBOOK_DIR / "_build" / "build.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids)
+def test_notebook_matches_its_source(path):
+    """A notebook generated from notebooks/_build/<name>.py is up to date with it."""
+    src = NOTEBOOK_DIR / "_build" / f"{path.stem}.py"
+    if not src.exists():
+        pytest.skip(f"{path.name} has no source in notebooks/_build")
+    built = _build_module().build(src)
+    committed = nbformat.read(path, as_version=4)
+    assert [(c.cell_type, c.source) for c in committed.cells] == [
+        (c.cell_type, c.source) for c in built.cells
+    ], f"{path.name} is stale: rerun `python notebooks/_build/build.py {path.stem[:2]}`"
