@@ -66,26 +66,68 @@ def run(quick: bool) -> list[Row]:
     f = jnp.asarray(rng.standard_normal(L), jnp.float32)
     for N in (256, 64):
         params = f"N={N} L={L} final"
-        rows.append(measure("legs_online", "legs_step scan (time-major)", params,
-                            lambda f, N=N: _timemajor_legs(f, N), f, repeats=1,
-                            baseline=True))
-        rows.append(measure("legs_online", "hippo_project (skewed)", params,
-                            _project(N, True), f, repeats=3 if quick else 5))
-        out_gb = L * N * 4 / 2**30
-        rows.append(measure("legs_online", "hippo_project (skewed)", f"N={N} L={L} full",
-                            _project(N, False), f, repeats=1 if not quick else 3,
-                            note=f"output {out_gb:.2f} GiB float32"))
+        rows.append(
+            measure(
+                "legs_online",
+                "legs_step scan (time-major)",
+                params,
+                lambda f, N=N: _timemajor_legs(f, N),
+                f,
+                repeats=1,
+                baseline=True,
+            )
+        )
+        rows.append(
+            measure(
+                "legs_online",
+                "hippo_project (skewed)",
+                params,
+                _project(N, True),
+                f,
+                repeats=3 if quick else 5,
+            )
+        )
+        out_mib = L * N * 4 / 2**20
+        rows.append(
+            measure(
+                "legs_online",
+                "hippo_project (skewed)",
+                f"N={N} L={L} full",
+                _project(N, False),
+                f,
+                repeats=1 if not quick else 3,
+                note=f"output {out_mib:.0f} MiB float32",
+            )
+        )
 
     # 2. Structured O(N) vs dense O(N^2) per step, same memory, N = 1024.
     N, L = (256, 2_000) if quick else (1024, 10_000)
     f = jnp.asarray(rng.standard_normal(L), jnp.float32)
     params = f"N={N} L={L} final"
-    rows.append(measure("legs_vs_dense", "dense matvec + triangular solve", params,
-                        lambda f: _dense_legs(f, N), f, repeats=1, baseline=True))
-    rows.append(measure("legs_vs_dense", "legs_step scan (time-major)", params,
-                        lambda f: _timemajor_legs(f, N), f, repeats=3))
-    rows.append(measure("legs_vs_dense", "hippo_project (skewed)", params, _project(N, True),
-                        f, repeats=3))
+    rows.append(
+        measure(
+            "legs_vs_dense",
+            "dense matvec + triangular solve",
+            params,
+            lambda f: _dense_legs(f, N),
+            f,
+            repeats=1,
+            baseline=True,
+        )
+    )
+    rows.append(
+        measure(
+            "legs_vs_dense",
+            "legs_step scan (time-major)",
+            params,
+            lambda f: _timemajor_legs(f, N),
+            f,
+            repeats=3,
+        )
+    )
+    rows.append(
+        measure("legs_vs_dense", "hippo_project (skewed)", params, _project(N, True), f, repeats=3)
+    )
 
     # 3. Sequential vs associative scan, diagonal complex64 system.
     H, N = (16, 64) if quick else (256, 64)
@@ -93,13 +135,22 @@ def run(quick: bool) -> list[Row]:
     lam = rng.uniform(0.9, 0.999, (H, N)) * np.exp(1j * rng.uniform(-np.pi, np.pi, (H, N)))
     Ab = jnp.asarray(lam, jnp.complex64)
     for L in lengths:
-        Bu = jnp.asarray(rng.standard_normal((H, L, N)) + 1j * rng.standard_normal((H, L, N)),
-                         jnp.complex64)
+        Bu = jnp.asarray(
+            rng.standard_normal((H, L, N)) + 1j * rng.standard_normal((H, L, N)), jnp.complex64
+        )
         params = f"H={H} N={N} L={L}"
         for method in ("sequential", "associative"):
-            rows.append(measure(
-                "scan_diag", method, params,
-                lambda A, b, m=method: hippox.linear_recurrence(A, b, diagonal=True, method=m),
-                Ab, Bu, repeats=3, baseline=method == "sequential"))
+            rows.append(
+                measure(
+                    "scan_diag",
+                    method,
+                    params,
+                    lambda A, b, m=method: hippox.linear_recurrence(A, b, diagonal=True, method=m),
+                    Ab,
+                    Bu,
+                    repeats=3,
+                    baseline=method == "sequential",
+                )
+            )
         del Bu
     return rows

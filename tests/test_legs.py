@@ -73,8 +73,9 @@ def test_solve_matches_dense(rng, N):
     # complex right-hand side, one scalar scale for a batch
     yz = y + 1j * rng.standard_normal(y.shape)
     xz = hippox.legs_solve(yz, a[0])
-    np.testing.assert_allclose(xz, np.linalg.solve(np.eye(N) - a[0] * A, yz.T).T,
-                               rtol=1e-11, atol=1e-12)
+    np.testing.assert_allclose(
+        xz, np.linalg.solve(np.eye(N) - a[0] * A, yz.T).T, rtol=1e-11, atol=1e-12
+    )
 
 
 @pytest.mark.parametrize("N", [64, 512])
@@ -177,8 +178,9 @@ def test_jit_vmap_grad():
     np.testing.assert_allclose(jax.vmap(hippox.legs_matvec)(y), hippox.legs_matvec(y), rtol=1e-13)
     check_grads(lambda y, a: hippox.legs_solve(y, a), (y[:2], a[:2]), order=1, modes=["rev"])
     check_grads(hippox.legs_matvec, (y[:2],), order=1, modes=["rev"])
-    check_grads(lambda c, f, dt: hippox.legs_step(c, f, dt), (y[0], 0.3, 0.2), order=1,
-                modes=["rev"])
+    check_grads(
+        lambda c, f, dt: hippox.legs_step(c, f, dt), (y[0], 0.3, 0.2), order=1, modes=["rev"]
+    )
 
 
 def test_errors():

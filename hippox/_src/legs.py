@@ -311,8 +311,9 @@ def legs_transition(
             raise ValueError(f"`k` must be >= 0, got {k_val}.")
         dt = 1.0 / (k.astype(dtype) + 1.0)
     A, B = matrices.transition_np("legs", N)
-    return discretize(jnp.asarray(A, dtype), jnp.asarray(B, dtype), jnp.asarray(dt, dtype),
-                      method=method)
+    return discretize(
+        jnp.asarray(A, dtype), jnp.asarray(B, dtype), jnp.asarray(dt, dtype), method=method
+    )
 
 
 # ------------------------------------------------------------------ skewed recurrence

@@ -175,8 +175,7 @@ def hippo_project(
     f = _signal(f)
     if dt is not None and timestamps is not None:
         raise ValueError(
-            "`dt` and `timestamps` are mutually exclusive (timestamps give every step), got "
-            "both."
+            "`dt` and `timestamps` are mutually exclusive (timestamps give every step), got both."
         )
     if measure == "legs":
         if dt is not None:
@@ -213,8 +212,7 @@ def hippo_project(
             jnp.broadcast_shapes(dt.shape, f.shape[:-1])
         except ValueError as err:
             raise ValueError(
-                f"`dt` must broadcast against f.shape[:-1] = {f.shape[:-1]}, got shape "
-                f"{dt.shape}."
+                f"`dt` must broadcast against f.shape[:-1] = {f.shape[:-1]}, got shape {dt.shape}."
             ) from err
     return _project_lti(f, A, B, dt, steps, method, final_only)
 

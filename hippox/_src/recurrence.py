@@ -46,8 +46,8 @@ def _as_inexact(name: str, x: ArrayLike) -> jax.Array:
 
 def _shape_error(Ab_shape, Bu_shape, diagonal: bool, time_varying: bool) -> ValueError:
     want = {
-        (False, False): "(..., N, N) (dense; pass diagonal=True for a diagonal Ab of shape (..., N))",
-        (True, False): "(..., N) (diagonal; pass diagonal=False for a dense Ab of shape (..., N, N))",
+        (False, False): "(..., N, N) (dense; pass diagonal=True for a diagonal Ab (..., N))",
+        (True, False): "(..., N) (diagonal; pass diagonal=False for a dense Ab (..., N, N))",
         (False, True): "(..., L, N, N) (dense, time-varying)",
         (True, True): "(..., L, N) (diagonal, time-varying)",
     }[(diagonal, time_varying)]
@@ -212,9 +212,7 @@ def linear_recurrence(
             )
         arrays.append(x0)
     try:
-        batch = jnp.broadcast_shapes(
-            Ab_batch, Bu_batch, *(() if x0 is None else (x0.shape[:-1],))
-        )
+        batch = jnp.broadcast_shapes(Ab_batch, Bu_batch, *(() if x0 is None else (x0.shape[:-1],)))
     except ValueError as err:
         raise ValueError(
             f"the leading (batch) axes of `Ab` {Ab_batch}, `Bu` {Bu_batch}"
