@@ -155,6 +155,16 @@ def test_legs_batch_and_final_only(rng):
         )
 
 
+@pytest.mark.parametrize("measure,kw", [("legs", {}), ("lagt", {"dt": 0.3})])
+@pytest.mark.parametrize("N,L", [(1, 5), (4, 1), (1, 1)])
+def test_edge_sizes(rng, measure, kw, N, L):
+    f = rng.standard_normal(L)
+    got = hippox.hippo_project(f, measure, N, **kw)
+    assert got.shape == (L, N)
+    np.testing.assert_allclose(got, np_project(f, measure, N, dt=kw.get("dt")), rtol=1e-12)
+    np.testing.assert_allclose(hippox.hippo_project(f, measure, N, final_only=True, **kw), got[-1])
+
+
 # ------------------------------------------------------------------ time-invariant
 
 
