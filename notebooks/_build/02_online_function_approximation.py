@@ -138,10 +138,11 @@ plt.show()
 #
 # ## 3. Reconstruction error vs $N$
 #
-# The memory can hold a signal once $N$ exceeds its number of degrees of freedom (about
-# twice the number of cycles it contains). Below, LegS over the whole record for two
-# bandwidths: the error drops steeply once $N$ is a few times the cutoff, down to the
-# float32 rounding floor.
+# A signal with `cutoff` cycles has about `2 * cutoff` degrees of freedom, and a memory of
+# size $N$ can only hold so many. Below, LegS over the whole record for two bandwidths: the
+# error stays large while $N$ is too small and drops steeply once $N$ is a few times the
+# cutoff (about 4 times here), down to a floor set by float32 arithmetic and the
+# discretisation of the memory.
 
 # %%
 L_ERR = 2_000 if SMALL else 20_000

@@ -55,6 +55,18 @@ def max_abs(a, b):
     return float(jnp.max(jnp.abs(a - b)))
 
 
+def check(differences, scale):
+    """Prints the max abs differences and fails loudly if one exceeds 2% of `scale`.
+
+    A loose bound (it leaves room for TPUs' reduced-precision float32 matmuls) that
+    still catches any sign, index or convention error, and NaNs.
+    """
+    for name, value in differences.items():
+        print(f"max |{name}|".ljust(42) + f"= {value:.1e}")
+    worst = max(differences.values())
+    assert worst <= 2e-2 * scale, f"the views disagree: {worst:.1e} (scale {scale:.2f})"
+
+
 # %% [markdown]
 # ## 1. S4D-Lin: a diagonal SSM
 #
@@ -100,7 +112,8 @@ y_b, state_b = hippox.forward_chunk_diag(params, u[..., L // 2 :], state_a)
 y_chunk = jnp.concatenate([y_a, y_b], axis=-1)
 
 print(f"shapes: K {K.shape}, y {y_conv.shape}, states {x.shape}")
-print(f"max |y| = {float(jnp.abs(y_conv).max()):.2f}")
+y_max = float(jnp.abs(y_conv).max())
+print(f"max |y| = {y_max:.2f}")
 differences = {
     "conv - recurrence": max_abs(y_conv, y_rec),
     "conv - scan_steps": max_abs(y_conv, y_scan),
@@ -108,22 +121,29 @@ differences = {
     "conv - two chunks": max_abs(y_conv, y_chunk),
     "final state: scan - chunks": max_abs(state_L, state_b),
 }
-for name, value in differences.items():
-    print(f"max |{name}|".ljust(34) + f"= {value:.1e}")
+check(differences, y_max)
 
 # %% [markdown]
 # ## 2. S4-LegS: diagonal plus low rank
 #
-# S4 keeps the HiPPO-LegS operator in its NPLR form (notebook 01): in the eigenbasis it is
-# $\mathrm{diag}(\Lambda) - \tilde P^\top \overline{\tilde P}$ with `Lambda, P, B, V =
-# hippox.nplr("legs", N)` (shapes `(M,)`, `(1, M)`, `(M,)`, `(N, M)`), discretised with the
-# bilinear method. The S4 kernel is parameterised by $\tilde C = C (I - \bar A^L)$
-# (`dplr_c_tilde`), which lets `kernel_dplr` evaluate it at the roots of unity with a Cauchy
-# sum and the Woodbury identity, without ever forming $\bar A$. The steps need the plain
-# $C$: `dplr_step_linear` ($O(M \cdot \mathrm{rank})$ per step, Woodbury again) and
-# `dplr_step_dense` (forms the $M \times M$ matrix once). As an independent reference, the
-# dense complex matrix is discretised with `hippox.discretize` and run with
-# `linear_recurrence`.
+# S4 keeps the HiPPO-LegS operator in its NPLR form (notebook 01). With
+# `Lambda, P, B, V = hippox.nplr("legs", N)` (shapes `(M,)`, `(1, M)`, `(M,)`, `(N, M)`) the
+# real operator in the eigenbasis is diagonal plus low rank,
+# $V_f^* A V_f = \mathrm{diag}(\Lambda_f) - \tilde P_f^\top \overline{\tilde P_f}$, on the
+# conjugate-closed set of modes $\Lambda_f = [\Lambda, \bar\Lambda]$, $\tilde P_f = [\tilde P,
+# \overline{\tilde P}]$. hippox stores one half (`conj_sym=True`); the low-rank term couples
+# the two halves. A complex output vector `C` `(M,)` is the real output row
+# $c = 2\,\mathrm{Re}(C V^*)$ in the original basis (and $C = c V$).
+#
+# * **convolution**: S4 parameterises the kernel by $\tilde C = C (I - \bar A^L)$
+#   (`dplr_c_tilde`), which lets `kernel_dplr` evaluate the bilinear kernel at the roots of
+#   unity with Cauchy sums and the Woodbury identity, without forming $\bar A$;
+# * **recurrence** (independent reference): the real $N \times N$ HiPPO-LegS matrices
+#   `hippox.transition("legs", N)`, discretised with `hippox.discretize(..., "bilinear")`,
+#   run by `linear_recurrence`, read out with the real row $c$;
+# * **streaming step**: `dplr_step_linear` ($O(M \cdot \mathrm{rank})$ per step, Woodbury
+#   again) and `dplr_step_dense` (forms the $M \times M$ step matrix once). The steps use
+#   the plain $C$.
 
 # %%
 Lambda, P, B, V = hippox.nplr("legs", N)
@@ -131,15 +151,17 @@ C_tilde = hippox.dplr_c_tilde(C, Lambda, P, dt, L)  # (H, M)
 K = hippox.kernel_dplr(Lambda, P, B, C_tilde, dt, L)  # (H, L)
 y_conv = hippox.causal_conv(u, K, D=D)
 
+# the real system: A (N, N), b (N,), output rows c (H, N)
+A, b = hippox.transition("legs", N)
+c = 2 * jnp.einsum("hm,nm->hn", C, jnp.conj(V)).real
+Ab, Bb = hippox.discretize(A, b, dt, method="bilinear")  # (H, N, N), (H, N)
+x = hippox.linear_recurrence(Ab, Bb[:, None, :] * u[..., None])  # (BATCH, H, L, N), real
+y_rec = jnp.einsum("hn,bhln->bhl", c, x) + D[:, None] * u
+
 p_linear = hippox.dplr_step_linear_params(Lambda, P, B, C, dt, D)
 y_linear, _ = hippox.scan_steps(p_linear, u)
 p_dense = hippox.dplr_step_dense_params(Lambda, P, B, C, dt, D)
 y_dense, _ = hippox.scan_steps(p_dense, u)
-
-A_eig = jnp.diag(Lambda) - P.T @ jnp.conj(P)  # (M, M) complex
-Ab, Bb = hippox.discretize(A_eig, B, dt, method="bilinear")  # (H, M, M), (H, M)
-x = hippox.linear_recurrence(Ab, Bb[:, None, :] * u[..., None])  # dense, (BATCH, H, L, M)
-y_rec = 2 * jnp.einsum("hm,bhlm->bhl", C, x).real + D[:, None] * u
 
 state = hippox.init_state(p_linear, (BATCH,))
 step = jax.jit(hippox.dplr_step_linear)
@@ -149,88 +171,64 @@ for k in range(n_stream):
     y_stream.append(y_k)
 y_stream = jnp.stack(y_stream, axis=-1)
 
-print(f"max |y| = {float(jnp.abs(y_conv).max()):.2f}")
+y_max = float(jnp.abs(y_conv).max())
+print(f"max |y| = {y_max:.2f}")
 differences = {
-    "conv - dense recurrence": max_abs(y_conv, y_rec),
+    "conv - real N x N recurrence": max_abs(y_conv, y_rec),
     "conv - scan of dplr_step_linear": max_abs(y_conv, y_linear),
     "conv - scan of dplr_step_dense": max_abs(y_conv, y_dense),
     f"conv - streaming (first {n_stream})": max_abs(y_conv[..., :n_stream], y_stream),
 }
-for name, value in differences.items():
-    print(f"max |{name}|".ljust(38) + f"= {value:.1e}")
+check(differences, y_max)
 
 # %% [markdown]
 # ## 3. The kernels are the HiPPO basis functions
 #
-# The half system above is what S4 trains. To get *exactly* the real HiPPO-LegS system of
-# `hippox.transition("legs", N)`, pass the conjugate-closed arrays (`concat([x, conj(x)])`)
-# with `conj_sym=False`, and an output vector $C V_f$ for a real $C$ in the original basis
-# ($V_f = [V, \bar V]$). Check against the brute-force kernel $C \bar A^l \bar B$ of the real
-# $N \times N$ matrices (`kernel_naive`):
+# With the output row $c = e_n$ (the $n$-th state of the real system, $C = e_n V$) the kernel
+# is the impulse response of that state. For the time-invariant LegS memory it approximates
+# $\Delta t\,\omega(s)\,g_n(s)$ with $\omega(s) = e^{-s}$ and
+# $g_n(s) = \sqrt{2n+1}\,P_n(2e^{-s} - 1)$ (`hippox.basis`, notebook 01): the kernels *are* the
+# basis functions, sampled. (Sampled at the middle of each step, $s = (l + \tfrac12)\Delta t$:
+# the bilinear $\bar B = (I - \tfrac{\Delta t}{2} A)^{-1} \Delta t B$ carries half a step of
+# decay; the error is $O(\Delta t^2)$.) FouT's states are windowed cosines and sines; S4D-Lin's
+# modes are damped oscillations $e^{-s/2}\cos(\pi n s)$. Each S4 kernel is checked against the
+# brute-force kernel $c \bar A^l \bar B$ of the real $N \times N$ matrices (`kernel_naive`);
+# the dashed lines are the continuous-time LegS basis functions.
 
 
 # %%
-def conj_closed(z):
-    return jnp.concatenate([z, jnp.conj(z)], axis=-1)
-
-
-def hippo_kernels(measure, C_real, dt, L):
-    """Kernels (H, L) of the real NPLR system `measure` with real outputs C_real (H, N)."""
+def hippo_kernels(measure, c, dt, L):
+    """S4 kernels (H, L) of the NPLR form of `measure` for real output rows c (H, N)."""
     Lambda, P, B, V = hippox.nplr(measure, N)
-    C_eig = C_real.astype(jnp.complex64) @ conj_closed(V)  # (H, N)
-    Lf, Pf, Bf = conj_closed(Lambda), conj_closed(P), conj_closed(B)
-    C_tilde = hippox.dplr_c_tilde(C_eig, Lf, Pf, dt, L)
-    return hippox.kernel_dplr(Lf, Pf, Bf, C_tilde, dt, L, conj_sym=False)
+    C = c.astype(jnp.complex64) @ V  # (H, M)
+    return hippox.kernel_dplr(Lambda, P, B, hippox.dplr_c_tilde(C, Lambda, P, dt, L), dt, L)
 
 
-C_real = jax.random.normal(key_cr, (H, N))
-A, B_real = hippox.transition("legs", N)
-Ab, Bb = hippox.discretize(A, B_real, dt, method="bilinear")
-K_naive = hippox.kernel_naive(Ab, Bb, C_real, L)
-K_dplr = hippo_kernels("legs", C_real, dt, L)
-K_max = float(jnp.abs(K_naive).max())
-print(f"max |K_dplr - K_naive| = {max_abs(K_dplr, K_naive):.1e}   (max |K| = {K_max:.2f})")
+def naive_kernels(measure, c, dt, L):
+    """Brute-force kernels c Ab^l Bb of the real N x N system (bilinear)."""
+    A, b = hippox.transition(measure, N)
+    Ab, Bb = hippox.discretize(A, b, dt, method="bilinear")
+    return hippox.kernel_naive(Ab, Bb, c, L)
 
-# %% [markdown]
-# With $C = e_n$ (the $n$-th state) the kernel is the impulse response of that state. For the
-# time-invariant LegS memory it approximates $\Delta t\,\omega(s)\,g_n(s)$ with
-# $\omega(s) = e^{-s}$ and $g_n(s) = \sqrt{2n+1}\,P_n(2e^{-s} - 1)$ (`hippox.basis`,
-# notebook 01): the kernels *are* the basis functions, sampled. (Sampled at the middle of each
-# step, $s = (l + \tfrac12)\Delta t$: the bilinear $\bar B = (I - \tfrac{\Delta t}{2} A)^{-1}
-# \Delta t B$ carries half a step of decay. The error is $O(\Delta t^2)$.) FouT's states are
-# windowed cosines and sines; S4D-Lin's modes are damped oscillations
-# $e^{-s/2}\cos(\pi n s)$. The dashed lines are the continuous-time LegS basis functions.
 
-# %%
 n_show = 4
 L_K = 256 if SMALL else 1024
 dt_legs, dt_fout, dt_lin = 8.0 / L_K, 3.0 / L_K, 10.0 / L_K  # kernels span 8, 3, 10 time units
-unit = jnp.eye(n_show, N)  # C = e_0 ... e_3 (original basis), one per channel
+unit = jnp.eye(n_show, N)  # c = e_0 ... e_3 (original basis), one per channel
 unit_modes = jnp.eye(n_show, M, dtype=jnp.complex64)  # C = e_0 ... e_3 in the diagonal basis
-cases = {  # title: (kernels (n_show, L_K), dt)
-    "S4-LegS (nplr('legs'))": (
-        hippo_kernels("legs", unit, jnp.full(n_show, dt_legs), L_K),
-        dt_legs,
-    ),
-    "S4-FouT (nplr('fout'))": (
-        hippo_kernels("fout", unit, jnp.full(n_show, dt_fout), L_K),
-        dt_fout,
-    ),
-    "S4D-Lin (diag_init('lin'))": (
-        hippox.kernel_diag(
-            hippox.diag_init("lin", N), jnp.ones(M), unit_modes, jnp.full(n_show, dt_lin), L_K
-        ),
-        dt_lin,
-    ),
-}
-
-# Independent check: the brute-force kernel of the real N x N system (transition + discretize).
+cases = {}  # title: (kernels (n_show, L_K), dt)
+differences = {}
 for measure, title, step_size in [("legs", "S4-LegS", dt_legs), ("fout", "S4-FouT", dt_fout)]:
-    A, B_real = hippox.transition(measure, N)
-    Ab, Bb = hippox.discretize(A, B_real, jnp.full(n_show, step_size), method="bilinear")
-    K_ref = hippox.kernel_naive(Ab, Bb, unit, L_K)
-    K_fast = cases[f"{title} (nplr('{measure}'))"][0]
-    print(f"{title}: max |kernel_dplr - kernel_naive| = {max_abs(K_fast, K_ref):.1e}")
+    dts_unit = jnp.full(n_show, step_size)
+    K_fast = hippo_kernels(measure, unit, dts_unit, L_K)
+    K_ref = naive_kernels(measure, unit, dts_unit, L_K)
+    cases[f"{title} (nplr('{measure}'))"] = (K_fast, step_size)
+    differences[f"{title}: kernel_dplr - kernel_naive"] = max_abs(K_fast, K_ref)
+K_lin = hippox.kernel_diag(
+    hippox.diag_init("lin", N), jnp.ones(M), unit_modes, jnp.full(n_show, dt_lin), L_K
+)
+cases["S4D-Lin (diag_init('lin'))"] = (K_lin, dt_lin)
+check(differences, float(jnp.abs(cases["S4-LegS (nplr('legs'))"][0]).max()))
 
 s_mid = (np.arange(L_K) + 0.5) * dt_legs  # step midpoints
 G = np.exp(-s_mid)[:, None] * np.asarray(hippox.basis("legs", n_show, s_mid))  # ω g, (L_K, n)
@@ -242,7 +240,7 @@ fig, axes = plt.subplots(1, 3, figsize=(13, 3.3), constrained_layout=True)
 for ax, (title, (Ks, step_size)) in zip(axes, cases.items(), strict=True):
     s_axis = np.arange(L_K) * step_size
     for n in range(n_show):
-        ax.plot(s_axis, np.asarray(Ks[n]) / step_size, color=f"C{n}", label=f"C = e_{n}")
+        ax.plot(s_axis, np.asarray(Ks[n]) / step_size, color=f"C{n}", label=f"state {n}")
     ax.set_title(title, fontsize=10)
     ax.set_xlabel("s = l · dt (time ago)")
 axes[0].plot(s_mid, G, "k--", lw=0.8)
@@ -259,17 +257,18 @@ plt.show()
 dts = jnp.array([1e-3, 1e-2, 1e-1])
 C_rand = jax.random.normal(jax.random.key(7), (M,), jnp.complex64)
 L_R = 1024 if SMALL else 4096
-kernels = {}
+kernels, differences = {}, {}
 for measure in ["legs", "fout"]:
     Lambda, P, B, V = hippox.nplr(measure, N)
     C_tilde = hippox.dplr_c_tilde(jnp.broadcast_to(C_rand, (3, M)), Lambda, P, dts, L_R)
     kernels[f"S4-{measure}"] = hippox.kernel_dplr(Lambda, P, B, C_tilde, dts, L_R)
-    # reference: the dense M x M half system, 2 Re(C Ab^l Bb)
-    Ab, Bb = hippox.discretize(jnp.diag(Lambda) - P.T @ jnp.conj(P), B, dts, method="bilinear")
-    K_ref = 2 * hippox.kernel_naive(Ab, Bb, C_rand, L_R).real
-    err = max_abs(kernels[f"S4-{measure}"], K_ref)
-    print(f"S4-{measure}: max |kernel_dplr - kernel_naive| = {err:.1e}")
+    c_rand = jnp.broadcast_to(2 * (C_rand @ jnp.conj(V).T).real, (3, N))  # the real output row
+    K_ref = naive_kernels(measure, c_rand, dts, L_R)
+    differences[f"S4-{measure}: kernel_dplr - kernel_naive"] = max_abs(
+        kernels[f"S4-{measure}"], K_ref
+    )
 kernels["S4D-Lin"] = hippox.kernel_diag(hippox.diag_init("lin", N), jnp.ones(M), C_rand, dts, L_R)
+check(differences, float(jnp.abs(kernels["S4-legs"]).max()))
 
 fig, axes = plt.subplots(1, 3, figsize=(13, 3.2), constrained_layout=True)
 for ax, (name, Ks) in zip(axes, kernels.items(), strict=True):
