@@ -14,9 +14,9 @@ Measures (n, k = 0 … N-1, q_n = sqrt(2n+1)):
 ``lagt``           translated Laguerre (exponential decay)
 ``tlagt``          truncated Laguerre
 ``glagt``          generalized Laguerre with parameters ``alpha``, ``beta``
-``fout``           translated Fourier (alias ``fourier``), window 1
+``fout``           translated Fourier (alias ``fourier``), window 2
 ``fourier_decay``  Fourier with half the low-rank term
-``fourier2``       2 × ``fout`` (window 1/2)
+``fourier2``       2 × ``fout`` (window 1)
 ``foud``           diagonalizable Fourier without low-rank term (alias ``fourier_diag``)
 ``random``         dense Gaussian A (ablation; needs ``key``)
 ``diagonal``       negative-diagonal A (ablation; needs ``key``)
