@@ -4,8 +4,9 @@ Groups (``ratio`` in the table = baseline median / row median, same run):
 
 * ``kernel_diag``: `hippox.kernel_diag` (S4D Vandermonde, zoh) vs `hippox.kernel_naive`
   on the same diagonal system (a ``lax.scan`` of L elementwise steps, the baseline).
-* ``kernel_dplr``: `hippox.kernel_dplr` (S4 Cauchy + Woodbury + irfft, rank 1) vs
-  `hippox.kernel_naive` on the dense ``M × M`` discretised matrix (the baseline).
+* ``kernel_dplr``: `hippox.kernel_dplr` (S4 Cauchy + Woodbury + irfft, rank 1,
+  ``conj_sym=True``) vs `hippox.kernel_naive` on the dense discretised matrix of the same
+  system, the conjugate-closed ``2M × 2M`` one (the baseline).
   Both kernel groups use H = 256 channels and N = 64 (the conjugate-symmetric half:
   M = 32 complex modes), L in {1024, 4096, 16384}, complex64/float32.
 * ``s4d_layer``: one S4D layer (B = 8, H = 256, N = 64, L = 4096) in convolution mode
@@ -42,7 +43,11 @@ def _system(H: int, M: int, rank: int, seed: int = 0):
 
 
 def _dense_dplr(Lam, P, B, dt):
-    """Dense bilinear (Ab, Bb) of A = diag(Lambda) - Pᵀ conj(P), on the device."""
+    """Dense bilinear (Ab, Bb) of the conjugate-closed A = diag(Λ_full) - P_fullᵀ conj(P_full).
+
+    The system `kernel_dplr` computes with ``conj_sym=True``: ``x_full = [x, conj(x)]``.
+    """
+    Lam, P, B = (jnp.concatenate([x, x.conj()], axis=-1) for x in (Lam, P, B))
     M = Lam.shape[-1]
     eye = jnp.eye(M, dtype=Lam.dtype)
     A = Lam[:, :, None] * eye - jnp.einsum("rhn,rhm->hnm", P, P.conj())
@@ -60,6 +65,7 @@ def _kernel_groups(H, N, lengths, naive_max_L, repeats) -> list[Row]:
     Lam, P, B, C, dt = _system(H, M, rank=1)
     Ab_d, Bb_d = hippox.discretize_diag(Lam, B, dt, method="zoh")
     Ab_p, Bb_p = jax.jit(_dense_dplr)(Lam, P, B, dt)
+    C_full = jnp.concatenate([C, C.conj()], axis=-1)
     for L in lengths:
         params = f"H={H} N={N} (M={M}) L={L}"
         naive_L = min(L, naive_max_L)
@@ -105,7 +111,7 @@ def _kernel_groups(H, N, lengths, naive_max_L, repeats) -> list[Row]:
             functools.partial(hippox.kernel_naive, L=naive_L),
             Ab_p,
             Bb_p,
-            C,
+            C_full,
             repeats=max(1, repeats // 2),
             baseline=True,
             note=note,

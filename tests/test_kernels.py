@@ -263,6 +263,34 @@ def test_kernel_diag_grads(rng, method):
 # --------------------------------------------------------------------------- kernel_dplr
 
 
+def ref_dplr(Lam, P, B, C, dt, L, conj_sym):
+    """Reference real kernel (H, L) of the DPLR system the conventions define.
+
+    conj_sym=True: the conjugate-closed 2M-mode system (arrays concatenated with their
+    conjugates, low-rank term coupling the halves); its kernel is real up to rounding.
+    conj_sym=False: the M-mode system, real part of its kernel.
+    """
+    if conj_sym:
+        Lam, P, B, C = closed(Lam), closed(P), closed(B), closed(C)
+    Ab, Bb = ref_dplr_system(Lam, P, B, dt)
+    Kc = ref_kernel(Ab, Bb, C, L)
+    if conj_sym:
+        assert np.max(np.abs(Kc.imag)) <= 1e-12 * np.max(np.abs(Kc))
+    return Kc.real
+
+
+def ref_c_tilde_dplr(C, Lam, P, dt, L, conj_sym):
+    """C̃ = C (I - Ab^L); for conj_sym=True on the closed system, first half returned."""
+    M = C.shape[-1]
+    if conj_sym:
+        Lam, P, C = closed(Lam), closed(P), closed(C)
+    Ab, _ = ref_dplr_system(Lam, P, np.zeros_like(C), dt)
+    Ct = ref_c_tilde(C, Ab, L)
+    if conj_sym:  # the closed C̃ is conjugate-symmetric, so its first half determines it
+        np.testing.assert_allclose(Ct[:, M:], Ct[:, :M].conj(), rtol=1e-12, atol=1e-12)
+    return Ct[:, :M]
+
+
 @pytest.mark.parametrize(
     ("rank", "conj_sym", "L"),
     [(1, True, L) for L in LENGTHS]
@@ -275,15 +303,37 @@ def test_kernel_dplr_float64(rng, rank, conj_sym, L):
     P = 0.5 * crandn(rng, rank, H, M)
     B, C = crandn(rng, H, M), crandn(rng, H, M)
     dt = np.exp(rng.uniform(np.log(1e-3), np.log(0.5), H))
-    Ab, Bb = ref_dplr_system(Lam, P, B, dt)
-    ref = real_out(ref_kernel(Ab, Bb, C, L), conj_sym)
-    Ct = ref_c_tilde(C, Ab, L)
+    ref = ref_dplr(Lam, P, B, C, dt, L, conj_sym)
+    Ct = ref_c_tilde_dplr(C, Lam, P, dt, L, conj_sym)
     K = hippox.kernel_dplr(Lam, P, B, Ct, dt, L, conj_sym=conj_sym)
     assert K.shape == (H, L) and K.dtype == np.float64
     assert rel_err(K, ref) <= 1e-10
     for cs in (1, 3) if L in (7, 100) else ():
         Kc = hippox.kernel_dplr(Lam, P, B, Ct, dt, L, conj_sym=conj_sym, chunk_size=cs)
         np.testing.assert_allclose(Kc, K, rtol=0, atol=1e-12 * np.max(np.abs(ref)))
+    if conj_sym and L in (7, 64):
+        # The half arrays with conj_sym=True are the closed arrays with conj_sym=False.
+        Kf = hippox.kernel_dplr(
+            closed(Lam), closed(P), closed(B), closed(Ct), dt, L, conj_sym=False
+        )
+        assert rel_err(Kf, ref) <= 1e-10
+
+
+def test_kernel_dplr_halves_are_coupled(rng):
+    """conj_sym=True is not 2 Re of the uncoupled half system (old convention) when P != 0,
+    and reduces to the diagonal S4D bilinear kernel when P = 0."""
+    H, M, L = 2, 4, 32
+    Lam, P = random_lambda(rng, H, M), 0.5 * crandn(rng, 1, H, M)
+    B, C = crandn(rng, H, M), crandn(rng, H, M)
+    dt = np.array([0.05, 0.3])
+    Ab, Bb = ref_dplr_system(Lam, P, B, dt)  # the uncoupled M-mode half system
+    half = 2 * ref_kernel(Ab, Bb, C, L).real
+    K = hippox.kernel_dplr(Lam, P, B, ref_c_tilde_dplr(C, Lam, P, dt, L, True), dt, L)
+    assert rel_err(K, half) > 1e-3
+    Z = np.zeros_like(P)
+    Ab, Bb = ref_diag_system(Lam, B, dt, "bilinear", L)
+    K0 = hippox.kernel_dplr(Lam, Z, B, ref_c_tilde(C, Ab, L), dt, L)
+    assert rel_err(K0, 2 * ref_kernel(Ab, Bb, C, L).real) <= 1e-10
 
 
 @pytest.mark.parametrize("rank", [1, 2])
@@ -293,9 +343,8 @@ def test_kernel_dplr_float32(rng, rank):
     P = 0.5 * crandn(rng, rank, H, M)
     B, C = crandn(rng, H, M), crandn(rng, H, M)
     dt = np.exp(rng.uniform(np.log(1e-3), np.log(0.1), H))
-    Ab, Bb = ref_dplr_system(Lam, P, B, dt)
-    ref = 2 * ref_kernel(Ab, Bb, C, L).real
-    Ct = ref_c_tilde(C, Ab, L)
+    ref = ref_dplr(Lam, P, B, C, dt, L, True)
+    Ct = ref_c_tilde_dplr(C, Lam, P, dt, L, True)
     c64 = lambda x: x.astype(np.complex64)  # noqa: E731
     K = hippox.kernel_dplr(c64(Lam), c64(P), c64(B), c64(Ct), dt.astype(np.float32), L)
     assert K.dtype == np.float32
@@ -306,66 +355,87 @@ def test_kernel_dplr_float32(rng, rank):
         )
     )
     assert "f64" not in jaxpr and "c128" not in jaxpr
+    # dplr_c_tilde in complex64 on the closed system.
+    Ct32 = hippox.dplr_c_tilde(c64(C), c64(Lam), c64(P), dt.astype(np.float32), L)
+    assert Ct32.dtype == np.complex64
+    np.testing.assert_allclose(Ct32, Ct, rtol=0, atol=1e-4 * np.max(np.abs(Ct)))
 
 
-@pytest.mark.parametrize("L", [64, 75])
-def test_kernel_dplr_hippo_legs(rng, L):
-    """NPLR of HiPPO-LegS: the half system (conj_sym=True, as the conventions define it),
-    and the conjugate-closed system (conj_sym=False), which is exactly the real LegS matrix."""
-    N, H = 8, 2
-    Lam, P, B, V = (np.asarray(x) for x in hippox.nplr("legs", N, dtype=jnp.float64))
-    dt = np.array([0.01, 0.1])
-    LamH, PH, BH = (
-        np.broadcast_to(x, (*x.shape[:-1], H, N // 2))
-        if x.ndim > 1
-        else np.broadcast_to(x, (H, N // 2))
-        for x in (Lam, P, B)
-    )
-    C = crandn(rng, H, N // 2)
-    Ab, Bb = ref_dplr_system(LamH, PH, BH, dt)
-    K = hippox.kernel_dplr(Lam, P, B, ref_c_tilde(C, Ab, L), dt, L)
-    assert rel_err(K, 2 * ref_kernel(Ab, Bb, C, L).real) <= 1e-10
-    # Real LegS system with a random real output vector c: C_full = c V_full.
-    A_real, B_real = (np.asarray(x) for x in hippox.transition("legs", N, dtype=jnp.float64))
-    c = rng.standard_normal((H, N))
-    ref_real = np.zeros((H, L))
-    for h in range(H):
-        lhs = np.eye(N) - dt[h] / 2 * A_real
-        ab = np.linalg.solve(lhs, np.eye(N) + dt[h] / 2 * A_real)
-        x = np.linalg.solve(lhs, dt[h] * B_real)
+def ref_real_bilinear_kernel(A, b, c, dt, L):
+    """K[h, l] = c[h] Ab^l Bb of the real bilinear discretisation of (A, b), float64."""
+    N = A.shape[0]
+    out = np.zeros((len(dt), L))
+    for h in range(len(dt)):
+        lhs = np.eye(N) - dt[h] / 2 * A
+        ab = np.linalg.solve(lhs, np.eye(N) + dt[h] / 2 * A)
+        x = np.linalg.solve(lhs, dt[h] * b)
         for l in range(L):
-            ref_real[h, l] = c[h] @ x
+            out[h, l] = c[h] @ x
             x = ab @ x
-    Vf = closed(V, axis=1)
-    Cf = c @ Vf
-    Lf, Pf, Bf = closed(Lam), closed(P), closed(B)
-    LfH, PfH, BfH = (
-        np.broadcast_to(Lf, (H, N)),
-        np.broadcast_to(Pf[:, None], (1, H, N)),
-        np.broadcast_to(Bf, (H, N)),
+    return out
+
+
+@pytest.mark.parametrize(
+    ("measure", "rank", "L"), [("legs", 1, 64), ("legs", 1, 75), ("legt", 2, 33)]
+)
+def test_kernel_dplr_hippo_real_system(rng, measure, rank, L):
+    """NPLR arrays with conj_sym=True are exactly the real HiPPO system: C = c V."""
+    N, H = 8, 2
+    Lam, P, B, V = (np.asarray(x) for x in hippox.nplr(measure, N, rank=rank, dtype=jnp.float64))
+    A, b = (np.asarray(x) for x in hippox.transition(measure, N, dtype=jnp.float64))
+    dt = np.array([0.01, 0.1])
+    c = rng.standard_normal((H, N))
+    ref = ref_real_bilinear_kernel(A, b, c, dt, L)
+    C = c @ V  # (H, N/2): c V_full = [c V, conj(c V)]
+    Ct = hippox.dplr_c_tilde(C, Lam, P, dt, L)
+    K = hippox.kernel_dplr(Lam, P, B, Ct, dt, L)
+    assert rel_err(K, ref) <= 1e-10
+    np.testing.assert_allclose(hippox.dplr_c_from_tilde(Ct, Lam, P, dt, L), C, atol=1e-11)
+    # The same with the closed arrays and conj_sym=False.
+    Ctf = hippox.dplr_c_tilde(closed(C), closed(Lam), closed(P), dt, L, conj_sym=False)
+    np.testing.assert_allclose(Ctf, closed(np.asarray(Ct)), rtol=1e-10, atol=1e-11)
+    Kf = hippox.kernel_dplr(closed(Lam), closed(P), closed(B), Ctf, dt, L, conj_sym=False)
+    assert rel_err(Kf, ref) <= 1e-10
+
+
+def test_dplr_shared_p_broadcasts_over_channels(rng):
+    """A (rank, M) P is shared by all channels (its rank axis is not matched to H)."""
+    H, M, R, L = 3, 4, 2, 12
+    Lam, P = random_lambda(rng, H, M), 0.5 * crandn(rng, R, M)
+    B, C = crandn(rng, H, M), crandn(rng, H, M)
+    dt = rng.uniform(0.05, 0.3, H)
+    Pb = np.broadcast_to(P[:, None], (R, H, M))
+    Ct = hippox.dplr_c_tilde(C, Lam, P, dt, L)
+    np.testing.assert_allclose(
+        Ct, ref_c_tilde_dplr(C, Lam, Pb, dt, L, True), rtol=1e-11, atol=1e-12
     )
-    Abf, _ = ref_dplr_system(LfH, PfH, BfH, dt)
-    Kf = hippox.kernel_dplr(Lf, Pf, Bf, ref_c_tilde(Cf, Abf, L), dt, L, conj_sym=False)
-    assert rel_err(Kf, ref_real) <= 1e-9
+    K = hippox.kernel_dplr(Lam, P, B, Ct, dt, L)
+    assert rel_err(K, ref_dplr(Lam, Pb, B, C, dt, L, True)) <= 1e-10
 
 
-def test_c_tilde_round_trip_and_kernel(rng):
+@pytest.mark.parametrize("conj_sym", [True, False])
+def test_c_tilde_round_trip_and_kernel(rng, conj_sym):
     H, M, R, L = 3, 6, 2, 40
     Lam, P = random_lambda(rng, H, M), 0.5 * crandn(rng, R, H, M)
     B, C = crandn(rng, H, M), crandn(rng, H, M)
     dt = rng.uniform(0.01, 0.3, H)
-    Ab, Bb = ref_dplr_system(Lam, P, B, dt)
-    Ct = hippox.dplr_c_tilde(C, Lam, P, dt, L)
-    np.testing.assert_allclose(Ct, ref_c_tilde(C, Ab, L), rtol=1e-11, atol=1e-12)
+    Ct = hippox.dplr_c_tilde(C, Lam, P, dt, L, conj_sym=conj_sym)
     np.testing.assert_allclose(
-        hippox.dplr_c_from_tilde(Ct, Lam, P, dt, L), C, rtol=1e-10, atol=1e-11
+        Ct, ref_c_tilde_dplr(C, Lam, P, dt, L, conj_sym), rtol=1e-11, atol=1e-12
     )
-    K = hippox.kernel_dplr(Lam, P, B, Ct, dt, L)
-    assert rel_err(K, 2 * ref_kernel(Ab, Bb, C, L).real) <= 1e-10
+    np.testing.assert_allclose(
+        hippox.dplr_c_from_tilde(Ct, Lam, P, dt, L, conj_sym=conj_sym), C, rtol=1e-10, atol=1e-11
+    )
+    ref = ref_dplr(Lam, P, B, C, dt, L, conj_sym)
+    K = hippox.kernel_dplr(Lam, P, B, Ct, dt, L, conj_sym=conj_sym)
+    assert rel_err(K, ref) <= 1e-10
     # L = 1 and an odd length exercise the repeated squaring.
     for Lx in (1, 13):
         np.testing.assert_allclose(
-            hippox.dplr_c_tilde(C, Lam, P, dt, Lx), ref_c_tilde(C, Ab, Lx), rtol=1e-11, atol=1e-12
+            hippox.dplr_c_tilde(C, Lam, P, dt, Lx, conj_sym=conj_sym),
+            ref_c_tilde_dplr(C, Lam, P, dt, Lx, conj_sym),
+            rtol=1e-11,
+            atol=1e-12,
         )
 
 
@@ -416,9 +486,9 @@ def test_small_memory_budget_groups_channels(rng, monkeypatch):
     Ab, Bb = ref_diag_system(Lam, B, dt, "dss", L)
     K = hippox.kernel_diag(Lam, B, C, dt, L, method="dss")
     assert rel_err(K, 2 * ref_kernel(Ab, Bb, C, L).real) <= 1e-10
-    Ab, Bb = ref_dplr_system(Lam, P, B, dt)
-    K = hippox.kernel_dplr(Lam, P, B, ref_c_tilde(C, Ab, L), dt, L)
-    assert rel_err(K, 2 * ref_kernel(Ab, Bb, C, L).real) <= 1e-10
+    ref = ref_dplr(Lam, P, B, C, dt, L, True)
+    K = hippox.kernel_dplr(Lam, P, B, ref_c_tilde_dplr(C, Lam, P, dt, L, True), dt, L)
+    assert rel_err(K, ref) <= 1e-10
 
 
 def test_kernels_do_not_materialise_hnl():

@@ -23,16 +23,23 @@ Conventions (shared with `hippox.causal_conv` and the step mode):
 * Shapes: ``Lambda``, ``B``, ``C``: ``(H, M)`` (or ``(M,)``, broadcast), ``dt``: ``(H,)``,
   ``P``: ``(rank, H, M)`` (or ``(rank, M)``). Any leading batch shape that broadcasts is
   accepted; kernels have shape ``(..., H, L)``.
-* ``conj_sym=True`` (default): the ``M = N/2`` modes are one half of conjugate pairs and
-  the real kernel is ``K_l = 2 Re(C Ab^l Bb)``. ``conj_sym=False``: ``K_l = Re(C Ab^l Bb)``
-  (the ``M = N`` modes are meant to be closed under conjugation, so ``Re`` drops only
-  rounding error).
-* DPLR state matrix: ``A[n, m] = Lambda[n] δ_nm - Σ_r P[r, n] conj(P[r, m])``. With
-  ``conj_sym=True`` this ``M × M`` matrix is the whole (half) system: the real kernel is
-  ``2 Re`` of its kernel, with no coupling between the two conjugate halves. To reproduce a
-  real NPLR operator ``A = V (diag(Lambda) - P* P) V*`` exactly (e.g. HiPPO-LegS from
-  `hippox.nplr`), pass the conjugate-closed arrays ``concat([x, conj(x)], -1)`` with
-  ``conj_sym=False``.
+* ``conj_sym=True`` (default): the ``M = N/2`` arrays are one half of a conjugate-closed
+  set of ``N`` modes (``Im(Lambda) <= 0`` by convention); the system is the closed one and
+  its real kernel is ``Re`` of the closed system's kernel. For a diagonal system the halves
+  do not interact, so this is ``K_l = 2 Re(C Ab^l Bb)`` over the ``M`` stored modes.
+  ``conj_sym=False``: the arrays hold all ``M = N`` modes and ``K_l = Re(C Ab^l Bb)`` (for
+  a conjugate-closed set ``Re`` drops only rounding error).
+* DPLR state matrix: ``A[n, m] = Lambda[n] δ_nm - Σ_r P[r, n] conj(P[r, m])`` on the
+  conjugate-closed mode set. With ``conj_sym=True`` that set is ``Lambda_full = [Lambda,
+  conj(Lambda)]``, ``P_full = [P, conj(P)]``, ``B_full = [B, conj(B)]``, ``C_full = [C,
+  conj(C)]`` (``2M`` modes): the low-rank term couples the two halves, exactly as in S4,
+  and the half system ``diag(Lambda) - Pᵀ conj(P)`` alone is *not* used. The closed
+  system's state stays conjugate-symmetric, so its kernel is real and its output is
+  ``2 Re(C x)`` for the first-half state ``x``. For a real NPLR operator (e.g.
+  ``Lambda, P, B, V = hippox.nplr("legs", N)`` and ``A, b = hippox.transition("legs",
+  N)``) this closed system is ``V_full* A V_full`` with the unitary ``V_full = [V,
+  conj(V)]``: a real output row ``c`` ``(N,)`` maps to ``C = c V`` ``(N/2,)``, and the
+  S4 kernel reproduces the real system's bilinear kernel ``c Ab^l Bb`` exactly.
 * dtypes: float32/complex64 inputs compute in complex64 and return float32; float64 or
   complex128 inputs compute in complex128 and return float64. Half-precision inputs
   compute in complex64 (JAX has no half-precision complex type).
@@ -397,6 +404,9 @@ def _dplr_flatten(Lam, P, B, C, dt, batch):
     Lam, B, C = (
         jnp.broadcast_to(x.astype(ctype), (*batch, M)).reshape(rows, M) for x in (Lam, B, C)
     )
+    # Align P's batch axes to the right of the rank axis before broadcasting (a (rank, M)
+    # P must not have its rank axis matched against the channel axis).
+    P = P.reshape(R, *(1,) * (len(batch) + 2 - P.ndim), *P.shape[1:])
     P = jnp.broadcast_to(P.astype(ctype), (R, *batch, M)).reshape(R, rows, M)
     dt = jnp.broadcast_to(dt.astype(rtype), batch).reshape(rows)
     return Lam, jnp.moveaxis(P, 0, 1), B, C, dt, rtype
@@ -433,29 +443,47 @@ def kernel_dplr(
 ) -> jax.Array:
     """S4 convolution kernel of a diagonal-plus-low-rank SSM (Cauchy kernel + Woodbury).
 
-    The system ``A = diag(Lambda) - Pᵀ conj(P)`` is discretised with the bilinear method
-    and its length-``L`` kernel is obtained from the generating function
+    The system ``A = diag(Lambda) - Pᵀ conj(P)`` on the conjugate-closed mode set (with
+    ``conj_sym=True``: ``Lambda_full = [Lambda, conj(Lambda)]``, ``P_full = [P, conj(P)]``,
+    ``B_full``, ``C̃_full`` likewise; module docstring) is discretised with the bilinear
+    method and its length-``L`` kernel is obtained from the generating function
     ``Σ_{l<L} K_l z^l = C̃ (I - Ab z)^{-1} Bb`` at the L-th roots of unity
     (``C̃ = C (I - Ab^L)``, see `dplr_c_tilde`). At ``z = e^{iθ}`` the resolvent is
     ``(I - z Ab)^{-1} Bb = e^{-iθ/2} (a I - b A)^{-1} dt B`` with ``a = -2i sin(θ/2)`` and
     ``b = dt cos(θ/2)``: finite at every node, including the Nyquist node ``z = -1``
     (``b = 0``) where the usual ``2/dt (1-z)/(1+z)`` is infinite. The inverse of
     ``diag(a - b Lambda) + b Pᵀ conj(P)`` is expanded with the Woodbury identity (a
-    closed form for rank 1 and 2, a small ``rank × rank`` solve per node otherwise); the
-    spectrum of the real kernel at the ``L//2 + 1`` nodes `jnp.fft.irfft` needs is
-    ``k̂(z) + conj(k̂(conj z))`` (times 1/2 for ``conj_sym=False``).
+    closed form for rank 1 and 2, a small ``rank × rank`` solve per node otherwise).
+
+    With ``conj_sym=True`` the Cauchy sums run over the closed set without forming it:
+    ``Σ_m [v_m / (a - b λ_m) + conj(v_m) / (a - b conj(λ_m))]``, whose second term is the
+    conjugate of the plain sum at the node ``conj(z)`` (``a -> -a``); the Woodbury
+    correction is applied to these symmetrised sums, so the two halves are coupled through
+    ``P`` as in the real system. The closed system's kernel is real, and its spectrum at
+    the ``L//2 + 1`` nodes `jnp.fft.irfft` needs is the value itself. With
+    ``conj_sym=False`` the ``M`` modes are the system and the spectrum of ``Re K`` is
+    ``(k̂(z) + conj(k̂(conj z))) / 2``. Either way the cost is ``O(H M L)`` (times
+    ``rank²``) with no ``M × M`` (or ``2M × 2M``) matrices.
+
+    Reproducing a real NPLR system: for ``Lambda, P, B, V = hippox.nplr(measure, N)``,
+    ``A, b = hippox.transition(measure, N)`` and a real output row ``c`` ``(N,)``, the
+    kernel ``c Ab^l Bb`` of the real bilinear system equals
+    ``kernel_dplr(Lambda, P, B, dplr_c_tilde(c @ V, Lambda, P, dt, L), dt, L)``
+    (``conj_sym=True``; ``C = c V`` because ``c V_full = [c V, conj(c V)]``).
 
     Args:
       Lambda: ``(..., M)`` complex diagonal part, ``Re(Lambda) < 0``.
       P: ``(rank, ..., M)`` complex low-rank factor (the rank axis first).
       B: ``(..., M)`` input vector.
       C_tilde: ``(..., M)`` the output vector in S4's parameterisation,
-        ``C_tilde = C (I - Ab^L)`` (`dplr_c_tilde`; `dplr_c_from_tilde` inverts it).
+        ``C_tilde = C (I - Ab^L)`` (`dplr_c_tilde` with the same ``conj_sym``;
+        `dplr_c_from_tilde` inverts it). With ``conj_sym=True`` it is the first half of
+        the conjugate-symmetric ``C̃_full``.
       dt: ``(...)`` positive real step sizes, one per channel (e.g. ``(H,)``).
       L: kernel length, an int >= 1 (even or odd).
-      conj_sym: ``True``: ``K = 2 Re`` of the kernel of the ``M``-mode system;
-        ``False``: ``K = Re`` (for a conjugate-closed system). See the module docstring for
-        how to reproduce a real NPLR operator exactly.
+      conj_sym: ``True``: the arrays are one half of a conjugate-closed set of ``2M``
+        modes and ``K`` is the (real) kernel of that closed system; ``False``: the ``M``
+        modes are the system and ``K = Re`` of its kernel.
       chunk_size: number of frequency nodes evaluated together (``None``: as many as fit
         the memory budget, module docstring).
 
@@ -468,6 +496,7 @@ def kernel_dplr(
 
     Examples:
       >>> import jax.numpy as jnp
+      >>> import numpy as np
       >>> import hippox
       >>> Lambda, P, B, V = hippox.nplr("legs", 8)
       >>> C = jnp.ones((2, 4), jnp.complex64)                 # H = 2 channels
@@ -476,6 +505,16 @@ def kernel_dplr(
       >>> K = hippox.kernel_dplr(Lambda, P, B, Ct, dt, 64)
       >>> K.shape, K.dtype
       ((2, 64), dtype('float32'))
+
+      The real LegS system with output row ``c``: ``C = c V``.
+
+      >>> A, b = hippox.transition("legs", 8)
+      >>> c = jnp.arange(8.0) / 8
+      >>> Ab, Bb = hippox.discretize(A, b, 0.1, method="bilinear")
+      >>> K_real = hippox.kernel_naive(Ab, Bb, c, 16)
+      >>> Ct = hippox.dplr_c_tilde(c @ V, Lambda, P, 0.1, 16)
+      >>> bool(np.allclose(hippox.kernel_dplr(Lambda, P, B, Ct, 0.1, 16), K_real, atol=1e-5))
+      True
     """
     L = _validate.check_size("L", L)
     chunk_size = _check_chunk(chunk_size)
@@ -489,43 +528,51 @@ def _kernel_dplr(Lam, P, B, Ct, dt, batch, *, L, conj_sym, chunk_size):
     ctype = Lam.dtype
     rows, R, M = P.shape
     # Cauchy numerators v[h, i, j, m] = left[i] right[j]: left = (C̃, conj P), right = (B, P).
+    # On the conjugate half both are conjugated, so the numerators there are conj(v).
     left = jnp.concatenate([Ct[:, None], P.conj()], axis=1)
     right = jnp.concatenate([B[:, None], P], axis=1)
     v = (left[:, :, None] * right[:, None]).reshape(rows, (R + 1) ** 2, M)
 
-    nf = L // 2 + 1
-    theta = -2.0 * np.pi * np.arange(nf) / L
-    theta = np.concatenate([theta, -theta])  # the nodes z = e^{iθ} and their conjugates
-    nz = theta.size
-    per_node = rows * (M + 2 * (R + 1) ** 2)
+    nf = L // 2 + 1  # the nodes z = e^{iθ} irfft needs; each also gives its conjugate
+    per_node = rows * (2 * M + 3 * (R + 1) ** 2)
     zc = chunk_size if chunk_size is not None else max(1, _BUDGET // per_node)
-    zc = min(zc, nz)
-    nchunk = -(-nz // zc)
-    theta = np.concatenate([theta, np.zeros(nchunk * zc - nz)]).reshape(nchunk, zc)
+    zc = min(zc, nf)
+    nchunk = -(-nf // zc)
+    theta = -2.0 * np.pi * np.arange(nf) / L
+    theta = np.concatenate([theta, np.zeros(nchunk * zc - nf)]).reshape(nchunk, zc)
     # Node constants in float64 on the host, cast once: a = -2i sin(θ/2), cos(θ/2), e^{-iθ/2}.
+    # The conjugate node conj(z) has -a, the same cos(θ/2), and the conjugate phase.
     a_nodes = jnp.asarray(-2j * np.sin(theta / 2), ctype)
     c_nodes = jnp.asarray(np.cos(theta / 2), rtype)
     phase_nodes = jnp.asarray(np.exp(-0.5j * theta), ctype)
 
-    def spectrum(nodes):  # (zc,) node constants -> (rows, zc) generating-function values
+    def spectrum(nodes):  # (zc,) node constants -> (rows, zc) spectrum of the real kernel
         a, c, phase = nodes
         b = dt[:, None] * c  # (rows, zc)
-        inv_d = 1.0 / (a[None, :, None] - b[..., None] * Lam[:, None, :])  # (rows, zc, M)
-        k = jnp.einsum("hzm,hvm->hzv", inv_d, v).reshape(rows, -1, R + 1, R + 1)
-        return (dt[:, None] * phase) * _woodbury(k, b)
+        bl = b[..., None] * Lam[:, None, :]  # (rows, zc, M)
+        shape = (rows, a.shape[0], R + 1, R + 1)
+        k_z = jnp.einsum("hzm,hvm->hzv", 1.0 / (a[None, :, None] - bl), v).reshape(shape)
+        k_c = jnp.einsum("hzm,hvm->hzv", 1.0 / (-a[None, :, None] - bl), v).reshape(shape)
+        if conj_sym:
+            # Σ over the closed set: the half at z plus the conjugate of the half at conj(z).
+            g = _woodbury(k_z + k_c.conj(), b)
+        else:
+            g = 0.5 * (_woodbury(k_z, b) + _woodbury(k_c, b).conj())
+        return (dt[:, None] * phase) * g
 
     nodes = (a_nodes, c_nodes, phase_nodes)
     if nchunk == 1:
-        vals = spectrum(tuple(x[0] for x in nodes))
+        spec = spectrum(tuple(x[0] for x in nodes))
     else:
-        vals = jax.lax.map(spectrum, nodes)  # (nchunk, rows, zc)
-        vals = jnp.moveaxis(vals, 0, 1).reshape(rows, nchunk * zc)
-    vals = vals[:, :nz]
-    spec = vals[:, :nf] + vals[:, nf:].conj()
-    if not conj_sym:
-        spec = spec / 2
-    K = jnp.fft.irfft(spec, n=L, axis=-1)
+        spec = jax.lax.map(spectrum, nodes)  # (nchunk, rows, zc)
+        spec = jnp.moveaxis(spec, 0, 1).reshape(rows, nchunk * zc)
+    K = jnp.fft.irfft(spec[:, :nf], n=L, axis=-1)
     return K.astype(rtype).reshape(*batch, L)
+
+
+def _closed(x: jax.Array) -> jax.Array:
+    """``concat([x, conj(x)])`` along the mode (last) axis."""
+    return jnp.concatenate([x, x.conj()], axis=-1)
 
 
 def _dplr_power(Lam, P, dt, L):
@@ -545,20 +592,33 @@ def _dplr_power(Lam, P, dt, L):
     return eye - result
 
 
-def dplr_c_tilde(C: ArrayLike, Lambda: ArrayLike, P: ArrayLike, dt: ArrayLike, L: int) -> jax.Array:
+def dplr_c_tilde(
+    C: ArrayLike,
+    Lambda: ArrayLike,
+    P: ArrayLike,
+    dt: ArrayLike,
+    L: int,
+    *,
+    conj_sym: bool = True,
+) -> jax.Array:
     """S4's output parameterisation ``C̃ = C (I - Ab^L)`` (row vector times matrix).
 
     ``Ab`` is the bilinear discretisation of ``A = diag(Lambda) - Pᵀ conj(P)`` with step
-    ``dt``; ``Ab^L`` is computed by repeated squaring of the dense ``M × M`` matrix
-    (``O(M^3 log L)`` per channel: meant for initialisation or length changes, not for
-    every training step).
+    ``dt`` on the conjugate-closed mode set (module docstring). With ``conj_sym=True``
+    the transform is applied to the closed ``2M``-mode system, ``C̃_full = C_full (I -
+    Ab_full^L)`` with ``C_full = [C, conj(C)]``; ``C̃_full`` is again conjugate-symmetric
+    and its first half is returned. ``Ab^L`` is computed by repeated squaring of the dense
+    ``M × M`` (``2M × 2M`` with ``conj_sym``) matrix, ``O(M^3 log L)`` per channel: meant
+    for initialisation or length changes, not for every training step.
 
     Args:
-      C: ``(..., M)`` output vector.
+      C: ``(..., M)`` output vector (the first half of ``C_full`` with ``conj_sym``).
       Lambda: ``(..., M)`` diagonal part.
       P: ``(rank, ..., M)`` low-rank factor.
       dt: ``(...)`` step sizes.
       L: kernel length, an int >= 1.
+      conj_sym: whether the arrays are one half of a conjugate-closed set (as for
+        `kernel_dplr`; use the same value there).
 
     Returns:
       ``(..., M)`` complex ``C̃`` (the broadcast batch shape), complex64 or complex128.
@@ -578,17 +638,26 @@ def dplr_c_tilde(C: ArrayLike, Lambda: ArrayLike, P: ArrayLike, dt: ArrayLike, L
       True
     """
     L = _validate.check_size("L", L)
-    return _c_tilde(*_dplr_arrays(Lambda, P, None, C, dt, c_name="C"), L=L, inverse=False)
+    arrays = _dplr_arrays(Lambda, P, None, C, dt, c_name="C")
+    return _c_tilde(*arrays, L=L, inverse=False, conj_sym=bool(conj_sym))
 
 
 def dplr_c_from_tilde(
-    C_tilde: ArrayLike, Lambda: ArrayLike, P: ArrayLike, dt: ArrayLike, L: int
+    C_tilde: ArrayLike,
+    Lambda: ArrayLike,
+    P: ArrayLike,
+    dt: ArrayLike,
+    L: int,
+    *,
+    conj_sym: bool = True,
 ) -> jax.Array:
     """Inverse of `dplr_c_tilde`: ``C = C̃ (I - Ab^L)^{-1}``.
 
-    Used by the step (recurrent) mode, which needs the plain ``C``. Same cost remarks as
-    `dplr_c_tilde`; ``I - Ab^L`` is invertible when ``Ab`` has no eigenvalue that is an
-    L-th root of unity (always true for a stable ``A``).
+    Used by the step (recurrent) mode, which needs the plain ``C``. With ``conj_sym=True``
+    the inverse is taken on the closed system (``C_full = C̃_full (I - Ab_full^L)^{-1}``,
+    first half returned). Same cost remarks as `dplr_c_tilde`; ``I - Ab^L`` is invertible
+    when ``Ab`` has no eigenvalue that is an L-th root of unity (always true for a stable
+    ``A``).
 
     Args:
       C_tilde: ``(..., M)`` output vector in S4's parameterisation.
@@ -596,6 +665,8 @@ def dplr_c_from_tilde(
       P: ``(rank, ..., M)`` low-rank factor.
       dt: ``(...)`` step sizes.
       L: the kernel length ``C_tilde`` was defined for, an int >= 1.
+      conj_sym: whether the arrays are one half of a conjugate-closed set (as for
+        `dplr_c_tilde` and `kernel_dplr`).
 
     Returns:
       ``(..., M)`` complex ``C``, complex64 or complex128.
@@ -612,15 +683,18 @@ def dplr_c_from_tilde(
     """
     L = _validate.check_size("L", L)
     arrays = _dplr_arrays(Lambda, P, None, C_tilde, dt, c_name="C_tilde")
-    return _c_tilde(*arrays, L=L, inverse=True)
+    return _c_tilde(*arrays, L=L, inverse=True, conj_sym=bool(conj_sym))
 
 
-@functools.partial(jax.jit, static_argnames=("batch", "L", "inverse"))
-def _c_tilde(Lam, P, B, C, dt, batch, *, L, inverse):
+@functools.partial(jax.jit, static_argnames=("batch", "L", "inverse", "conj_sym"))
+def _c_tilde(Lam, P, B, C, dt, batch, *, L, inverse, conj_sym):
     Lam, P, _, C, dt, _ = _dplr_flatten(Lam, P, B, C, dt, batch)
+    M = Lam.shape[-1]
+    if conj_sym:  # the conjugate-closed 2M-mode system; its C and C̃ are conj-symmetric
+        Lam, P, C = _closed(Lam), _closed(P), _closed(C)
     IA = _dplr_power(Lam, P, dt, L)  # I - Ab^L
     if inverse:
         out = jnp.linalg.solve(jnp.swapaxes(IA, -1, -2), C[..., None])[..., 0]
     else:
         out = jnp.einsum("hn,hnm->hm", C, IA)
-    return out.reshape(*batch, out.shape[-1])
+    return out[:, :M].reshape(*batch, M)
