@@ -172,6 +172,31 @@ def test_kernel_diag_float32(rng, method):
     assert rel_err(K, ref) <= 1e-4
 
 
+@pytest.mark.parametrize("method", ["zoh", "dss"])
+def test_kernel_diag_float32_small_dt(rng, method):
+    """zoh/dss in float32 at dt |Lambda| ~ 1e-6: Bb via expm1 keeps full relative precision
+    (exp(dtΛ) - 1 in float32 would lose every digit)."""
+    H, M, L = 2, 4, 16
+    Lam = random_lambda(rng, H, M, scale_im=1.0)
+    B, C = crandn(rng, H, M), crandn(rng, H, M)
+    dt = np.array([1e-6, 3e-7])
+    Ab, Bb = ref_diag_system(Lam, B, dt, "zoh", L)
+    x = dt[:, None] * Lam  # Bb exactly, from expm1 of the real part and sines (float64)
+    em1 = np.expm1(x.real) * np.cos(x.imag) - 2 * np.sin(x.imag / 2) ** 2
+    Bb = (em1 + 1j * np.exp(x.real) * np.sin(x.imag)) / Lam * B
+    if method == "dss":
+        xL = L * x
+        Bb = Bb / (
+            np.expm1(xL.real) * np.cos(xL.imag)
+            - 2 * np.sin(xL.imag / 2) ** 2
+            + 1j * np.exp(xL.real) * np.sin(xL.imag)
+        )
+    ref = 2 * ref_kernel(Ab, Bb, C, L).real
+    c64 = lambda a: a.astype(np.complex64)  # noqa: E731
+    K = hippox.kernel_diag(c64(Lam), c64(B), c64(C), dt.astype(np.float32), L, method=method)
+    assert rel_err(K, ref) <= 1e-4
+
+
 def test_kernel_diag_no_64bit_in_32bit_graph(rng):
     H, M, L = 2, 4, 16
     args = (

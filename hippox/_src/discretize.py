@@ -143,7 +143,7 @@ def discretize_diag(
       dt: step size, scalar or ``(...)`` broadcasting against ``Lambda.shape[:-1]``
         (e.g. one step per channel: ``Lambda`` ``(N,)`` or ``(H, N)``, ``dt`` ``(H,)``
         gives ``Ab`` of shape ``(H, N)``).
-      method: ``zoh`` (``Ab = exp(dt Λ)``, ``Bb = (Ab - 1)/Λ B``), ``bilinear``
+      method: ``zoh`` (``Ab = exp(dt Λ)``, ``Bb = expm1(dt Λ)/Λ B``), ``bilinear``
         (``Ab = (1 + dtΛ/2)/(1 - dtΛ/2)``, ``Bb = dt/(1 - dtΛ/2) B``) or ``dss``
         (the DSS-exp normalisation: zoh with ``Bb`` divided by ``Ab**L - 1``, so the
         length-``L`` kernel is ``Σ_l C Ab^l Bb`` without extra factors; needs ``L``).
@@ -181,8 +181,9 @@ def discretize_diag(
         scale = dt / den
     else:
         Ab = jnp.exp(dtLam)
-        scale = (Ab - 1.0) / Lam
+        # expm1 (complex too): (exp(dtΛ) - 1)/Λ keeps full relative precision at small dtΛ.
+        scale = jnp.expm1(dtLam) / Lam
         if method == "dss":
-            scale = scale / (jnp.exp(dtLam * L) - 1.0)
+            scale = scale / jnp.expm1(dtLam * L)
     Bb = scale[..., None] * B if matrix_b else scale * B
     return Discretized(Ab, Bb)
