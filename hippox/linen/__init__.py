@@ -9,5 +9,7 @@ from hippox.linen.layers import S4D as S4D
 from hippox.linen.layers import S5 as S5
 from hippox.linen.rnn import HiPPORNN as HiPPORNN
 from hippox.linen.rnn import HiPPORNNCell as HiPPORNNCell
+from hippox.linen.sequence import SequenceCarry as SequenceCarry
+from hippox.linen.sequence import SequenceModel as SequenceModel
 
-__all__ = ["HiPPORNN", "HiPPORNNCell", "LSSL", "S4", "S4D", "S5"]
+__all__ = ["HiPPORNN", "HiPPORNNCell", "LSSL", "S4", "S4D", "S5", "SequenceCarry", "SequenceModel"]

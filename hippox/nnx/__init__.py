@@ -9,5 +9,7 @@ from hippox.nnx.layers import S4D as S4D
 from hippox.nnx.layers import S5 as S5
 from hippox.nnx.rnn import HiPPORNN as HiPPORNN
 from hippox.nnx.rnn import HiPPORNNCell as HiPPORNNCell
+from hippox.nnx.sequence import SequenceCarry as SequenceCarry
+from hippox.nnx.sequence import SequenceModel as SequenceModel
 
-__all__ = ["HiPPORNN", "HiPPORNNCell", "LSSL", "S4", "S4D", "S5"]
+__all__ = ["HiPPORNN", "HiPPORNNCell", "LSSL", "S4", "S4D", "S5", "SequenceCarry", "SequenceModel"]
