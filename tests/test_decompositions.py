@@ -124,10 +124,15 @@ def test_legs_dplr_eigenvalues_are_minus_one_to_minus_N(N):
 
 
 @pytest.mark.parametrize("N", (2, 6, 64))
-@pytest.mark.parametrize("measure,shift,freq", [("fout", 0.0, math.pi),
-                                                ("fourier_decay", 0.0, math.pi),
-                                                ("fourier2", 0.0, 2 * math.pi),
-                                                ("foud", -0.5, 2 * math.pi)])
+@pytest.mark.parametrize(
+    "measure,shift,freq",
+    [
+        ("fout", 0.0, math.pi),
+        ("fourier_decay", 0.0, math.pi),
+        ("fourier2", 0.0, 2 * math.pi),
+        ("foud", -0.5, 2 * math.pi),
+    ],
+)
 def test_fourier_spectra_closed_form(measure, shift, freq, N):
     """Normal part shift*I + (rotation blocks): Lambda = shift - i*freq*k, k = N/2-1 ... 0."""
     _, (Lam, _, _, _) = _get(measure, N)
@@ -142,8 +147,9 @@ def test_fout_zero_eigenvalue_pair(N):
         assert np.all(np.isfinite(x))
     assert Lam[-1] == pytest.approx(0.0, abs=1e-12)
     # The null space of the rotation is span(e0, e1); B lies along e0.
-    np.testing.assert_allclose(V[:, -1], (np.eye(N)[0] + 1j * np.eye(N)[1]) / math.sqrt(2),
-                               atol=1e-12)
+    np.testing.assert_allclose(
+        V[:, -1], (np.eye(N)[0] + 1j * np.eye(N)[1]) / math.sqrt(2), atol=1e-12
+    )
     np.testing.assert_allclose(Bt[-1], 1 / math.sqrt(2), atol=1e-12)
 
 
@@ -157,12 +163,12 @@ def test_canonical_phase_makes_B_real_nonnegative(measure, N):
 
 @pytest.mark.parametrize("measure", ("legs", "legt", "fout"))
 def test_repeated_calls_identical(measure):
-    first = [np.asarray(x) for x in hippox.nplr(measure, 16, rank=_rank(measure),
-                                                 dtype=np.float64)]
+    first = [np.asarray(x) for x in hippox.nplr(measure, 16, rank=_rank(measure), dtype=np.float64)]
     decompositions._nplr_cached.cache_clear()  # force a recomputation
-    second = [np.asarray(x) for x in hippox.nplr(measure, 16, rank=_rank(measure),
-                                                  dtype=np.float64)]
-    for x, y in zip(first, second):
+    second = [
+        np.asarray(x) for x in hippox.nplr(measure, 16, rank=_rank(measure), dtype=np.float64)
+    ]
+    for x, y in zip(first, second, strict=True):
         np.testing.assert_array_equal(x, y)
 
 
@@ -193,17 +199,24 @@ def test_extra_rank_rows_are_zero():
 
 @pytest.mark.parametrize("alias,name", [("fourier", "fout"), ("fourier_diag", "foud")])
 def test_aliases(alias, name):
-    for x, y in zip(hippox.nplr(alias, 8), hippox.nplr(name, 8)):
+    for x, y in zip(hippox.nplr(alias, 8), hippox.nplr(name, 8), strict=True):
         np.testing.assert_array_equal(x, y)
 
 
-@pytest.mark.parametrize("dtype,cdtype", [(None, np.complex64), (np.float32, np.complex64),
-                                          ("float32", np.complex64), (np.float64, np.complex128)])
+@pytest.mark.parametrize(
+    "dtype,cdtype",
+    [
+        (None, np.complex64),
+        (np.float32, np.complex64),
+        ("float32", np.complex64),
+        (np.float64, np.complex128),
+    ],
+)
 def test_dtypes(dtype, cdtype):
     out = hippox.nplr("legs", 8, dtype=dtype)
     assert isinstance(out, hippox.NPLR)
     ref = hippox.nplr("legs", 8, dtype=np.float64)
-    for x, r in zip(out, ref):
+    for x, r in zip(out, ref, strict=True):
         assert x.dtype == cdtype
         np.testing.assert_allclose(x, r, rtol=1e-6, atol=1e-6)
 
@@ -240,8 +253,10 @@ def test_b_clip_is_a_no_op_with_canonical_phase(measure):
     np.testing.assert_allclose(clipped.B, plain.B, atol=1e-12)
 
 
-@pytest.mark.parametrize("b_clip,exc", [(0.0, ValueError), (-1.0, ValueError),
-                                        ("2", TypeError), (float("nan"), ValueError)])
+@pytest.mark.parametrize(
+    "b_clip,exc",
+    [(0.0, ValueError), (-1.0, ValueError), ("2", TypeError), (float("nan"), ValueError)],
+)
 def test_bad_b_clip(b_clip, exc):
     with pytest.raises(exc, match="`b_clip`"):
         hippox.nplr("legs", 8, b_clip=b_clip)
@@ -257,8 +272,9 @@ def test_odd_N_refused(measure, N):
         hippox.nplr(measure, N)
 
 
-@pytest.mark.parametrize("N,exc", [(0, ValueError), (-2, ValueError), (4.0, TypeError),
-                                   (True, TypeError)])
+@pytest.mark.parametrize(
+    "N,exc", [(0, ValueError), (-2, ValueError), (4.0, TypeError), (True, TypeError)]
+)
 def test_bad_N(N, exc):
     with pytest.raises(exc, match="`N`"):
         hippox.nplr("legs", N)

@@ -22,8 +22,19 @@ DTYPES = (np.float32, np.float64)
 GBT_ALPHA = {"forward_euler": 0.0, "bilinear": 0.5, "backward_euler": 1.0}
 # Every new (shape, dtype) costs an XLA compilation (~1 s for expm/solve on a loaded
 # CPU), so the sizes below are shared between tests on purpose: N in {1, 2, 3, 8, 64}.
-MEASURE_SIZES = [("legs", 1), ("legs", 2), ("legs", 3), ("legs", 8), ("legs", 64),
-                 ("legt", 3), ("legt", 8), ("lagt", 8), ("lmu", 8), ("fout", 8), ("foud", 8)]
+MEASURE_SIZES = [
+    ("legs", 1),
+    ("legs", 2),
+    ("legs", 3),
+    ("legs", 8),
+    ("legs", 64),
+    ("legt", 3),
+    ("legt", 8),
+    ("lagt", 8),
+    ("lmu", 8),
+    ("fout", 8),
+    ("foud", 8),
+]
 
 
 def _tol(dtype, scale=1.0):
@@ -56,7 +67,7 @@ def zoh_quadrature_B(A, B, dt, order=40):
     """∫_0^dt expm(sA) ds B by Gauss-Legendre quadrature."""
     x, w = special.roots_legendre(order)
     s = dt / 2 * (x + 1)
-    return sum(wi * dt / 2 * sla.expm(si * A) @ B for si, wi in zip(s, w))
+    return sum(wi * dt / 2 * sla.expm(si * A) @ B for si, wi in zip(s, w, strict=True))
 
 
 # ------------------------------------------------------------------------- check values
@@ -77,8 +88,8 @@ def test_legs_bilinear_check_values(dtype):
 
 @pytest.mark.parametrize(
     "measure,N,dtype",
-    [(m, N, np.float64) for m, N in MEASURE_SIZES if N != 2] + [(m, 8, np.float32) for m in
-                                                      ("legs", "legt", "lagt", "fout")],
+    [(m, N, np.float64) for m, N in MEASURE_SIZES if N != 2]
+    + [(m, 8, np.float32) for m in ("legs", "legt", "lagt", "fout")],
 )
 def test_zoh_matches_expm(measure, N, dtype):
     A, B = hippox.transition(measure, N, dtype=dtype)
@@ -92,8 +103,11 @@ def test_zoh_matches_expm(measure, N, dtype):
     Bb_ref = zoh_quadrature_B(A64, B64, dt)
     np.testing.assert_allclose(_np(Bb), Bb_ref, **_tol(dtype, np.abs(Bb_ref).max()))
     if measure == "legs":  # invertible A: closed form A⁻¹ (e^{dtA} - I) B
-        np.testing.assert_allclose(_np(Bb), np.linalg.solve(A64, (E - np.eye(N)) @ B64),
-                                   **_tol(dtype, np.abs(Bb_ref).max()))
+        np.testing.assert_allclose(
+            _np(Bb),
+            np.linalg.solve(A64, (E - np.eye(N)) @ B64),
+            **_tol(dtype, np.abs(Bb_ref).max()),
+        )
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -135,21 +149,24 @@ def test_gbt_endpoints_equal_named_methods(method, alpha, dtype):
     A, B = hippox.transition("legt", 8, dtype=dtype)
     named = hippox.discretize(A, B, 0.07, method=method)
     gbt = hippox.discretize(A, B, 0.07, method="gbt", alpha=alpha)
-    for x, y in zip(named, gbt):
+    for x, y in zip(named, gbt, strict=True):
         np.testing.assert_array_equal(x, y)
 
 
 def test_default_method_is_bilinear():
     A, B = hippox.transition("legs", 3, dtype=np.float64)
-    for x, y in zip(hippox.discretize(A, B, 0.1), hippox.discretize(A, B, 0.1, method="bilinear")):
+    for x, y in zip(
+        hippox.discretize(A, B, 0.1), hippox.discretize(A, B, 0.1, method="bilinear"), strict=True
+    ):
         np.testing.assert_array_equal(x, y)
 
 
 # ------------------------------------------------------------------- convergence order
 
 
-@pytest.mark.parametrize("method,order", [("forward_euler", 1), ("backward_euler", 1),
-                                          ("bilinear", 2), ("gbt", 1)])
+@pytest.mark.parametrize(
+    "method,order", [("forward_euler", 1), ("backward_euler", 1), ("bilinear", 2), ("gbt", 1)]
+)
 def test_convergence_order(method, order):
     """Global error at T = 1 of the free response Ab^K and of the step response Σ Ab^k Bb.
 
@@ -174,8 +191,9 @@ def test_convergence_order(method, order):
     Ab, Bb = (np.asarray(x) for x in hippox.discretize(A, B, T / 32, method="zoh"))
     free = np.linalg.matrix_power(Ab, 32)
     np.testing.assert_allclose(free, exact_free, atol=1e-12)
-    np.testing.assert_allclose(np.linalg.solve(np.eye(N) - Ab, (np.eye(N) - free) @ Bb),
-                               exact_step, atol=1e-12)
+    np.testing.assert_allclose(
+        np.linalg.solve(np.eye(N) - Ab, (np.eye(N) - free) @ Bb), exact_step, atol=1e-12
+    )
 
 
 # -------------------------------------------------------------------- shapes and batching
@@ -221,8 +239,9 @@ def test_matrix_B(method, rng):
     if method == "zoh":
         np.testing.assert_allclose(Bb, zoh_quadrature_B(A, B, 0.05), rtol=1e-11, atol=1e-12)
     else:
-        np.testing.assert_allclose(Bb, gbt_ref(A, B, 0.05, GBT_ALPHA[method])[1], rtol=1e-12,
-                                   atol=1e-13)
+        np.testing.assert_allclose(
+            Bb, gbt_ref(A, B, 0.05, GBT_ALPHA[method])[1], rtol=1e-12, atol=1e-13
+        )
 
 
 def test_matrix_B_with_batch_of_dt():
@@ -244,7 +263,7 @@ def test_jit_and_vmap(method):
     eager = hippox.discretize(A, B, dts, method=method)
     jitted = jax.jit(lambda a, b, d: hippox.discretize(a, b, d, method=method))(A, B, dts)
     vmapped = jax.vmap(lambda d: hippox.discretize(A, B, d, method=method))(dts)
-    for x, y, z in zip(eager, jitted, vmapped):
+    for x, y, z in zip(eager, jitted, vmapped, strict=True):
         np.testing.assert_allclose(x, y, rtol=1e-13, atol=1e-14)
         np.testing.assert_allclose(x, z, rtol=1e-13, atol=1e-14)
 
@@ -254,24 +273,32 @@ def test_grad_wrt_dt(method):
     A, B = hippox.transition("legs", 3, dtype=np.float64)
     # zoh's forward mode is checked against the closed form in test_zoh_derivative_closed_form
     modes = ("rev",) if method == "zoh" else ("fwd", "rev")
-    check_grads(lambda d: hippox.discretize(A, B, d, method=method), (0.1,), order=1,
-                modes=modes)
+    check_grads(lambda d: hippox.discretize(A, B, d, method=method), (0.1,), order=1, modes=modes)
 
 
 def test_grad_wrt_system_bilinear():
     A, B = hippox.transition("legs", 3, dtype=np.float64)
-    check_grads(lambda a, b: hippox.discretize(a, b, 0.1, method="bilinear"), (A, B), order=1,
-                modes=("rev",))
+    check_grads(
+        lambda a, b: hippox.discretize(a, b, 0.1, method="bilinear"),
+        (A, B),
+        order=1,
+        modes=("rev",),
+    )
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("method", ("zoh", "bilinear", "forward_euler", "backward_euler"))
 def test_second_order_grads(method):
     A, B = hippox.transition("legs", 3, dtype=np.float64)
-    check_grads(lambda d: hippox.discretize(A, B, d, method=method), (0.1,), order=2,
-                modes=("fwd", "rev"))
-    check_grads(lambda a, b: hippox.discretize(a, b, 0.1, method=method), (A, B), order=2,
-                modes=("fwd", "rev"))
+    check_grads(
+        lambda d: hippox.discretize(A, B, d, method=method), (0.1,), order=2, modes=("fwd", "rev")
+    )
+    check_grads(
+        lambda a, b: hippox.discretize(a, b, 0.1, method=method),
+        (A, B),
+        order=2,
+        modes=("fwd", "rev"),
+    )
 
 
 def test_zoh_derivative_closed_form():
@@ -299,8 +326,9 @@ def test_dtype_follows_inputs():
     assert hippox.discretize(A, B, jnp.float32(0.1), method="zoh").Bb.dtype == np.float32
     A64, B64 = hippox.transition("legs", 3, dtype=np.float64)
     assert hippox.discretize(A64, B64, 0.1).Ab.dtype == np.float64
-    Ab, Bb = hippox.discretize(np.eye(3, dtype=np.int32) * -1, np.ones(3, np.int32), 1,
-                               method="backward_euler")
+    Ab, Bb = hippox.discretize(
+        np.eye(3, dtype=np.int32) * -1, np.ones(3, np.int32), 1, method="backward_euler"
+    )
     assert jnp.issubdtype(Ab.dtype, jnp.floating)
     np.testing.assert_allclose(Ab, 0.5 * np.eye(3))
     np.testing.assert_allclose(Bb, [0.5, 0.5, 0.5])
@@ -325,8 +353,16 @@ def test_alpha_only_with_gbt(method):
         hippox.discretize(*_legs(), 0.1, method=method, alpha=0.5)
 
 
-@pytest.mark.parametrize("alpha,exc", [(None, ValueError), (-0.1, ValueError), (1.5, ValueError),
-                                       ("0.5", TypeError), (float("nan"), ValueError)])
+@pytest.mark.parametrize(
+    "alpha,exc",
+    [
+        (None, ValueError),
+        (-0.1, ValueError),
+        (1.5, ValueError),
+        ("0.5", TypeError),
+        (float("nan"), ValueError),
+    ],
+)
 def test_bad_gbt_alpha(alpha, exc):
     with pytest.raises(exc, match="`alpha`"):
         hippox.discretize(*_legs(), 0.1, method="gbt", alpha=alpha)
@@ -376,7 +412,7 @@ def test_diag_scalar_formulas_on_nplr_spectrum(method):
     Ab, Bb = hippox.discretize_diag(Lam, B, dt, method=method)
     if method == "zoh":
         Ab_ref = np.exp(dt * Lam)
-        Bb_ref = np.array([(np.exp(dt * lam) - 1) / lam * b for lam, b in zip(Lam, B)])
+        Bb_ref = np.array([(np.exp(dt * lam) - 1) / lam * b for lam, b in zip(Lam, B, strict=True)])
     else:
         Ab_ref = (1 + dt * Lam / 2) / (1 - dt * Lam / 2)
         Bb_ref = dt / (1 - dt * Lam / 2) * B
@@ -448,12 +484,17 @@ def test_diag_jit_vmap_grad(method, rng):
     eager = hippox.discretize_diag(Lam, B, dts, method=method, **kw)
     jitted = jax.jit(lambda d: hippox.discretize_diag(Lam, B, d, method=method, **kw))(dts)
     vmapped = jax.vmap(lambda d: hippox.discretize_diag(Lam, B, d, method=method, **kw))(dts)
-    for x, y, z in zip(eager, jitted, vmapped):
+    for x, y, z in zip(eager, jitted, vmapped, strict=True):
         np.testing.assert_allclose(x, y, rtol=1e-13)
         np.testing.assert_allclose(x, z, rtol=1e-13)
     # |Im Lambda| up to 10 makes the third derivative large: a small finite-difference step
-    check_grads(lambda d: hippox.discretize_diag(Lam, B, d, method=method, **kw), (0.1,),
-                order=1, modes=("fwd", "rev"), eps=1e-6)
+    check_grads(
+        lambda d: hippox.discretize_diag(Lam, B, d, method=method, **kw),
+        (0.1,),
+        order=1,
+        modes=("fwd", "rev"),
+        eps=1e-6,
+    )
 
 
 @pytest.mark.slow
@@ -461,10 +502,22 @@ def test_diag_jit_vmap_grad(method, rng):
 def test_diag_second_order_grads(method, rng):
     Lam, B = _diag_system(rng, 5)
     kw = {"L": 10} if method == "dss" else {}
-    check_grads(lambda d: hippox.discretize_diag(Lam, B, d, method=method, **kw), (0.1,),
-                order=2, modes=("fwd", "rev"), eps=1e-5, rtol=1e-4)
-    check_grads(lambda lr, li: hippox.discretize_diag(lr + 1j * li, B, 0.1, method=method, **kw),
-                (Lam.real, Lam.imag), order=2, modes=("fwd", "rev"), eps=1e-5, rtol=1e-4)
+    check_grads(
+        lambda d: hippox.discretize_diag(Lam, B, d, method=method, **kw),
+        (0.1,),
+        order=2,
+        modes=("fwd", "rev"),
+        eps=1e-5,
+        rtol=1e-4,
+    )
+    check_grads(
+        lambda lr, li: hippox.discretize_diag(lr + 1j * li, B, 0.1, method=method, **kw),
+        (Lam.real, Lam.imag),
+        order=2,
+        modes=("fwd", "rev"),
+        eps=1e-5,
+        rtol=1e-4,
+    )
 
 
 def test_dss_needs_L():
@@ -490,8 +543,10 @@ def test_diag_bad_method(method):
         hippox.discretize_diag(-np.ones(3), np.ones(3), 0.1, method=method)
 
 
-@pytest.mark.parametrize("Lam_shape,B_shape", [((3,), (4,)), ((3,), (2, 3, 1, 1)),
-                                               ((), (3,)), ((3,), ()), ((3,), (4, 2))])
+@pytest.mark.parametrize(
+    "Lam_shape,B_shape",
+    [((3,), (4,)), ((3,), (2, 3, 1, 1)), ((), (3,)), ((3,), ()), ((3,), (4, 2))],
+)
 def test_diag_bad_shapes(Lam_shape, B_shape):
     with pytest.raises(ValueError, match="`B`|`Lambda`"):
         hippox.discretize_diag(-np.ones(Lam_shape), np.ones(B_shape), 0.1, method="zoh")

@@ -244,7 +244,7 @@ def test_fout_check_value_N4():
 @pytest.mark.parametrize("alias,name", [("fourier", "fout"), ("fourier_diag", "foud")])
 @pytest.mark.parametrize("N", (2, 6))
 def test_aliases(alias, name, N):
-    for x, y in zip(hippox.transition(alias, N), hippox.transition(name, N)):
+    for x, y in zip(hippox.transition(alias, N), hippox.transition(name, N), strict=True):
         np.testing.assert_array_equal(x, y)
     np.testing.assert_array_equal(hippox.rank_correction(alias, N), hippox.rank_correction(name, N))
 
@@ -256,12 +256,14 @@ def test_fourier_family_relations(N):
     np.testing.assert_allclose(f["fourier2"][1], 2 * f["fout"][1], atol=1e-14)
     # fout and fourier_decay share the rotation R and differ by half the rank-one term.
     b = f["fout"][1]
-    np.testing.assert_allclose(f["fout"][0] - f["fourier_decay"][0], -0.5 * np.outer(b, b),
-                               atol=1e-14)
+    np.testing.assert_allclose(
+        f["fout"][0] - f["fourier_decay"][0], -0.5 * np.outer(b, b), atol=1e-14
+    )
     np.testing.assert_allclose(f["fourier_decay"][1], b / 2, atol=1e-14)
     # foud = 2 R - I/2 with R = fout + b b^T
-    np.testing.assert_allclose(f["foud"][0], 2 * (f["fout"][0] + np.outer(b, b)) - 0.5 * np.eye(N),
-                               atol=1e-14)
+    np.testing.assert_allclose(
+        f["foud"][0], 2 * (f["fout"][0] + np.outer(b, b)) - 0.5 * np.eye(N), atol=1e-14
+    )
 
 
 @pytest.mark.parametrize("beta", (0.01, 0.4, 1.0, 3.0))
@@ -315,8 +317,9 @@ def _window_projection(u, t, theta, N, kind):
     return (w * theta / 2 * u(s)) @ basis
 
 
-@pytest.mark.parametrize("measure,theta", [("legt", 2.0), ("legt", 1.0), ("legt", 0.3),
-                                           ("lmu", 1.0), ("lmu", 0.6)])
+@pytest.mark.parametrize(
+    "measure,theta", [("legt", 2.0), ("legt", 1.0), ("legt", 0.3), ("lmu", 1.0), ("lmu", 0.6)]
+)
 def test_sliding_window_ode_tracks_polynomial_projection(measure, theta, rng):
     """For a polynomial input of degree < N, LegT/LMU reproduce the window projection exactly.
 
@@ -489,8 +492,9 @@ def test_rank_correction_matches_formula(measure, N, dtype):
     rank = _natural_rank(measure)
     P = hippox.rank_correction(measure, N, rank=rank, dtype=dtype)
     assert P.shape == (rank, N) and P.dtype == dtype
-    np.testing.assert_allclose(np.asarray(P, np.float64), ref_rank_correction(measure, N, rank),
-                               **_tol(dtype))
+    np.testing.assert_allclose(
+        np.asarray(P, np.float64), ref_rank_correction(measure, N, rank), **_tol(dtype)
+    )
 
 
 @pytest.mark.parametrize("measure", NPLR)
@@ -499,7 +503,7 @@ def test_rank_correction_extra_rows_are_zero(measure):
     rank = _natural_rank(measure) + 2
     P = np.asarray(hippox.rank_correction(measure, N, rank=rank, dtype=np.float64))
     assert P.shape == (rank, N)
-    np.testing.assert_array_equal(P[_natural_rank(measure):], 0.0)
+    np.testing.assert_array_equal(P[_natural_rank(measure) :], 0.0)
     np.testing.assert_allclose(P, ref_rank_correction(measure, N, rank), atol=1e-14)
 
 
@@ -518,10 +522,12 @@ def _normal_part_check(A, P):
     return c
 
 
-PARAMETRISED_NPLR = [
-    (m, {}) for m in NPLR
-] + [("legt", {"theta": 1.0}), ("legt", {"theta": 0.3}), ("tlagt", {"beta": 0.25}),
-     ("lagt", {"beta": 4.0})]
+PARAMETRISED_NPLR = [(m, {}) for m in NPLR] + [
+    ("legt", {"theta": 1.0}),
+    ("legt", {"theta": 0.3}),
+    ("tlagt", {"beta": 0.25}),
+    ("lagt", {"beta": 4.0}),
+]
 
 
 @pytest.mark.parametrize(
@@ -529,20 +535,25 @@ PARAMETRISED_NPLR = [
 )
 def test_A_plus_PtP_is_shifted_skew(measure, params, N):
     A, _ = hippox.transition(measure, N, dtype=np.float64, **params)
-    P = hippox.rank_correction(measure, N, rank=_natural_rank(measure), dtype=np.float64,
-                               **params)
+    P = hippox.rank_correction(measure, N, rank=_natural_rank(measure), dtype=np.float64, **params)
     c = _normal_part_check(np.asarray(A), np.asarray(P))
     assert c >= -1e-12  # the normal part is (marginally) stable
 
 
 def test_known_shifts():
     """legs/legsd/foud: c = 1/2; fout and lagt: c = 0; tlagt(beta): c = beta/2."""
-    for measure, params, c_ref in [("legs", {}, 0.5), ("legsd", {}, 0.5), ("foud", {}, 0.5),
-                                   ("fout", {}, 0.0), ("lagt", {}, 0.0),
-                                   ("tlagt", {"beta": 0.6}, 0.3)]:
+    for measure, params, c_ref in [
+        ("legs", {}, 0.5),
+        ("legsd", {}, 0.5),
+        ("foud", {}, 0.5),
+        ("fout", {}, 0.0),
+        ("lagt", {}, 0.0),
+        ("tlagt", {"beta": 0.6}, 0.3),
+    ]:
         A, _ = hippox.transition(measure, 8, dtype=np.float64, **params)
-        P = hippox.rank_correction(measure, 8, dtype=np.float64, rank=_natural_rank(measure),
-                                   **params)
+        P = hippox.rank_correction(
+            measure, 8, dtype=np.float64, rank=_natural_rank(measure), **params
+        )
         assert _normal_part_check(np.asarray(A), np.asarray(P)) == pytest.approx(c_ref, abs=1e-13)
 
 
@@ -562,8 +573,9 @@ def test_legt_needs_rank_two():
         hippox.rank_correction("legt", 4, rank=1)
 
 
-@pytest.mark.parametrize("rank,exc", [(0, ValueError), (-1, ValueError), (1.0, TypeError),
-                                      (True, TypeError)])
+@pytest.mark.parametrize(
+    "rank,exc", [(0, ValueError), (-1, ValueError), (1.0, TypeError), (True, TypeError)]
+)
 def test_bad_rank(rank, exc):
     with pytest.raises(exc, match="`rank`"):
         hippox.rank_correction("legs", 4, rank=rank)
