@@ -1,0 +1,212 @@
+"""Haiku and Equinox versions of S4D and the HiPPO-RNN cell (hippox/haiku.py, hippox/equinox.py).
+
+Same parameter values -> same outputs as the Flax NNX layers; jit and grad work;
+`to_haiku` adapts hippox initializers (with and without an rng).
+"""
+
+import equinox as eqx
+import haiku as hk
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+import hippox.equinox
+import hippox.haiku
+import hippox.nnx
+from hippox import initializers
+
+
+def _nnx_params(module):
+    return {k: v[...] for k, v in nnx.state(module, nnx.Param).items()}
+
+
+# ----------------------------------------------------------------------------- to_haiku
+
+
+def test_to_haiku_deterministic_init_without_rng():
+    inits = {
+        "Lambda_re": initializers.lambda_re("legs"),
+        "Lambda_im": initializers.lambda_im("legs"),
+        "B": initializers.b("legs"),
+    }
+    shapes = {"Lambda_re": (2, 4), "Lambda_im": (2, 4), "B": (2, 4, 2)}
+
+    def f():
+        return {
+            n: hk.get_parameter(n, shapes[n], jnp.float32, init=hippox.haiku.to_haiku(init))
+            for n, init in inits.items()
+        }
+
+    params = hk.transform(f).init(None)["~"]
+    for n, init in inits.items():
+        np.testing.assert_array_equal(params[n], init(None, shapes[n], jnp.float32))
+
+
+def test_to_haiku_random_init():
+    init = hippox.haiku.to_haiku(initializers.c())
+
+    def f():
+        a = hk.get_parameter("a", (3, 4, 2), jnp.float32, init=init)
+        b = hk.get_parameter("b", (3, 4, 2), jnp.float32, init=init)
+        return a, b
+
+    t = hk.transform(f)
+    p1 = t.init(jax.random.key(0))["~"]
+    p1_again = t.init(jax.random.key(0))["~"]
+    p2 = t.init(jax.random.key(1))["~"]
+    np.testing.assert_array_equal(p1["a"], p1_again["a"])  # reproducible
+    assert not np.allclose(p1["a"], p2["a"])  # depends on the rng
+    assert not np.allclose(p1["a"], p1["b"])  # a fresh key per parameter
+    with pytest.raises(ValueError, match="must be a jax.random key"):
+        t.init(None)
+    with pytest.raises(TypeError, match="`init` must be callable"):
+        hippox.haiku.to_haiku("lecun_normal")
+
+
+# ----------------------------------------------------------------------------- S4D
+
+
+@pytest.mark.parametrize(
+    "kw", [dict(ssm_init="legs"), dict(ssm_init="lin", disc="bilinear", bidirectional=True)]
+)
+def test_s4d_same_params_same_outputs(kw, rng):
+    H, N = 3, 8
+    layer = hippox.nnx.S4D(H, N, **kw, rngs=nnx.Rngs(int(rng.integers(1000))))
+    params = _nnx_params(layer)
+    u = jnp.asarray(rng.normal(size=(2, 12, H)), jnp.float32)
+    y = layer(u)
+
+    model = hk.transform(lambda u: hippox.haiku.S4D(H, N, **kw)(u))
+    hk_params = model.init(jax.random.key(1), u)
+    # deterministic leaves (spectrum, B) agree without copying; random ones need the copy
+    for name in ("Lambda_re", "Lambda_im", "B"):
+        np.testing.assert_array_equal(hk_params["s4d"][name], params[name])
+    assert jax.tree.map(jnp.shape, hk_params["s4d"]) == jax.tree.map(jnp.shape, params)
+    y_hk = model.apply({"s4d": params}, None, u)
+    np.testing.assert_allclose(y_hk, y, rtol=1e-6, atol=1e-6)
+
+    eqx_layer = hippox.equinox.S4D(H, N, **kw, key=jax.random.key(2))
+    for name in ("Lambda_re", "Lambda_im", "B"):
+        np.testing.assert_array_equal(eqx_layer.params[name], params[name])
+    eqx_layer = eqx.tree_at(lambda m: m.params, eqx_layer, params)
+    np.testing.assert_allclose(eqx_layer(u), y, rtol=1e-6, atol=1e-6)
+
+
+def test_s4d_step(rng):
+    H, N = 2, 4
+    layer = hippox.nnx.S4D(H, N, rngs=nnx.Rngs(0))
+    params = _nnx_params(layer)
+    u = jnp.asarray(rng.normal(size=(3, 5, H)), jnp.float32)
+    y = layer(u)
+
+    def run(u):
+        mod = hippox.haiku.S4D(H, N)
+        carry = mod.initialize_carry((3,))
+        out = []
+        for k in range(u.shape[1]):
+            carry, y_k = mod.step(carry, u[:, k])
+            out.append(y_k)
+        return jnp.stack(out, 1)
+
+    t = hk.transform(run)
+    np.testing.assert_allclose(t.apply({"s4d": params}, None, u), y, rtol=1e-5, atol=1e-6)
+    e = eqx.tree_at(lambda m: m.params, hippox.equinox.S4D(H, N, key=jax.random.key(0)), params)
+    carry = e.initialize_carry((3,))
+    carry, y0 = e.step(carry, u[:, 0])
+    np.testing.assert_allclose(y0, y[:, 0], rtol=1e-5, atol=1e-6)
+
+
+def test_s4d_jit_grad(rng):
+    H, N = 2, 4
+    u = jnp.asarray(rng.normal(size=(2, 6, H)), jnp.float32)
+    model = hk.without_apply_rng(hk.transform(lambda u: hippox.haiku.S4D(H, N)(u)))
+    params = model.init(jax.random.key(0), u)
+    loss = jax.jit(lambda p: jnp.mean(model.apply(p, u) ** 2))
+    g = jax.grad(loss)(params)
+    assert all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves(g))
+    assert float(jnp.abs(g["s4d"]["log_dt"]).max()) > 0
+    np.testing.assert_allclose(
+        jax.jit(model.apply)(params, u), model.apply(params, u), rtol=1e-6, atol=1e-6
+    )
+
+    layer = hippox.equinox.S4D(H, N, key=jax.random.key(0))
+    ge = eqx.filter_jit(eqx.filter_grad(lambda m: jnp.mean(m(u) ** 2)))(layer)
+    assert all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves(ge))
+    np.testing.assert_allclose(ge.params["C"], g_c_of(layer, u), rtol=1e-5, atol=1e-7)
+
+
+def g_c_of(layer, u):
+    """Gradient w.r.t. C through the pure config (independent of the Equinox plumbing)."""
+
+    def loss(C):
+        return jnp.mean(layer.config.apply({**layer.params, "C": C}, u) ** 2)
+
+    return jax.grad(loss)(layer.params["C"])
+
+
+# ----------------------------------------------------------------------------- HiPPO-RNN
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(gated=True, measure="legt", dt=0.05, memory_size=2)])
+def test_rnn_cell_same_params_same_outputs(kw, rng):
+    d_in, H, N, L = 3, 5, 4, 9
+    cell = hippox.nnx.HiPPORNNCell(d_in, H, N=N, **kw, rngs=nnx.Rngs(int(rng.integers(1000))))
+    params = _nnx_params(cell)
+    x = jnp.asarray(rng.normal(size=(2, L, d_in)), jnp.float32)
+    h = nnx.RNN(cell)(x)  # (batch, time, H)
+
+    def run(x_tm):
+        c = hippox.haiku.HiPPORNNCell(H, N=N, **kw)
+        return hk.dynamic_unroll(c, x_tm, c.initial_state(x_tm.shape[1]))[0]
+
+    t = hk.transform(run)
+    x_tm = jnp.swapaxes(x, 0, 1)
+    hk_params = t.init(jax.random.key(0), x_tm)
+    assert jax.tree.map(jnp.shape, hk_params["hippo_rnn_cell"]) == jax.tree.map(jnp.shape, params)
+    h_hk = t.apply({"hippo_rnn_cell": params}, None, x_tm)
+    np.testing.assert_allclose(jnp.swapaxes(h_hk, 0, 1), h, rtol=1e-6, atol=1e-6)
+
+    e = hippox.equinox.HiPPORNNCell(d_in, H, N=N, **kw, key=jax.random.key(3))
+    e = eqx.tree_at(lambda m: m.params, e, params)
+    _, states = jax.lax.scan(lambda s, x_t: (e(x_t, s),) * 2, e.initial_state((2,)), x_tm)
+    np.testing.assert_allclose(jnp.swapaxes(states.h, 0, 1), h, rtol=1e-6, atol=1e-6)
+
+
+def test_rnn_cell_jit_grad(rng):
+    x = jnp.asarray(rng.normal(size=(6, 2)), jnp.float32)
+    e = hippox.equinox.HiPPORNNCell(2, 3, N=4, gated=True, key=jax.random.key(0))
+
+    def loss(cell):
+        final, _ = jax.lax.scan(lambda s, x_t: (cell(x_t, s), None), cell.initial_state(), x)
+        return jnp.sum(final.h**2)
+
+    g = eqx.filter_jit(eqx.filter_grad(loss))(e)
+    assert set(g.params) == {"W_u", "b_u", "W_h", "b_h", "W_g", "b_g"}
+    assert all(bool(jnp.all(jnp.isfinite(v))) for v in g.params.values())
+
+    def run(x):
+        c = hippox.haiku.HiPPORNNCell(3, N=4, gated=True)
+        return hk.dynamic_unroll(c, x, c.initial_state(None))[0]
+
+    t = hk.without_apply_rng(hk.transform(run))
+    p = t.init(jax.random.key(0), x)
+    gh = jax.jit(jax.grad(lambda p: jnp.sum(t.apply(p, x)[-1] ** 2)))(p)
+    assert all(bool(jnp.all(jnp.isfinite(v))) for v in jax.tree.leaves(gh))
+    # the same parameters give the same gradient in both frameworks
+    e2 = eqx.tree_at(lambda m: m.params, e, dict(p["hippo_rnn_cell"]))
+    g2 = eqx.filter_grad(loss)(e2)
+    for name in g2.params:
+        np.testing.assert_allclose(
+            g2.params[name], gh["hippo_rnn_cell"][name], rtol=1e-5, atol=1e-7
+        )
+
+
+def test_errors():
+    with pytest.raises(ValueError, match="`dt` must be None"):
+        hk.transform(lambda: hippox.haiku.HiPPORNNCell(3, dt=0.1)).init(None)
+    with pytest.raises(ValueError, match="must be a jax.random key"):
+        hippox.equinox.S4D(2, 4, key=None)
+    with pytest.raises(ValueError, match="`N` must be even"):
+        hk.transform(lambda u: hippox.haiku.S4D(2, 5)(u)).init(None, jnp.ones((3, 2)))
