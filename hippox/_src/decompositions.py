@@ -72,10 +72,16 @@ def _phase_fix(V: np.ndarray, B: np.ndarray) -> np.ndarray:
     return V
 
 
-def _null_pairs(S: np.ndarray, nnull: int, B: np.ndarray) -> np.ndarray:
-    """Complex vectors (u1 + i u2)/√2 spanning the real null space of the skew matrix S."""
-    _, _, vt = np.linalg.svd(S)
-    Z = vt[-nnull:].T  # real orthonormal basis of the null space, (N, nnull)
+def _null_pairs(Z_complex: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """Complex vectors (u1 + i u2)/√2 spanning the real null space of a real skew matrix.
+
+    ``Z_complex`` (N, nnull) are orthonormal complex null vectors (from the eigensolver);
+    the null space of a real matrix is spanned by their real and imaginary parts.
+    """
+    nnull = Z_complex.shape[1]
+    parts = np.concatenate([Z_complex.real, Z_complex.imag], axis=1)
+    u, _, _ = np.linalg.svd(parts, full_matrices=False)
+    Z = u[:, :nnull]  # real orthonormal basis of the null space, (N, nnull)
     # Start the basis along B's projection so that v* B is real and non-negative.
     seed = Z.T @ B
     Q, _ = np.linalg.qr(np.concatenate([seed[:, None], np.eye(nnull)], axis=1))
@@ -104,7 +110,7 @@ def _nplr_cached(measure: str, N: int, rank: int, params: tuple):
     V = _phase_fix(U[:, neg], B)
     Lam = c + 1j * w[neg]
     if nnull:
-        V = np.concatenate([V, _null_pairs(S, nnull, B)], axis=1)
+        V = np.concatenate([V, _null_pairs(U[:, np.abs(w) <= tol], B)], axis=1)
         Lam = np.concatenate([Lam, np.full(nnull // 2, c + 0j)])
     if V.shape[1] != N // 2:  # pragma: no cover - guards the pairing logic
         raise RuntimeError(f"NPLR pairing failed for {measure!r}, N={N}: {V.shape[1]} modes.")
