@@ -43,6 +43,9 @@ with ``a_k = alpha dt_k``, ``b_k = (1 - alpha) dt_k``. Entry ``(n, k)`` depends 
 entries on the previous anti-diagonal ``n + k - 1``, so sweeping anti-diagonals
 ``d = n + k`` turns every step into one fused elementwise update of two length-``N``
 vectors: ``L + N - 1`` sweeps of ``O(N)`` work, no prefix sums inside the loop.
+For the full sequence of states, every block of ``N`` sweeps is de-skewed in cache
+and written in place into the ``(L, N)`` output, so peak memory is the output plus
+``O(N²)``.
 """
 
 from __future__ import annotations
@@ -347,10 +350,19 @@ def legs_scan_skewed(
     """
     *batch, L = g.shape
     dtype = g.dtype
+    nd = len(batch)
+    # Sweeps d = 0 … D-1 with D = (blocks) * N >= L + N - 1 (extra sweeps are no-ops).
+    blocks = -(-L // N) + 1
     coef = jnp.stack([a, b, g, init.astype(dtype)], axis=-1)
-    pad = jnp.zeros((*batch, N, 4), dtype)
     # coef_pad[..., N + k, :] holds step k; rows outside 0 … L-1 are zero (skipped).
-    coef_pad = jnp.concatenate([pad, coef, pad], axis=-2)
+    coef_pad = jnp.concatenate(
+        [
+            jnp.zeros((*batch, N, 4), dtype),
+            coef,
+            jnp.zeros((*batch, blocks * N + N - L, 4), dtype),
+        ],
+        axis=-2,
+    )
     q = _q(N, dtype)
     m1 = jnp.arange(1, N + 1, dtype=dtype)
     first = m1 == 1.0
@@ -370,12 +382,32 @@ def legs_scan_skewed(
         return (X_new, U_new), (None if final_only else X_new)
 
     state = jnp.zeros((*batch, N), dtype)
-    (X, _), diag = lax.scan(sweep, (state, state), jnp.arange(L + N - 1))
     if final_only:
+        (X, _), _ = lax.scan(sweep, (state, state), jnp.arange(L + N - 1))
         return X
-    # diag[d, ..., n] = c_n(d - n): de-skew with a pad-and-reshape (pure copies).
-    R = L + N - 1
-    Z = jnp.moveaxis(diag, 0, -1).reshape(*batch, N * R)  # Z[..., n*R + d]
-    Z = jnp.concatenate([Z, jnp.zeros((*batch, N), dtype)], axis=-1)
-    Z = Z.reshape(*batch, N, R + 1)[..., :L]  # Z[..., n, k] = c_n(k)
-    return jnp.swapaxes(Z, -1, -2)
+
+    def block(carry, j):
+        # Sweeps jN … jN + N - 1; then the N times s … s + N - 1, s = min((j-1)N, L-N),
+        # whose entries lie on the diagonals of this block and the two before, are
+        # de-skewed and written in place (a clamped, overlapping write for the last
+        # block; block 0 writes rows 0 … N-1, rewritten by block 1).
+        X, W, older, old, out = carry
+        (X, W), cur = lax.scan(sweep, (X, W), j * N + jnp.arange(N))
+        S = jnp.concatenate([older, old, cur], axis=0)  # S[r] = diagonal (j-2)N + r
+        start = jnp.minimum((j - 1) * N, L - N)
+        S = lax.dynamic_slice_in_dim(S, jnp.clip(start - (j - 2) * N, 0, N), 2 * N, axis=0)
+        Z = jnp.moveaxis(S, 0, -1).reshape(*batch, 2 * N * N)  # Z[..., n*2N + r]
+        Z = jnp.concatenate([Z, jnp.zeros((*batch, N), dtype)], axis=-1)
+        Z = Z.reshape(*batch, N, 2 * N + 1)[..., :N]  # Z[..., n, i] = c_n(start + i)
+        out = lax.dynamic_update_slice_in_dim(out, jnp.swapaxes(Z, -1, -2), start, axis=nd)
+        return (X, W, old, cur, out), None
+
+    if L < N:  # too short for whole blocks: de-skew the sweeps directly
+        _, diag = lax.scan(sweep, (state, state), jnp.arange(L + N - 1))
+        Z = jnp.moveaxis(diag, 0, -1).reshape(*batch, N * (L + N - 1))
+        Z = jnp.concatenate([Z, jnp.zeros((*batch, N), dtype)], axis=-1)
+        return jnp.swapaxes(Z.reshape(*batch, N, L + N)[..., :L], -1, -2)
+    empty = jnp.zeros((N, *batch, N), dtype)
+    out = jnp.zeros((*batch, L, N), dtype)
+    carry, _ = lax.scan(block, (state, state, empty, empty, out), jnp.arange(blocks))
+    return carry[-1]
