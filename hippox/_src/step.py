@@ -23,12 +23,20 @@ Forms (see the SSM conventions in the README):
 * dense: any discrete ``(Ab, Bb, C, D)`` per channel (e.g. from `hippox.discretize`);
   state ``(..., H, N)`` real or complex. `dense_step`: O(N²).
 * DPLR (S4): ``A = diag(Lambda) - Pᵀ conj(P)`` (``A[n, m] = Lambda[n] δ_nm -
-  Σ_r P[r, n] conj(P[r, m])``), discretised bilinearly,
-  ``Ab = (I - dt/2 A)^{-1} (I + dt/2 A)``, ``Bb = (I - dt/2 A)^{-1} dt B``.
-  `dplr_step_dense` forms the dense M × M ``Ab`` once (O(M²) per step);
-  `dplr_step_linear` never forms it: ``(I + dt/2 A) x`` is a diagonal plus a rank-r
-  product and ``(I - dt/2 A)^{-1}`` is applied with the Woodbury identity around the
-  diagonal ``(1 - dt/2 Lambda)^{-1}``, O(M·rank) per step.
+  Σ_r P[r, n] conj(P[r, m])``) on the conjugate-closed mode set, discretised
+  bilinearly, ``Ab = (I - dt/2 A)^{-1} (I + dt/2 A)``, ``Bb = (I - dt/2 A)^{-1} dt B``.
+  With ``conj_sym=False`` the M modes are the system. With ``conj_sym=True`` (as in S4)
+  the M arrays are one half of the closed set ``Lambda_full = [Lambda, conj(Lambda)]``,
+  ``P_full = [P, conj(P)]``, ``B_full = [B, conj(B)]``, ``C_full = [C, conj(C)]``: the
+  low-rank term couples the two halves, the closed state ``[x, conj(x)]`` stays
+  conjugate-symmetric, and hippox keeps only its first half ``x`` (M modes). For an NPLR
+  operator (`hippox.nplr`) this is exactly the real HiPPO system (``C = c V`` for a real
+  output row ``c``). `dplr_step_dense` forms the discretised matrices once (O(M²) per
+  step; with ``conj_sym=True`` the half-state update is ``x' = Ab x + Abc conj(x) +
+  Bb u``). `dplr_step_linear` never forms them: ``(I + dt/2 A) x`` is a diagonal plus a
+  rank-r product and ``(I - dt/2 A)^{-1}`` is applied with the Woodbury identity around
+  the diagonal ``(1 - dt/2 Lambda)^{-1}``, O(M·rank) per step (with ``conj_sym=True`` the
+  low-rank projections of the closed state are ``conj(P) x + P conj(x)``).
 
 Output convention: with ``conj_sym=True`` (the default for diagonal and DPLR systems)
 the M modes are one half of conjugate pairs and the real output is
@@ -47,6 +55,7 @@ and states ``x`` are cast to the parameters' precision.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
@@ -100,28 +109,38 @@ class DiagStepParams(NamedTuple):
 class DenseStepParams(NamedTuple):
     """A dense discrete SSM per channel, ready for `dense_step` / `forward_chunk_dense`.
 
+    The update is ``x' = Ab x + Bb u`` or, when ``Abc`` is set, ``x' = Ab x + Abc conj(x)
+    + Bb u`` (the half state of a conjugate-closed system, see `dplr_step_dense_params`);
+    the output is ``y = Re(C x') + D u``.
+
     Attributes:
       Ab: ``(H, N, N)`` discrete state matrix (real or complex).
       Bb: ``(H, N)`` discrete input vector.
-      C: ``(H, N)`` output vector (output factor folded in), ``y = Re(C x) + D u``.
+      C: ``(H, N)`` output vector (output factor folded in).
       D: ``(H,)`` real skip term.
+      Abc: ``(H, N, N)`` complex coefficient of ``conj(x)``, or None (a plain system).
+        For a closed system with ``Ab_full = [[Ab, Abc], [conj(Abc), conj(Ab)]]``.
     """
 
     Ab: jax.Array
     Bb: jax.Array
     C: jax.Array
     D: jax.Array
+    Abc: jax.Array | None = None
 
 
 class DPLRStepParams(NamedTuple):
     """Precomputed factors of the O(M·rank) bilinear DPLR step (`dplr_step_linear`).
 
+    The low-rank projection of the state is ``proj(x) = conj(P) x`` (``conj_sym=False``)
+    or, for the closed state ``[x, conj(x)]`` (``conj_sym=True``),
+    ``proj(x) = conj(P) x + Pbar conj(x)`` with ``Pbar = P`` (``= 2 Re(conj(P) x)``).
     With ``F = (1 - dt/2 Lambda)^{-1}`` (diagonal) and the Woodbury identity,
-    ``(I - dt/2 A)^{-1} w' = F w' - Gᵀ (conj(P) F w')``, so one step is::
+    ``(I - dt/2 A)^{-1} v = F v - Gᵀ proj(F v)``, so one step is::
 
-        v = Ad x - (dt/2) Pᵀ (conj(P) x)        # (I + dt/2 A) x
+        v = Ad x - Pdtᵀ proj(x)        # (I + dt/2 A) x
         w = F v
-        x_new = w - Gᵀ (conj(P) w) + Bb u
+        x_new = w - Gᵀ proj(w) + Bb u
 
     Attributes:
       Ad: ``(H, M)`` complex, ``1 + dt/2 Lambda``.
@@ -129,11 +148,14 @@ class DPLRStepParams(NamedTuple):
       P: ``(H, rank, M)`` complex low-rank factor (channel axis first).
       Pdt: ``(H, rank, M)`` complex, ``dt/2 P``.
       G: ``(H, rank, M)`` complex Woodbury factor
-        ``G[r', n] = dt/2 F[n] Σ_r P[r, n] K[r, r']`` with
-        ``K = (I + dt/2 conj(P) diag(F) Pᵀ)^{-1}`` (rank × rank).
+        ``G[r', n] = dt/2 F[n] Σ_r P[r, n] K[r, r']`` with ``K = (I + dt/2 S)^{-1}``
+        (rank × rank), ``S = conj(P) diag(F) Pᵀ`` (``conj_sym=False``) or its closed-set
+        version ``2 Re(S)`` (``conj_sym=True``).
       Bb: ``(H, M)`` complex discrete input vector.
       C: ``(H, M)`` complex output vector, output factor folded in.
       D: ``(H,)`` real skip term.
+      Pbar: ``(H, rank, M)`` coefficient of ``conj(x)`` in the projection (``P``) for
+        ``conj_sym=True``; None for ``conj_sym=False``.
     """
 
     Ad: jax.Array
@@ -144,6 +166,7 @@ class DPLRStepParams(NamedTuple):
     Bb: jax.Array
     C: jax.Array
     D: jax.Array
+    Pbar: jax.Array | None = None
 
 
 StepParams = DiagStepParams | DenseStepParams | DPLRStepParams
@@ -236,7 +259,6 @@ def _state_and_input(params, x: ArrayLike, u: ArrayLike, u_core: int):
     """Validates ``x (..., H, M)`` and ``u (..., H[, L])`` against ``params.Bb (H, M)``."""
     H, M = params.Bb.shape
     dtype = params.Bb.dtype
-    rdtype = params.D.dtype
     x = _as_inexact("x", x)
     u = _as_real("u", u)
     if x.ndim < 2 or x.shape[-2:] != (H, M):
@@ -257,7 +279,12 @@ def _state_and_input(params, x: ArrayLike, u: ArrayLike, u_core: int):
         raise ValueError(
             f"`x` and `u` must have broadcastable batch shapes, got x {x.shape} and u {u.shape}."
         ) from err
-    return x.astype(dtype), u.astype(rdtype)
+    return x, u
+
+
+def _cast(params, x: jax.Array, u: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Casts a validated state and input to the parameters' (complex, real) dtypes."""
+    return x.astype(params.Bb.dtype), u.astype(params.D.dtype)
 
 
 def _output(C: jax.Array, x: jax.Array, D: jax.Array, u: jax.Array) -> jax.Array:
@@ -328,15 +355,27 @@ def diag_step_params(
         )
     H = _channels(lead, "Lambda/B/C (H, M), dt (H,)")
     _check_dt(dt)
+    if method == "dss":
+        if L is None:
+            raise ValueError("`L` (the kernel length, an int >= 1) is required with method='dss'.")
+        L = _validate.check_size("L", L)
+    elif L is not None:
+        raise ValueError(f"`L` is only used with method='dss', got L={L!r} with method={method!r}.")
     rdtype = _real_of(Lam, B, C, dt)
+    Ab, Bb, C = _diag_setup(
+        Lam, B, C, dt, H=H, method=method, L=L, scale=2.0 if conj_sym else 1.0, rdtype=rdtype
+    )
+    return DiagStepParams(Ab, Bb, C, _skip(D, H, rdtype))
+
+
+@functools.partial(jax.jit, static_argnames=("H", "method", "L", "scale", "rdtype"))
+def _diag_setup(Lam, B, C, dt, *, H, method, L, scale, rdtype):
     cdtype = _validate.complex_dtype(rdtype)
-    Lam = jnp.broadcast_to(Lam.astype(cdtype), (H, M))
-    B = jnp.broadcast_to(B.astype(cdtype), (H, M))
-    C = jnp.broadcast_to(C.astype(cdtype), (H, M))
+    M = Lam.shape[-1]
+    Lam, B, C = (jnp.broadcast_to(a.astype(cdtype), (H, M)) for a in (Lam, B, C))
     dt = jnp.broadcast_to(dt.astype(rdtype), (H,))
     Ab, Bb = discretize_diag(Lam, B, dt, method=method, L=L)
-    scale = 2.0 if conj_sym else 1.0
-    return DiagStepParams(Ab.astype(cdtype), Bb.astype(cdtype), scale * C, _skip(D, H, rdtype))
+    return Ab.astype(cdtype), Bb.astype(cdtype), scale * C
 
 
 def dense_step_params(
@@ -390,16 +429,21 @@ def dense_step_params(
     rdtype = _real_of(Ab, Bb, C)
     complex_ = any(jnp.issubdtype(a.dtype, jnp.complexfloating) for a in (Ab, Bb, C))
     dtype = _validate.complex_dtype(rdtype) if complex_ else rdtype
-    return DenseStepParams(
+    return DenseStepParams(*_dense_setup(Ab, Bb, C, H=H, dtype=dtype), _skip(D, H, rdtype))
+
+
+@functools.partial(jax.jit, static_argnames=("H", "dtype"))
+def _dense_setup(Ab, Bb, C, *, H, dtype):
+    N = Ab.shape[-1]
+    return (
         jnp.broadcast_to(Ab.astype(dtype), (H, N, N)),
         jnp.broadcast_to(Bb.astype(dtype), (H, N)),
         jnp.broadcast_to(C.astype(dtype), (H, N)),
-        _skip(D, H, rdtype),
     )
 
 
 def _dplr_inputs(Lambda, P, B, C, dt, conj_sym):
-    """Validates and broadcasts DPLR parameters to (H, M), P to (H, rank, M)."""
+    """Validates DPLR parameters; returns the arrays, H and the real compute dtype."""
     if not isinstance(conj_sym, bool):
         raise TypeError(f"`conj_sym` must be a bool, got {conj_sym!r}.")
     Lam, P = _as_inexact("Lambda", Lambda), _as_inexact("P", P)
@@ -421,15 +465,18 @@ def _dplr_inputs(Lambda, P, B, C, dt, conj_sym):
         )
     H = _channels(lead, "Lambda/B/C (H, M), P (rank, H, M), dt (H,)")
     _check_dt(dt)
-    rdtype = _real_of(Lam, P, B, C, dt)
+    return (Lam, P, B, C, dt), H, _real_of(Lam, P, B, C, dt)
+
+
+def _dplr_cast(Lam, P, B, C, dt, *, H, scale, rdtype):
+    """Casts and broadcasts DPLR parameters to (H, M), P to (H, rank, M) (traced code)."""
     cdtype = _validate.complex_dtype(rdtype)
-    rank = P.shape[0]
+    rank, M = P.shape[0], P.shape[-1]
     P = P.astype(cdtype)
     P = jnp.broadcast_to(P[:, None] if P.ndim == 2 else P, (rank, H, M))
     P = jnp.moveaxis(P, 0, 1)  # (H, rank, M)
-    out = [jnp.broadcast_to(a.astype(cdtype), (H, M)) for a in (Lam, B, C)]
-    scale = 2.0 if conj_sym else 1.0
-    return out[0], P, out[1], scale * out[2], jnp.broadcast_to(dt.astype(rdtype), (H,)), rdtype
+    Lam, B, C = (jnp.broadcast_to(a.astype(cdtype), (H, M)) for a in (Lam, B, C))
+    return Lam, P, B, scale * C, jnp.broadcast_to(dt.astype(rdtype), (H,))
 
 
 def _dplr_dense_matrix(Lambda: ArrayLike, P: ArrayLike) -> jax.Array:
@@ -457,10 +504,14 @@ def dplr_step_dense_params(
     *,
     conj_sym: bool = True,
 ) -> DenseStepParams:
-    """Discretises a DPLR (S4) SSM into dense M × M matrices for `dplr_step_dense`.
+    """Discretises a DPLR (S4) SSM into dense matrices for `dplr_step_dense`.
 
-    ``A = diag(Lambda) - Pᵀ conj(P)``, ``Ab = (I - dt/2 A)^{-1} (I + dt/2 A)``,
-    ``Bb = (I - dt/2 A)^{-1} dt B`` (one O(M³) solve per channel, done once).
+    ``A = diag(Lambda) - Pᵀ conj(P)`` on the conjugate-closed mode set (module
+    docstring), ``Ab = (I - dt/2 A)^{-1} (I + dt/2 A)``, ``Bb = (I - dt/2 A)^{-1} dt B``
+    (one dense solve per channel, done once). With ``conj_sym=False`` this is the
+    ``M × M`` system. With ``conj_sym=True`` the closed ``2M × 2M`` system is discretised
+    and its action on the half state kept: ``Ab_full = [[Ab, Abc], [conj(Abc),
+    conj(Ab)]]``, ``x' = Ab x + Abc conj(x) + Bb u``.
 
     Args:
       Lambda: ``(H, M)`` or ``(M,)`` complex diagonal.
@@ -470,13 +521,14 @@ def dplr_step_dense_params(
         ``C_tilde`` (convert with `hippox.dplr_c_from_tilde`).
       dt: ``(H,)`` step sizes (> 0), or a scalar.
       D: ``(H,)`` real skip term, a scalar, or None (zero).
-      conj_sym: True: ``y = 2 Re(C x) + D u`` (the S4 half system); False:
+      conj_sym: True: the arrays are one half of the conjugate-closed system (as in
+        S4), ``y = 2 Re(C x) + D u``; False: they are the whole system,
         ``y = Re(C x) + D u``.
 
     Returns:
-      `DenseStepParams(Ab, Bb, C, D)`: ``(H, M, M)``, ``(H, M)``, ``(H, M)`` complex,
-      ``(H,)`` real. Usable with `dplr_step_dense`, `dense_step` and
-      `forward_chunk_dense`.
+      `DenseStepParams(Ab, Bb, C, D, Abc)`: ``(H, M, M)``, ``(H, M)``, ``(H, M)``
+      complex, ``(H,)`` real, and ``Abc`` ``(H, M, M)`` complex (``conj_sym=True``) or
+      None. Usable with `dplr_step_dense`, `dense_step` and `forward_chunk_dense`.
 
     Raises:
       ValueError: on inconsistent shapes or a non-positive concrete ``dt``.
@@ -489,11 +541,28 @@ def dplr_step_dense_params(
       >>> p.Ab.shape
       (2, 4, 4)
     """
-    Lam, P, B, C, dt, rdtype = _dplr_inputs(Lambda, P, B, C, dt, conj_sym)
+    arrays, H, rdtype = _dplr_inputs(Lambda, P, B, C, dt, conj_sym)
+    Ab, Bb, C, Abc = _dplr_dense_setup(*arrays, H=H, closed=conj_sym, rdtype=rdtype)
+    return DenseStepParams(Ab, Bb, C, _skip(D, H, rdtype), Abc)
+
+
+def _closed_set(*arrays: jax.Array) -> tuple[jax.Array, ...]:
+    """``[x, conj(x)]`` along the last (mode) axis."""
+    return tuple(jnp.concatenate([a, jnp.conj(a)], axis=-1) for a in arrays)
+
+
+@functools.partial(jax.jit, static_argnames=("H", "closed", "rdtype"))
+def _dplr_dense_setup(Lam, P, B, C, dt, *, H, closed, rdtype):
+    scale = 2.0 if closed else 1.0
+    Lam, P, B, C, dt = _dplr_cast(Lam, P, B, C, dt, H=H, scale=scale, rdtype=rdtype)
+    M = Lam.shape[-1]
+    if closed:
+        Lam, P, B = _closed_set(Lam, P, B)
     A = _dplr_dense_matrix(Lam, jnp.moveaxis(P, 1, 0))
     Ab, Bb = discretize(A, B, dt, method="bilinear")
-    H = Lam.shape[0]
-    return DenseStepParams(Ab, Bb, C, _skip(D, H, rdtype))
+    if closed:
+        return Ab[..., :M, :M], Bb[..., :M], C, Ab[..., :M, M:]
+    return Ab, Bb, C, None
 
 
 def dplr_step_linear_params(
@@ -510,7 +579,9 @@ def dplr_step_linear_params(
 
     Same system and arguments as `dplr_step_dense_params`, but no M × M matrix is
     formed: ``I - dt/2 A = diag(1 - dt/2 Lambda) + (dt/2) Pᵀ conj(P)`` is inverted with
-    the Woodbury identity (one rank × rank inverse per channel).
+    the Woodbury identity (one rank × rank inverse per channel). With ``conj_sym=True``
+    the sums run over the conjugate-closed mode set without forming it (each becomes
+    ``2 Re`` of the half sum), so the two halves are coupled exactly as in S4.
 
     Args:
       Lambda: ``(H, M)`` or ``(M,)`` complex diagonal.
@@ -519,11 +590,12 @@ def dplr_step_linear_params(
       C: ``(H, M)`` or ``(M,)`` output vector (the plain C, not ``C_tilde``).
       dt: ``(H,)`` step sizes (> 0), or a scalar.
       D: ``(H,)`` real skip term, a scalar, or None (zero).
-      conj_sym: True: ``y = 2 Re(C x) + D u``; False: ``y = Re(C x) + D u``.
+      conj_sym: True: the arrays are one half of the conjugate-closed system,
+        ``y = 2 Re(C x) + D u``; False: the whole system, ``y = Re(C x) + D u``.
 
     Returns:
       `DPLRStepParams` (see its attributes), all ``(H, M)`` or ``(H, rank, M)``
-      complex except ``D`` ``(H,)`` real.
+      complex except ``D`` ``(H,)`` real (and ``Pbar`` None for ``conj_sym=False``).
 
     Raises:
       ValueError: on inconsistent shapes or a non-positive concrete ``dt``.
@@ -536,24 +608,38 @@ def dplr_step_linear_params(
       >>> p.G.shape, p.Bb.shape
       ((2, 1, 4), (2, 4))
     """
-    Lam, P, B, C, dt, rdtype = _dplr_inputs(Lambda, P, B, C, dt, conj_sym)
-    H, rank, M = P.shape
+    arrays, H, rdtype = _dplr_inputs(Lambda, P, B, C, dt, conj_sym)
+    factors = _dplr_linear_setup(*arrays, H=H, closed=conj_sym, rdtype=rdtype)
+    return DPLRStepParams(*factors[:-1], _skip(D, H, rdtype), factors[-1])
+
+
+def _project(P: jax.Array, Pbar: jax.Array | None, x: jax.Array) -> jax.Array:
+    """Projection ``conj(P) x [+ Pbar conj(x)]``: ``(H, r, M), (..., H, M) -> (..., H, r)``."""
+    q = jnp.einsum("hrm,...hm->...hr", jnp.conj(P), x)
+    if Pbar is not None:
+        q = q + jnp.einsum("hrm,...hm->...hr", Pbar, jnp.conj(x))
+    return q
+
+
+@functools.partial(jax.jit, static_argnames=("H", "closed", "rdtype"))
+def _dplr_linear_setup(Lam, P, B, C, dt, *, H, closed, rdtype):
+    scale = 2.0 if closed else 1.0
+    Lam, P, B, C, dt = _dplr_cast(Lam, P, B, C, dt, H=H, scale=scale, rdtype=rdtype)
+    rank = P.shape[1]
     half = (dt / 2.0)[:, None]  # (H, 1)
     Ad = 1.0 + half * Lam
     F = 1.0 / (1.0 - half * Lam)
-    Pc = jnp.conj(P)
-    # core[r, s] = δ_rs + dt/2 Σ_m conj(P[r, m]) F[m] P[s, m];  K = core^{-1}
-    core = jnp.eye(rank, dtype=P.dtype) + half[..., None] * jnp.einsum("hrm,hm,hsm->hrs", Pc, F, P)
-    K = jnp.linalg.inv(core)
+    Pbar = P if closed else None
+    # S[r, s] = Σ_m conj(P[r, m]) F[m] P[s, m] over the mode set (the closed set: S + conj S)
+    S = jnp.einsum("hrm,hm,hsm->hrs", jnp.conj(P), F, P)
+    if closed:
+        S = S + jnp.conj(S)
+    K = jnp.linalg.inv(jnp.eye(rank, dtype=P.dtype) + half[..., None] * S)
     G = half[..., None] * F[:, None, :] * jnp.einsum("hrs,hrm->hsm", K, P)
     Pdt = half[..., None] * P
-
-    def solve(v):  # (I - dt/2 A)^{-1} v for v (H, M)
-        w = F * v
-        return w - jnp.einsum("hrm,hr->hm", G, jnp.einsum("hrm,hm->hr", Pc, w))
-
-    Bb = solve(dt[:, None] * B)
-    return DPLRStepParams(Ad, F, P, Pdt, G, Bb, C, _skip(D, H, rdtype))
+    w = F * (dt[:, None] * B)  # Bb = (I - dt/2 A)^{-1} dt B
+    Bb = w - jnp.einsum("hrm,hr->hm", G, _project(P, Pbar, w))
+    return Ad, F, P, Pdt, G, Bb, C, Pbar
 
 
 # --------------------------------------------------------------------------- state / steps
@@ -614,7 +700,12 @@ def diag_step(params: DiagStepParams, x: ArrayLike, u: ArrayLike) -> tuple[jax.A
       ((2, 3), (2,))
     """
     _check_params("params", params, DiagStepParams, "diag_step_params")
-    x, u = _state_and_input(params, x, u, 1)
+    return _diag_step(params, *_state_and_input(params, x, u, 1))
+
+
+@jax.jit
+def _diag_step(params: DiagStepParams, x: jax.Array, u: jax.Array):
+    x, u = _cast(params, x, u)
     x = params.Ab * x + params.Bb * u[..., None]
     return x, _output(params.C, x, params.D, u)
 
@@ -643,9 +734,16 @@ def dense_step(params: DenseStepParams, x: ArrayLike, u: ArrayLike) -> tuple[jax
       [3.0, 3.0]
     """
     _check_params("params", params, DenseStepParams, "dense_step_params")
-    x, u = _state_and_input(params, x, u, 1)
-    x = jnp.einsum("hnm,...hm->...hn", params.Ab, x) + params.Bb * u[..., None]
-    return x, _output(params.C, x, params.D, u)
+    return _dense_step(params, *_state_and_input(params, x, u, 1))
+
+
+@jax.jit
+def _dense_step(params: DenseStepParams, x: jax.Array, u: jax.Array):
+    x, u = _cast(params, x, u)
+    x_new = jnp.einsum("hnm,...hm->...hn", params.Ab, x) + params.Bb * u[..., None]
+    if params.Abc is not None:
+        x_new = x_new + jnp.einsum("hnm,...hm->...hn", params.Abc, jnp.conj(x))
+    return x_new, _output(params.C, x_new, params.D, u)
 
 
 def dplr_step_dense(
@@ -697,19 +795,24 @@ def dplr_step_linear(
       ((3, 2, 4), (3, 2))
     """
     _check_params("params", params, DPLRStepParams, "dplr_step_linear_params")
-    x, u = _state_and_input(params, x, u, 1)
-    Pc = jnp.conj(params.P)
-    low = jnp.einsum("hrm,...hr->...hm", params.Pdt, jnp.einsum("hrm,...hm->...hr", Pc, x))
+    return _dplr_linear_step(params, *_state_and_input(params, x, u, 1))
+
+
+@jax.jit
+def _dplr_linear_step(params: DPLRStepParams, x: jax.Array, u: jax.Array):
+    x, u = _cast(params, x, u)
+    P, Pbar = params.P, params.Pbar
+    low = jnp.einsum("hrm,...hr->...hm", params.Pdt, _project(P, Pbar, x))
     w = params.F * (params.Ad * x - low)
-    corr = jnp.einsum("hrm,...hr->...hm", params.G, jnp.einsum("hrm,...hm->...hr", Pc, w))
+    corr = jnp.einsum("hrm,...hr->...hm", params.G, _project(P, Pbar, w))
     x = w - corr + params.Bb * u[..., None]
     return x, _output(params.C, x, params.D, u)
 
 
 _STEPS: dict[type, Callable] = {
-    DiagStepParams: diag_step,
-    DenseStepParams: dense_step,
-    DPLRStepParams: dplr_step_linear,
+    DiagStepParams: _diag_step,
+    DenseStepParams: _dense_step,
+    DPLRStepParams: _dplr_linear_step,
 }
 
 
@@ -748,7 +851,12 @@ def scan_steps(
     u = _as_real("u", u)
     if x0 is None:
         x0 = init_state(params, u.shape[:-2] if u.ndim >= 2 else ())
-    x0, u = _state_and_input(params, x0, u, 2)
+    return _scan(step, params, *_state_and_input(params, x0, u, 2))
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _scan(step: Callable, params, x0: jax.Array, u: jax.Array):
+    x0, u = _cast(params, x0, u)
     batch = jnp.broadcast_shapes(x0.shape[:-2], u.shape[:-2])
     x0 = jnp.broadcast_to(x0, (*batch, *x0.shape[-2:]))
     u = jnp.broadcast_to(u, (*batch, *u.shape[-2:]))
@@ -779,7 +887,7 @@ def _chunk_input(params, u, x0):
     x, u = _state_and_input(params, init_state(params) if x0 is None else x0, u, 2)
     if u.shape[-1] < 1:
         raise ValueError(f"`u` must have length L >= 1 on its last axis, got {u.shape}.")
-    return (None if x0 is None else x), u
+    return u, (None if x0 is None else x)
 
 
 def _conv(u: jax.Array, K: jax.Array, D: jax.Array) -> jax.Array:
@@ -826,8 +934,15 @@ def forward_chunk_diag(
       True
     """
     _check_params("params", params, DiagStepParams, "diag_step_params")
-    x0, u = _chunk_input(params, u, x0)
-    Ab, Bb, C, D = params
+    return _chunk_diag(params, *_chunk_input(params, u, x0))
+
+
+@jax.jit
+def _chunk_diag(params: DiagStepParams, u: jax.Array, x0: jax.Array | None):
+    u = u.astype(params.D.dtype)
+    if x0 is not None:
+        x0 = x0.astype(params.Bb.dtype)
+    Ab, Bb, C, D = params.Ab, params.Bb, params.C, params.D
     L = u.shape[-1]
     V = jnp.power(Ab[..., None], jnp.arange(L))  # (H, M, L): Ab^l
     K = jnp.real(jnp.einsum("hm,hml->hl", C * Bb, V)).astype(D.dtype)
@@ -848,7 +963,10 @@ def forward_chunk_dense(
     Same semantics as `forward_chunk_diag`: ``y = causal_conv(u, K) + D u`` plus the free
     response ``Re(C Ab^{l+1} x0)``, and ``x_L = Ab^L x0 + Σ_l Ab^{L-1-l} Bb u_l``. The
     Krylov sequences ``C Ab^l`` and ``Ab^l Bb`` (l < L) are built by doubling
-    (⌈log2 L⌉ batched matrix products, no L-step loop); memory O(H·N·(N + L)).
+    (⌈log2 L⌉ batched matrix products, no L-step loop); memory O(H·N·(N + L)). The
+    half state of a conjugate-closed system (``params.Abc`` set, from
+    `dplr_step_dense_params` with ``conj_sym=True``) is processed through the closed
+    ``2N`` system.
 
     Args:
       params: `DenseStepParams` from `dense_step_params` or `dplr_step_dense_params`.
@@ -872,8 +990,31 @@ def forward_chunk_dense(
       ((2, 8), (2, 3))
     """
     _check_params("params", params, DenseStepParams, "dense_step_params")
-    x0, u = _chunk_input(params, u, x0)
-    Ab, Bb, C, D = params
+    return _chunk_dense(params, *_chunk_input(params, u, x0))
+
+
+@jax.jit
+def _chunk_dense(params: DenseStepParams, u: jax.Array, x0: jax.Array | None):
+    u = u.astype(params.D.dtype)
+    if x0 is not None:
+        x0 = x0.astype(params.Bb.dtype)
+    if params.Abc is None:
+        return _chunk_dense_plain(params.Ab, params.Bb, params.C, params.D, u, x0)
+    # Half state of a conjugate-closed system: run the closed 2N system on [x, conj(x)]
+    # (output from the first half only) and keep the first half of the final state.
+    N = params.Bb.shape[-1]
+    Ab, Abc = params.Ab, params.Abc
+    Ab_full = jnp.concatenate(
+        [jnp.concatenate([Ab, Abc], -1), jnp.concatenate([jnp.conj(Abc), jnp.conj(Ab)], -1)], -2
+    )
+    (Bb_full,) = _closed_set(params.Bb)
+    C_full = jnp.concatenate([params.C, jnp.zeros_like(params.C)], -1)
+    x0_full = None if x0 is None else _closed_set(x0)[0]
+    y, x = _chunk_dense_plain(Ab_full, Bb_full, C_full, params.D, u, x0_full)
+    return y, x[..., :N]
+
+
+def _chunk_dense_plain(Ab, Bb, C, D, u, x0):
     L = u.shape[-1]
     rows = _krylov(jnp.swapaxes(Ab, -1, -2), C, L)  # (H, L, N): C Ab^l
     cols = _krylov(Ab, Bb, L)  # (H, L, N): Ab^l Bb
