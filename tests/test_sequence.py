@@ -122,15 +122,7 @@ STEP_CASES = [
     ("s4d", dict(pooling=None)),
     ("s4d", dict(pooling="mean", prenorm=False, norm="batch", activation="glu")),
     ("s4", dict(pooling="last", layer_kwargs={"N": 4, "conj_sym": False})),
-    pytest.param(
-        "s4",
-        dict(pooling="last"),
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="S4 conj_sym=True: kernel_dplr (37b7116) now computes the conjugate-closed "
-            "system while the DPLR step runs the S4 half system (ssm_conventions.md); reported",
-        ),
-    ),
+    ("s4", dict(pooling="last")),
     ("s5", dict(pooling="mean", norm=None)),
     ("lssl", dict(pooling=None, activation="glu")),
     ("hippo_rnn", dict(pooling="mean", norm="batch")),
