@@ -58,6 +58,7 @@ from hippox._src.step import (
     dense_step_params,
     diag_step,
     diag_step_params,
+    dplr_step_dense,
     dplr_step_dense_params,
     dplr_step_linear,
     dplr_step_linear_params,
@@ -382,8 +383,11 @@ class S4DConfig(_Base):
 class S4Config(_Base):
     """S4: a diagonal-plus-low-rank SSM per channel with the Cauchy kernel (`hippox.kernel_dplr`).
 
-    Per channel: ``A = diag(Lambda) - Pᵀ conj(P)`` (the S4 half system for
-    ``conj_sym=True``, output ``2 Re``), bilinear discretisation with
+    Per channel: ``A = diag(Lambda) - Pᵀ conj(P)`` on the conjugate-closed mode set
+    (`hippox.kernel_dplr`): with ``conj_sym=True`` the stored M = N/2 modes are one half
+    and the system is ``[Lambda, conj(Lambda)]``, ``[P, conj(P)]``, ... (the low-rank
+    term couples the halves, as in S4; for an NPLR init this is exactly the real HiPPO
+    operator), output ``2 Re(C x)`` of the half state. Bilinear discretisation with
     ``dt = exp(log_dt)``, ``y = K * u + D u``.
 
     The parameter ``C`` holds S4's ``C_tilde = C (I - Ab^l_max)`` for the fixed length
@@ -406,7 +410,7 @@ class S4Config(_Base):
       ssm_init: an NPLR measure (``legs``, ``legt``, ``lagt``, ``fout``, ...: its
         `hippox.nplr` Lambda, P and B) or a diagonal init (``lin``, ``inv``, ...: P = 0).
       rank: rows of P (None: 2 for ``legt``, else 1).
-      conj_sym: the half system (M = N/2, output 2 Re) or the full one.
+      conj_sym: store one half (M = N/2) of the conjugate-closed system, or all N modes.
       n_ssm: independent copies of Lambda, P, B (None: H).
       b_init: None (the measure's ``V* B``, or ``constant`` for diagonal inits) or a
         `hippox.initializers.b` name.
@@ -542,7 +546,7 @@ class S4Config(_Base):
         self._no_bidirectional_step()
         p, _ = self._prepared(params)
         Lam, P, B, dt = self._system(p)
-        C = dplr_c_from_tilde(_pair(p["C"]), Lam, P, dt, self.l_max)
+        C = dplr_c_from_tilde(_pair(p["C"]), Lam, P, dt, self.l_max, conj_sym=self.conj_sym)
         setup = dplr_step_linear_params if self.step_mode == "linear" else dplr_step_dense_params
         return setup(Lam, P, B, C, dt, p["D"], conj_sym=self.conj_sym)
 
@@ -553,7 +557,7 @@ class S4Config(_Base):
     def step(self, step_params, x: ArrayLike, u: ArrayLike, *, dtype: DTypeLike | None = None):
         """One step: ``x`` ``(..., H, M)``, ``u`` ``(..., H)`` -> ``(x_new, y)``."""
         u = _check_step_input(u, self.H)
-        fn = dplr_step_linear if self.step_mode == "linear" else dense_step
+        fn = dplr_step_linear if self.step_mode == "linear" else dplr_step_dense
         x, y = fn(step_params, x, u)
         return x, y.astype(_out_dtype(dtype, u))
 
