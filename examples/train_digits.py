@@ -96,9 +96,7 @@ def load_task(task: str, *, seed: int = 0, subset: int | None = None) -> Data:
     digits = load_digits()
     x = digits.images.reshape(len(digits.images), SEQ_LEN).astype(np.float64)
     y = digits.target.astype(np.int32)
-    x_tr, x_te, y_tr, y_te = train_test_split(
-        x, y, test_size=0.2, stratify=y, random_state=seed
-    )
+    x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=0.2, stratify=y, random_state=seed)
     if task == "perm":
         perm = np.random.default_rng(seed).permutation(SEQ_LEN)
         x_tr, x_te = x_tr[:, perm], x_te[:, perm]
@@ -133,28 +131,56 @@ class RNNClassifier(nnx.Module):
 
 @dataclasses.dataclass(frozen=True)
 class Size:
-    """Model sizes: SSM width / depth / state, RNN hidden sizes, HiPPO-RNN memory order."""
+    """Model sizes. The defaults give every model about 34k parameters.
+
+    Attributes:
+      d_model, n_layers: width H and depth of the SSM models.
+      N, s4_N, s5_N: state sizes of S4D, S4 (its low-rank ``P`` costs as much as a
+        quarter of the state) and S5 (one state shared by the channels, in 4 blocks).
+      hippo_hidden, hippo_N: HiPPO-RNN hidden size and LegS memory order.
+      gru_hidden, lstm_hidden: hidden sizes of the Flax baselines.
+    """
 
     d_model: int = 64
     n_layers: int = 2
     N: int = 64
-    s5_N: int = 128
+    s4_N: int = 48
+    s5_N: int = 96
     hippo_hidden: int = 128
-    hippo_N: int = 128
-    gru_hidden: int = 96
-    lstm_hidden: int = 84
+    hippo_N: int = 256
+    gru_hidden: int = 104
+    lstm_hidden: int = 90
 
     @classmethod
     def tiny(cls) -> Size:
-        return cls(d_model=16, n_layers=1, N=16, s5_N=16, hippo_hidden=16, hippo_N=16,
-                   gru_hidden=16, lstm_hidden=16)
+        """CI size (a few hundred to a few thousand parameters)."""
+        return cls(
+            d_model=16,
+            n_layers=1,
+            N=16,
+            s4_N=16,
+            s5_N=16,
+            hippo_hidden=16,
+            hippo_N=16,
+            gru_hidden=16,
+            lstm_hidden=16,
+        )
+
+    def describe(self, name: str) -> str:
+        """A short description of model ``name`` at this size."""
+        if name in SSM_MODELS:
+            n = {"s4d": self.N, "s4": self.s4_N, "s5": self.s5_N}[name]
+            return f"H={self.d_model}, {self.n_layers} layers, N={n}"
+        if name == "hippo_rnn":
+            return f"hidden {self.hippo_hidden}, LegS N={self.hippo_N}"
+        return f"hidden {self.gru_hidden if name == 'gru' else self.lstm_hidden}"
 
 
 def build_model(name: str, size: Size, *, seed: int = 0) -> nnx.Module:
     """One of `MODELS` for inputs ``(batch, 64, 1)`` and 10 classes."""
     rngs = nnx.Rngs(seed)
     if name in SSM_MODELS:
-        kw = {"N": size.s5_N if name == "s5" else size.N}
+        kw = {"N": {"s4d": size.N, "s4": size.s4_N, "s5": size.s5_N}[name]}
         if name == "s5":
             kw["blocks"] = 4 if size.s5_N % 8 == 0 else 1
         return SequenceModel(
@@ -249,6 +275,7 @@ def make_eval(graphdef: nnx.GraphDef):
 class Result:
     model: str
     task: str
+    config: str
     params: int
     epochs: int
     first_loss: float
@@ -302,7 +329,11 @@ def train(
         for s in range(steps_per_epoch):
             idx = order[s * batch : (s + 1) * batch]
             params, rest, opt_state, loss = train_step(
-                params, rest, opt_state, jnp.asarray(data.x_train[idx]), jnp.asarray(data.y_train[idx])
+                params,
+                rest,
+                opt_state,
+                jnp.asarray(data.x_train[idx]),
+                jnp.asarray(data.y_train[idx]),
             )
             losses.append(loss)
         last_loss = float(np.mean(jax.device_get(losses)))
@@ -316,19 +347,31 @@ def train(
     train_acc = accuracy(predict, params, rest, data.x_train, data.y_train)
     test_acc = accuracy(predict, params, rest, data.x_test, data.y_test)
     return Result(
-        name, task, n_params, epochs, first_loss, last_loss, train_acc, test_acc,
+        name,
+        task,
+        size.describe(name),
+        n_params,
+        epochs,
+        first_loss,
+        last_loss,
+        train_acc,
+        test_acc,
         time.perf_counter() - t0,
     )
 
 
 def table(results: Sequence[Result]) -> str:
     """The results as a Markdown table."""
-    head = "| model | task | parameters | epochs | final train loss | train acc | test acc | time |"
-    rows = [head, "|" + "---|" * 8]
+    head = (
+        "| model | task | size | parameters | epochs | final train loss | train acc | "
+        "test acc | time |"
+    )
+    rows = [head, "|" + "---|" * 9]
     for r in results:
         rows.append(
-            f"| {r.model} | {r.task} | {r.params:,} | {r.epochs} | {r.last_loss:.4f} | "
-            f"{100 * r.train_acc:.1f}% | {100 * r.test_acc:.1f}% | {r.seconds:.1f} s |"
+            f"| {r.model} | {r.task} | {r.config} | {r.params:,} | {r.epochs} | "
+            f"{r.last_loss:.4f} | {100 * r.train_acc:.1f}% | {100 * r.test_acc:.1f}% | "
+            f"{r.seconds:.1f} s |"
         )
     return "\n".join(rows)
 
@@ -338,7 +381,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
     parser.add_argument("--tasks", nargs="+", choices=TASKS, default=list(TASKS))
     parser.add_argument("--epochs", type=int, default=None, help="epochs (default 30)")
-    parser.add_argument("--quick", action="store_true", help="1 epoch on a small subset, tiny models")
+    parser.add_argument(
+        "--quick", action="store_true", help="1 epoch on a small subset, tiny models"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", help="also write the table (Markdown) to this file")
     args = parser.parse_args(argv)
@@ -353,7 +398,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         data = load_task(task, seed=args.seed, subset=subset)
         for name in args.models:
             log = lambda s: print(s, flush=True)  # noqa: E731
-            results.append(train(name, task, data, epochs=epochs, size=size, seed=args.seed, log=log))
+            results.append(
+                train(name, task, data, epochs=epochs, size=size, seed=args.seed, log=log)
+            )
     text = table(results)
     print(text)
     if args.out:
