@@ -33,9 +33,8 @@ CELL_TIMEOUT_S = 300
 # that notebook is expected, so keep the list short-lived.
 KNOWN_BUGS = {
     "03_ssm_kernels": (
-        "kernel_dplr returns NaN for nplr('fout') (an exactly-zero Lambda), and "
-        "dplr_step_* with conj_sym=True still run the uncoupled half system while "
-        "kernel_dplr runs the conjugate-closed one"
+        "kernel_dplr returns NaN for nplr('fout'): its Lambda has an exactly-zero entry and "
+        "the Cauchy/Woodbury sum divides by a - b*Lambda = 0 at the z = 1 node"
     ),
 }
 
