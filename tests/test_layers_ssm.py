@@ -532,6 +532,8 @@ def test_input_and_parameter_errors():
         hnnx.S4D(2, 4, disc="dss", rngs=nnx.Rngs(0)).setup_step()
     with pytest.raises(TypeError, match="`rngs` must be a flax.nnx.Rngs"):
         hnnx.S4D(2, 4, rngs=0)
+    with pytest.raises(ValueError, match="`N` must be even"):  # linen validates at construction
+        hlinen.S4D(H=2, N=5)
 
 
 def test_import_hippox_does_not_import_flax():

@@ -38,6 +38,10 @@ class _SSMModule(nn.Module):
         names = [f.name for f in dataclasses.fields(self._config_cls)]
         return self._config_cls(**{n: getattr(self, n) for n in names})
 
+    def __post_init__(self):
+        self._config()  # validates the options when the module is constructed
+        super().__post_init__()
+
     def setup(self):
         config = self._config()
         pd = _validate.real_dtype(self.param_dtype, name="param_dtype")
