@@ -397,6 +397,10 @@ class S4Config(_Base):
     once per `step_params`). To start from a plain ``C``, store
     ``hippox.dplr_c_tilde(C, Lambda, P, dt, l_max)``. The random initial ``C`` is
     drawn directly as ``C_tilde`` (complex normal; ``C -> C_tilde`` is a bijection).
+    Precision note: when ``l_max * dt * |A|`` is small, ``I - Ab^l_max`` is close to
+    singular and the step mode's ``C`` loses digits in float32 (the convolution mode is
+    unaffected); with ``l_max * dt = O(1)`` or more, the usual S4 regime, step and
+    convolution agree to float32 precision.
 
     Parameters (G = ``n_ssm``, M = N/2 or N, r = ``rank``): ``Lambda_re`` (G, M),
     ``Lambda_im`` (G, M), ``P`` (r, G, M, 2), ``B`` (G, M, 2), ``C`` (H, M, 2),
