@@ -1,0 +1,167 @@
+"""Benchmarks of the hippox sequence layers (Flax NNX): training-step throughput and init time.
+
+Groups (``ratio`` in the table = baseline median / row median, same run):
+
+* ``layer_train_step``: one forward + backward pass (``jax.value_and_grad`` of a
+  scalar loss of the output, with respect to the parameters and the input) of a
+  single layer on ``u`` of shape ``(B, L, H)``, for `hippox.nnx.HiPPORNN` (LegS
+  memory, hidden size H), `hippox.nnx.S4`, `hippox.nnx.S4D`, `hippox.nnx.S5` and
+  Flax's LSTM (`flax.nnx.OptimizedLSTMCell` under `flax.nnx.RNN`, hidden size H; the
+  baseline). Full size: B = 16, H = 128, N = 64, L = 1024. ``note`` gives the
+  throughput in sequence elements (positions, B·L of them per step) per second.
+* ``layer_init``: wall time of constructing each layer (parameters materialised)
+  the first time in this process (baseline) and again with another seed (median of
+  a few). Each layer is measured in a fresh Python process (so no layer reuses the
+  compilations of another built before it), after one unrelated `flax.nnx.Linear`
+  (so the first row does not also pay JAX's own start-up). hippox builds its HiPPO
+  matrices on the host once per static configuration (cached), and JAX compiles each
+  random initializer once per shape, so the second construction should be much
+  cheaper.
+
+``quick=True`` runs the same groups at small sizes.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import statistics
+import subprocess
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from _harness import Row, measure
+from flax import nnx
+
+import hippox.nnx
+
+LAYERS: tuple[str, ...] = ("lstm", "hippo_rnn", "s4", "s4d", "s5")
+
+
+class _LSTM(nnx.Module):
+    """Flax's LSTM over a sequence ``(B, L, H) -> (B, L, H)`` from a zero carry."""
+
+    def __init__(self, H: int, *, rngs: nnx.Rngs):
+        self.rnn = nnx.RNN(nnx.OptimizedLSTMCell(H, H, rngs=rngs), rngs=False)
+
+    def __call__(self, u):
+        carry = self.rnn.cell.initialize_carry(u.shape[:1] + u.shape[2:], nnx.Rngs(carry=0))
+        return self.rnn(u, initial_carry=carry)
+
+
+def build(name: str, H: int, N: int, L: int, seed: int = 0) -> nnx.Module:
+    """Layer ``name`` mapping ``(B, L, H)`` to ``(B, L, H)`` (state size N)."""
+    rngs = nnx.Rngs(seed)
+    if name == "lstm":
+        return _LSTM(H, rngs=rngs)
+    if name == "hippo_rnn":
+        return hippox.nnx.HiPPORNN(H, H, N=N, measure="legs", rngs=rngs)
+    if name == "s4":
+        return hippox.nnx.S4(H, L, N, rngs=rngs)
+    if name == "s4d":
+        return hippox.nnx.S4D(H, N, rngs=rngs)
+    if name == "s5":
+        return hippox.nnx.S5(H, N, rngs=rngs)
+    raise ValueError(f"`name` must be one of {LAYERS}, got {name!r}.")
+
+
+def _train_step_fn(graphdef):
+    def loss(params, u):
+        y = nnx.merge(graphdef, params)(u)
+        return jnp.mean(jnp.square(y.astype(jnp.float32)))
+
+    def step(params, u):
+        return jax.value_and_grad(loss, argnums=(0, 1))(params, u)
+
+    return step
+
+
+def _n_params(model) -> int:
+    return sum(int(np.prod(p.shape)) for p in jax.tree.leaves(nnx.state(model, nnx.Param)))
+
+
+def _train_group(Bs: int, H: int, N: int, L: int, repeats: int) -> list[Row]:
+    u = jnp.asarray(np.random.default_rng(0).standard_normal((Bs, L, H)), jnp.float32)
+    params_str = f"B={Bs} H={H} N={N} L={L}"
+    rows = []
+    for name in LAYERS:
+        model = build(name, H, N, L)
+        graphdef, params = nnx.split(model)
+        row = measure(
+            "layer_train_step",
+            name,
+            params_str,
+            _train_step_fn(graphdef),
+            params,
+            u,
+            repeats=repeats,
+            baseline=name == "lstm",
+        )
+        row.note = f"{Bs * L / row.median_s:,.0f} elem/s fwd+bwd; {_n_params(model):,} params"
+        rows.append(row)
+    return rows
+
+
+def _materialise(model) -> None:
+    jax.block_until_ready(jax.tree.leaves(nnx.state(model)))
+
+
+def init_times(name: str, H: int, N: int, L: int, repeats: int) -> tuple[float, list[float]]:
+    """Seconds to build layer ``name`` the first time in this process, then ``repeats`` more."""
+    _materialise(nnx.Linear(3, 5, rngs=nnx.Rngs(0)))  # JAX start-up, not any layer's cost
+    t0 = time.perf_counter()
+    _materialise(build(name, H, N, L, seed=0))
+    first = time.perf_counter() - t0
+    again = []
+    for seed in range(1, repeats + 1):
+        t0 = time.perf_counter()
+        _materialise(build(name, H, N, L, seed=seed))
+        again.append(time.perf_counter() - t0)
+    return first, again
+
+
+_INIT_SCRIPT = """
+import json, sys
+sys.path.insert(0, {bench!r})
+import bench_layers
+print(json.dumps(bench_layers.init_times({name!r}, {H}, {N}, {L}, {repeats})))
+"""
+
+
+def _init_group(H: int, N: int, L: int, repeats: int) -> list[Row]:
+    """Each layer in a fresh process, so no layer's first init reuses another's compiles."""
+    here = pathlib.Path(__file__).resolve().parent
+    rows = []
+    for name in LAYERS:
+        code = _INIT_SCRIPT.format(bench=str(here), name=name, H=H, N=N, L=L, repeats=repeats)
+        out = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=here.parent,
+        ).stdout
+        first, again = json.loads(out.strip().splitlines()[-1])
+        params_str = f"{name}: H={H} N={N}" + (f" L={L}" if name == "s4" else "")
+        rows.append(Row("layer_init", f"{name} first init", params_str, first, 0.0, None, True))
+        rows.append(
+            Row(
+                "layer_init",
+                f"{name} second init",
+                params_str,
+                statistics.median(again),
+                0.0,
+                None,
+                note=f"median of {repeats}, new seeds",
+            )
+        )
+    return rows
+
+
+def run(quick: bool) -> list[Row]:
+    if quick:
+        return _init_group(16, 16, 128, 2) + _train_group(2, 16, 16, 128, 3)
+    return _init_group(128, 64, 1024, 3) + _train_group(16, 128, 64, 1024, 3)
