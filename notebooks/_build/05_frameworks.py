@@ -194,14 +194,16 @@ for fw, y in outputs.items():
 # %%
 fig, (ax_k, ax_y) = plt.subplots(1, 2, figsize=(12, 3.4), constrained_layout=True)
 K = layer_nnx.kernel(L)  # (H, L), the library layer's kernel
-for h in range(H):
-    ax_k.plot(K[h], lw=1, label=f"channel {h}, dt = {float(jnp.exp(params['log_dt'][h])):.3f}")
-ax_k.set(xlabel="lag l", ylabel="K[h, l]", title="S4D-LegS kernels (shared parameters)")
+dts = np.exp(np.asarray(params["log_dt"]))
+for h in (int(np.argmin(dts)), int(np.argmax(dts))):  # the smallest and the largest step
+    ax_k.plot(K[h], lw=1, label=f"channel {h}, dt = {dts[h]:.4f}")
+ax_k.set(xlabel="lag l", ylabel="K[h, l]", title="S4D-LegS kernels (the shared parameters)")
 ax_k.legend(fontsize=8)
+T = min(L, 64)
 styles = {"pure": "-", "NNX": "--", "linen": ":", "Haiku": "-.", "Equinox": (0, (1, 3))}
 for fw, y in outputs.items():
-    ax_y.plot(y[0, :, 0], ls=styles[fw], lw=2, label=fw)
-ax_y.set(xlabel="t", ylabel="y[0, t, 0]", title="the same output in five frameworks")
+    ax_y.plot(y[0, :T, 0], ls=styles[fw], lw=2, label=fw)
+ax_y.set(xlabel="t", ylabel="y[0, t, 0]", title=f"the same output in five frameworks (t < {T})")
 ax_y.legend(fontsize=8, ncol=5)
 plt.show()
 
