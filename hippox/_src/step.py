@@ -12,11 +12,11 @@ Usage pattern: discretise once with a ``*_step_params`` function, start from
 `init_state`, then call the matching step (or chunk) function::
 
     params = diag_step_params(Lambda, B, C, dt, D)   # once
-    x = init_state(params, batch_shape=(B,))         # (B, H, M) complex zeros
-    x, y = diag_step(params, x, u_k)                 # u_k (B, H) -> y (B, H)
-    y, x = forward_chunk_diag(params, u_chunk, x)    # u_chunk (B, H, L)
+    x = init_state(params, batch_shape=(n,))         # (n, H, M) complex zeros
+    x, y = diag_step(params, x, u_k)                 # u_k (n, H) -> y (n, H)
+    y, x = forward_chunk_diag(params, u_chunk, x)    # u_chunk (n, H, L) -> y (n, H, L)
 
-Forms (see the SSM conventions in the README):
+Forms:
 
 * diagonal (S4D): ``Ab = diag(...)`` from `hippox.discretize_diag` (zoh, bilinear, dss);
   state ``(..., H, M)`` complex. `diag_step`: O(M) per channel and step.
@@ -45,7 +45,8 @@ setup functions fold the factor into the stored ``C`` (``params.C`` is 2 C for
 ``conj_sym=True``), so every step function computes ``y = Re(params.C x) + D u``.
 
 Note the step uses the plain ``C``. An S4 layer that trains ``C_tilde = C (I - Ab^L)``
-(the kernel parameterisation) must convert with `hippox.dplr_c_from_tilde` first.
+(the kernel parameterisation) must convert with `hippox.dplr_c_from_tilde` (with the
+same ``conj_sym``) first.
 
 Dtypes: float32 / complex64 parameters give complex64 states and float32 outputs;
 float64 / complex128 only when the parameters are (bfloat16/float16 parameters are
@@ -760,6 +761,19 @@ def dplr_step_dense(
 
     Returns:
       ``(x_new, y)``: ``(..., H, M)`` complex state and ``(..., H)`` real output.
+
+    Raises:
+      ValueError: on shapes that do not match ``params``.
+      TypeError: on a complex ``u``.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import hippox
+      >>> Lambda, P, B, V = hippox.nplr("legs", 8)
+      >>> p = hippox.dplr_step_dense_params(Lambda, P, B, jnp.ones(4), jnp.full(2, 0.1))
+      >>> x, y = hippox.dplr_step_dense(p, hippox.init_state(p), jnp.ones(2))
+      >>> x.shape, y.shape
+      ((2, 4), (2,))
     """
     return dense_step(params, x, u)
 
