@@ -31,12 +31,7 @@ CELL_TIMEOUT_S = 300
 # XPASS(strict) fails, so remove the entry then and rebuild the notebook with
 # `python notebooks/_build/build.py <prefix>`. While an entry exists, any cell error in
 # that notebook is expected, so keep the list short-lived.
-KNOWN_BUGS = {
-    "03_ssm_kernels": (
-        "kernel_dplr returns NaN for nplr('fout'): its Lambda has an exactly-zero entry and "
-        "the Cauchy/Woodbury sum divides by a - b*Lambda = 0 at the z = 1 node"
-    ),
-}
+KNOWN_BUGS: dict[str, str] = {}
 
 # Runs first in the kernel: warnings raised by hippox or by the notebook's own code are
 # errors, as in the rest of the test suite; third-party deprecations are not ours.

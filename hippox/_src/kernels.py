@@ -472,7 +472,12 @@ def kernel_dplr(
     (``conj_sym=True``; ``C = c V`` because ``c V_full = [c V, conj(c V)]``).
 
     Args:
-      Lambda: ``(..., M)`` complex diagonal part, ``Re(Lambda) < 0``.
+      Lambda: ``(..., M)`` complex diagonal part, ``Re(Lambda) < 0`` strictly: the
+        Cauchy/Woodbury evaluation divides by ``g(z) - Lambda``, which vanishes at the
+        ``z = 1`` node for an eigenvalue exactly 0 (the raw ``nplr`` spectra of ``fout``,
+        ``legt``, ``lagt`` have ``Re(Lambda) = 0``, ``fout`` an exact 0). Clamp
+        ``Re(Lambda) <= -1e-4`` first, as hippox's layers (`hippox.initializers`) and the
+        reference S4 init do.
       P: ``(rank, ..., M)`` complex low-rank factor (the rank axis first).
       B: ``(..., M)`` input vector.
       C_tilde: ``(..., M)`` the output vector in S4's parameterisation,

@@ -197,10 +197,25 @@ check(differences, y_max)
 # the dashed lines are the continuous-time LegS basis functions.
 
 
+# %% [markdown]
+# One precaution, as in S4's layers: the Cauchy/Woodbury evaluation of `kernel_dplr` needs
+# $\mathrm{Re}(\Lambda) < 0$ strictly. FouT's normal part is skew-symmetric, so its spectrum is
+# purely imaginary and contains an exact $0$ (the constant function), which would be divided by
+# at the $z = 1$ node. Like hippox's layers (and the reference S4 init), we clamp
+# $\mathrm{Re}(\Lambda) \le -10^{-4}$; the kernel then differs from the undamped system by a
+# factor $e^{-10^{-4} s}$, invisible here.
+
+
 # %%
+def nplr_clamped(measure):
+    """hippox.nplr with Re(Lambda) <= -1e-4, as the S4 layers parameterise it."""
+    Lambda, P, B, V = hippox.nplr(measure, N)
+    return jnp.minimum(Lambda.real, -1e-4) + 1j * Lambda.imag, P, B, V
+
+
 def hippo_kernels(measure, c, dt, L):
     """S4 kernels (H, L) of the NPLR form of `measure` for real output rows c (H, N)."""
-    Lambda, P, B, V = hippox.nplr(measure, N)
+    Lambda, P, B, V = nplr_clamped(measure)
     C = c.astype(jnp.complex64) @ V  # (H, M)
     return hippox.kernel_dplr(Lambda, P, B, hippox.dplr_c_tilde(C, Lambda, P, dt, L), dt, L)
 
@@ -260,7 +275,7 @@ C_rand = jax.random.normal(jax.random.key(7), (M,), jnp.complex64)
 L_R = 1024 if SMALL else 4096
 kernels, differences = {}, {}
 for measure in ["legs", "fout"]:
-    Lambda, P, B, V = hippox.nplr(measure, N)
+    Lambda, P, B, V = nplr_clamped(measure)
     C_tilde = hippox.dplr_c_tilde(jnp.broadcast_to(C_rand, (3, M)), Lambda, P, dts, L_R)
     kernels[f"S4-{measure}"] = hippox.kernel_dplr(Lambda, P, B, C_tilde, dts, L_R)
     c_rand = jnp.broadcast_to(2 * (C_rand @ jnp.conj(V).T).real, (3, N))  # the real output row
