@@ -52,6 +52,7 @@ SMALL = os.environ.get("HIPPOX_NOTEBOOK_SMALL") == "1"
 N_TRAIN = 256 if SMALL else None  # None: all 1437 training images
 EPOCHS = 1 if SMALL else 10
 WIDTH = 8 if SMALL else 32  # SequenceModel width H (d_model)
+DEPTH = 1 if SMALL else 2  # SequenceModel residual blocks
 N_STATE = 8 if SMALL else 32  # SSM state size N
 RNN_HIDDEN, RNN_N = (8, 8) if SMALL else (64, 64)  # HiPPO-RNN hidden size / memory order N
 BATCH = 64
@@ -136,7 +137,7 @@ def make_model(name, seed=0):
         1,  # d_input
         10,  # d_output
         d_model=WIDTH,
-        n_layers=2,
+        n_layers=DEPTH,
         layer=layer,
         layer_kwargs={"N": N_STATE},
         l_max=L if layer == "s4" else None,
