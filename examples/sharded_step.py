@@ -127,15 +127,16 @@ def make_step(graphdef, tx: optax.GradientTransformation, *, shardings=None):
         gradients are sharded like the parameters.
     """
 
-    def loss_fn(params, rest, x, y):
-        model = nnx.merge(graphdef, params, rest)
+    def loss_fn(model, x, y):
         logits = model(x)
-        loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
-        return loss, nnx.state(model, nnx.Not(nnx.Param))
+        return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
 
     def step(params, rest, opt_state, x, y):
-        (loss, rest), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, rest, x, y)
+        model = nnx.merge(graphdef, params, rest)
+        # gradients with respect to the nnx.Param leaves; RNG state (dropout) advances
+        loss, grads = nnx.value_and_grad(loss_fn)(model, x, y)
         updates, opt_state = tx.update(grads, opt_state, params)
+        rest = nnx.state(model, nnx.Not(nnx.Param))
         return optax.apply_updates(params, updates), rest, opt_state, loss, grads
 
     if shardings is None:

@@ -139,6 +139,7 @@ class Size:
         quarter of the state) and S5 (one state shared by the channels, in 4 blocks).
       hippo_hidden, hippo_N: HiPPO-RNN hidden size and LegS memory order.
       gru_hidden, lstm_hidden: hidden sizes of the Flax baselines.
+      dropout: dropout rate of the SSM models' blocks (training only).
     """
 
     d_model: int = 64
@@ -150,6 +151,7 @@ class Size:
     hippo_N: int = 256
     gru_hidden: int = 104
     lstm_hidden: int = 90
+    dropout: float = 0.0
 
     @classmethod
     def tiny(cls) -> Size:
@@ -192,6 +194,7 @@ def build_model(name: str, size: Size, *, seed: int = 0) -> nnx.Module:
             layer_kwargs=kw,
             l_max=SEQ_LEN if name == "s4" else None,
             pooling="mean",
+            dropout=size.dropout,
             rngs=rngs,
         )
     if name == "hippo_rnn":
@@ -246,16 +249,18 @@ def make_optimizer(hp: Hyper, total_steps: int) -> optax.GradientTransformation:
 def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation):
     """A jitted ``(params, rest, opt_state, x, y) -> (params, rest, opt_state, loss)``."""
 
-    def loss_fn(params, rest, x, y):
-        model = nnx.merge(graphdef, params, rest)
+    def loss_fn(model, x, y):
         logits = model(x)
-        loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
-        return loss, nnx.state(model, nnx.Not(nnx.Param))
+        return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
 
     @jax.jit
     def train_step(params, rest, opt_state, x, y):
-        (loss, rest), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, rest, x, y)
+        model = nnx.merge(graphdef, params, rest)
+        # nnx.value_and_grad: gradients with respect to the nnx.Param leaves, and the
+        # dropout RNG state advanced in `model` (returned in `rest`)
+        loss, grads = nnx.value_and_grad(loss_fn)(model, x, y)
         updates, opt_state = tx.update(grads, opt_state, params)
+        rest = nnx.state(model, nnx.Not(nnx.Param))
         return optax.apply_updates(params, updates), rest, opt_state, loss
 
     return train_step
@@ -266,7 +271,9 @@ def make_eval(graphdef: nnx.GraphDef):
 
     @jax.jit
     def predict(params, rest, x):
-        return jnp.argmax(nnx.merge(graphdef, params, rest)(x), axis=-1)
+        model = nnx.merge(graphdef, params, rest)
+        model.eval()  # dropout off
+        return jnp.argmax(model(x), axis=-1)
 
     return predict
 
@@ -385,12 +392,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--quick", action="store_true", help="1 epoch on a small subset, tiny models"
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--dropout", type=float, default=None, help="SSM models' dropout")
     parser.add_argument("--out", help="also write the table (Markdown) to this file")
     args = parser.parse_args(argv)
     epochs = args.epochs if args.epochs is not None else (1 if args.quick else 30)
     if epochs < 1:
         parser.error(f"--epochs must be >= 1, got {epochs}.")
     size = Size.tiny() if args.quick else Size()
+    if args.dropout is not None:
+        size = dataclasses.replace(size, dropout=args.dropout)
     subset = 256 if args.quick else None
     print(f"jax {jax.__version__} on {jax.devices()[0].platform}; epochs={epochs}", flush=True)
     results = []
