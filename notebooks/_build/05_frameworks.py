@@ -1,5 +1,7 @@
 """Source of notebooks/05_frameworks.ipynb (build with notebooks/_build/build.py)."""
 
+# ruff: noqa: E402  (the second cell installs Haiku/Equinox before the imports)
+
 # %% [markdown]
 # # hippox in your framework: one S4D layer in pure JAX, Flax NNX, Flax linen, Haiku and Equinox
 #
@@ -40,6 +42,20 @@
 # Inputs are channel-last: `u` has shape `(batch, L, H)`, and so has the output `y`.
 
 # %% [install]
+
+# %%
+# Haiku and Equinox are optional dependencies of hippox: install them when missing (Colab).
+import importlib.util
+import subprocess
+import sys
+
+missing = [
+    pip_name
+    for module, pip_name in (("haiku", "dm-haiku"), ("equinox", "equinox"))
+    if importlib.util.find_spec(module) is None
+]
+if missing:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", *missing], check=True)
 
 # %%
 import os
