@@ -80,8 +80,8 @@ def discretize(
       >>> import hippox
       >>> A, B = hippox.transition("legs", 2)
       >>> Ab, Bb = hippox.discretize(A, B, 0.1, method="bilinear")
-      >>> Bb
-      Array([0.0952381, 0.1499613], dtype=float32)
+      >>> [round(float(b), 5) for b in Bb]
+      [0.09524, 0.14996]
     """
     _validate.check_choice("method", method, DENSE_METHODS)
     if method == "gbt":

@@ -189,6 +189,7 @@ def _check_params(measure: str, params: dict) -> tuple:
 @functools.lru_cache(maxsize=256)
 def _transition_np_cached(measure: str, N: int, params: tuple):
     A, B = _BUILDERS[measure](N, **dict(params))
+    A, B = A + 0.0, B + 0.0  # canonical zeros: -0.0 + 0.0 == +0.0
     A.setflags(write=False)
     B.setflags(write=False)
     return A, B
