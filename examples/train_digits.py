@@ -221,8 +221,8 @@ def count_params(model: nnx.Module) -> int:
 class Hyper:
     """Optimiser settings: base and SSM learning rates, weight decay, schedule, batch."""
 
-    lr: float = 5e-3
-    ssm_lr: float = 1e-3
+    lr: float = 1e-2
+    ssm_lr: float = 2e-3
     weight_decay: float = 0.05
     warmup_frac: float = 0.1
     batch: int = 64
@@ -393,12 +393,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--dropout", type=float, default=None, help="SSM models' dropout")
+    parser.add_argument("--lr", type=float, default=Hyper.lr, help="peak learning rate")
+    parser.add_argument("--ssm-lr", type=float, default=Hyper.ssm_lr, help="SSM group's rate")
     parser.add_argument("--out", help="also write the table (Markdown) to this file")
     args = parser.parse_args(argv)
     epochs = args.epochs if args.epochs is not None else (1 if args.quick else 30)
     if epochs < 1:
         parser.error(f"--epochs must be >= 1, got {epochs}.")
     size = Size.tiny() if args.quick else Size()
+    hp = Hyper(lr=args.lr, ssm_lr=args.ssm_lr)
     if args.dropout is not None:
         size = dataclasses.replace(size, dropout=args.dropout)
     subset = 256 if args.quick else None
@@ -409,7 +412,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name in args.models:
             log = lambda s: print(s, flush=True)  # noqa: E731
             results.append(
-                train(name, task, data, epochs=epochs, size=size, seed=args.seed, log=log)
+                train(name, task, data, epochs=epochs, size=size, hp=hp, seed=args.seed, log=log)
             )
     text = table(results)
     print(text)
