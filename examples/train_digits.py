@@ -25,8 +25,10 @@ Training: cross-entropy, optax ``adamw`` under ``optax.multi_transform`` with
 smaller learning rate and no weight decay (as in the S4/S5 papers), everything else
 the default rate and weight decay; a warm-up + cosine schedule; batch 64 (the last
 partial batch of each epoch is dropped so every step has one compiled shape). The
-train step is one `jax.jit` function of ``(params, opt_state, batch)`` (NNX's
-functional API: `flax.nnx.split` / `flax.nnx.merge`).
+train step is one `jax.jit` function of ``(params, rest, opt_state, x, y)`` (NNX's
+functional API: `flax.nnx.split` into parameters and the rest, `flax.nnx.merge`
+inside the step, gradients by `flax.nnx.value_and_grad`); ``examples/sharded_step.py``
+runs the same step sharded over a device mesh.
 
 Usage (from the repository root)::
 
@@ -315,7 +317,8 @@ def train(
 
     Returns:
       `Result` with the mean training loss of the first and last epochs, the final
-      training and test accuracy, and the wall time (compilation included).
+      training and test accuracy, and the wall time (model construction, compilation
+      and the per-epoch test evaluation included).
     """
     t0 = time.perf_counter()
     model = build_model(name, size, seed=seed)
