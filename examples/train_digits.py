@@ -174,7 +174,8 @@ class Size:
         """A short description of model ``name`` at this size."""
         if name in SSM_MODELS:
             n = {"s4d": self.N, "s4": self.s4_N, "s5": self.s5_N}[name]
-            return f"H={self.d_model}, {self.n_layers} layers, N={n}"
+            layers = f"{self.n_layers} layer" + ("s" if self.n_layers != 1 else "")
+            return f"H={self.d_model}, {layers}, N={n}"
         if name == "hippo_rnn":
             return f"hidden {self.hippo_hidden}, LegS N={self.hippo_N}"
         return f"hidden {self.gru_hidden if name == 'gru' else self.lstm_hidden}"

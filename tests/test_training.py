@@ -199,4 +199,4 @@ def test_train_end_to_end_quick():
     assert 0.0 <= res.test_acc <= 1.0 and 0.0 <= res.train_acc <= 1.0
     assert np.isfinite(res.first_loss) and np.isfinite(res.last_loss)
     text = td.table([res])
-    assert "| s4d | perm | H=16, 1 layers, N=16 |" in text and text.count("\n") == 2
+    assert "| s4d | perm | H=16, 1 layer, N=16 |" in text and text.count("\n") == 2
