@@ -21,5 +21,9 @@ def test_quickstart_runs():
 
 def test_api_table_lists_every_public_name():
     text = README.read_text()
-    missing = [name for name in hippox.__all__ if f"`{name}`" not in text and f"`hippox.{name}`" not in text]
+    missing = [
+        name
+        for name in hippox.__all__
+        if f"`{name}`" not in text and f"`hippox.{name}`" not in text
+    ]
     assert not missing, f"public names missing from the README API table: {missing}"

@@ -13,7 +13,9 @@ import numpy as np
 def check_size(name: str, value, *, minimum: int = 1, even: bool = False) -> int:
     """Returns `value` as a Python int after checking it is an integer >= `minimum`."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"`{name}` must be an integer, got {value!r} of type {type(value).__name__}.")
+        raise TypeError(
+            f"`{name}` must be an integer, got {value!r} of type {type(value).__name__}."
+        )
     value = int(value)
     if value < minimum:
         raise ValueError(f"`{name}` must be an integer >= {minimum}, got {value}.")

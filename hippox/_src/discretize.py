@@ -89,8 +89,9 @@ def discretize(
             raise ValueError("`alpha` must be given (a number in [0, 1]) with method='gbt'.")
         alpha = _validate.check_real("alpha", alpha, low=0.0, high=1.0)
     elif alpha is not None:
-        raise ValueError(f"`alpha` is only used with method='gbt', got alpha={alpha!r} "
-                         f"with method={method!r}.")
+        raise ValueError(
+            f"`alpha` is only used with method='gbt', got alpha={alpha!r} with method={method!r}."
+        )
     else:
         alpha = _GBT_ALPHA.get(method)
     A, B, dt = _as_float(A), _as_float(B), _as_float(dt)
