@@ -88,21 +88,21 @@ def plot(path: pathlib.Path, f: np.ndarray, results: dict, window: int) -> None:
     fig, (ax0, ax1) = plt.subplots(2, 1, figsize=(11, 6.5), constrained_layout=True)
     L = len(f)
     stride = max(1, L // 20000)
-    ax0.plot(np.arange(0, L, stride), f[::stride], color="0.6", lw=0.6, label="signal")
+    ax0.plot(np.arange(0, L, stride), f[::stride], color="0.7", lw=2.5, label="signal")
     if "legs" in results:
         idx, approx = results["legs"][:2]
         order = np.argsort(idx)
-        ax0.plot(idx[order], approx[order], color="C3", lw=1.2, label="LegS reconstruction")
+        ax0.plot(idx[order], approx[order], "--", color="C3", lw=1.0, label="LegS reconstruction")
     ax0.set_title(f"LegS memory of the whole history ({L:,} steps) from its final state")
     ax0.set_xlabel("step")
     ax0.legend(loc="upper right")
     lo = L - window
-    ax1.plot(np.arange(lo, L), f[lo:], color="0.6", lw=1.0, label="signal")
+    ax1.plot(np.arange(lo, L), f[lo:], color="0.7", lw=3.0, label="signal")
     for i, (measure, res) in enumerate(results.items()):
         if measure == "legs":
             continue
         idx, approx = res[:2]
-        ax1.plot(idx, approx, color=f"C{i}", lw=1.0, label=f"{measure} reconstruction")
+        ax1.plot(idx, approx, "--", color=f"C{i}", lw=1.0, label=f"{measure} reconstruction")
     ax1.set_title(f"Window memories (last {window:,} steps)")
     ax1.set_xlabel("step")
     ax1.legend(loc="upper left", fontsize=8)
