@@ -38,41 +38,8 @@ def _build(module, in_features, hidden_features, kw, rngs, dtype, param_dtype) -
         setattr(module, name, nnx.Param(init(rngs.params(), shape, module.param_dtype)))
 
 
-def _params(module) -> dict[str, jax.Array]:
-    return {name: getattr(module, name)[...] for name in module.config.param_shapes()}
-
-
-class HiPPORNNCell(nnx.RNNCellBase):
-    """The HiPPO-RNN cell (NNX): ``(carry, x_t) -> (carry, h_t)``.
-
-    Args:
-      in_features: input features ``d_in``.
-      hidden_features: hidden size.
-      memory_size: number F of memory channels.
-      N: memory order.
-      measure: ``legs`` (scale-invariant, ``O(N)`` per step) or a time-invariant
-        measure (``legt``, ``lmu``, ``lagt``, ``glagt``, ...).
-      method: memory discretisation (`hippox.hippo_memory`).
-      dt: step of a time-invariant memory (None: ``1e-2``; None for ``legs``).
-      gated: gated hidden update.
-      measure_params: measure parameters as ``(name, value)`` pairs.
-      dtype: output dtype (None: the input's).
-      param_dtype: parameter storage dtype (default float32).
-      rngs: `flax.nnx.Rngs` with a ``params`` stream.
-
-    Examples:
-      >>> import jax.numpy as jnp
-      >>> from flax import nnx
-      >>> from hippox.nnx import HiPPORNNCell
-      >>> cell = HiPPORNNCell(3, 8, N=16, rngs=nnx.Rngs(0))
-      >>> h = nnx.RNN(cell)(jnp.ones((2, 10, 3), jnp.float32))  # (batch, time, features)
-      >>> h.shape
-      (2, 10, 8)
-      >>> carry = cell.initialize_carry((2, 3))
-      >>> carry, h0 = cell(carry, jnp.ones((2, 3), jnp.float32))
-      >>> bool(jnp.allclose(h0, h[:, 0], atol=1e-6))
-      True
-    """
+class _HiPPORNNParams:
+    """Constructor and parameter access shared by `HiPPORNNCell` and `HiPPORNN`."""
 
     def __init__(
         self,
@@ -103,7 +70,40 @@ class HiPPORNNCell(nnx.RNNCellBase):
 
     def rnn_params(self) -> dict[str, jax.Array]:
         """The parameters as a flat ``{name: array}`` dict (the pure core's input)."""
-        return _params(self)
+        return {name: getattr(self, name)[...] for name in self.config.param_shapes()}
+
+
+class HiPPORNNCell(_HiPPORNNParams, nnx.RNNCellBase):
+    """The HiPPO-RNN cell (NNX): ``(carry, x_t) -> (carry, h_t)``.
+
+    Args:
+      in_features: input features ``d_in``.
+      hidden_features: hidden size.
+      memory_size: number F of memory channels.
+      N: memory order.
+      measure: ``legs`` (scale-invariant, ``O(N)`` per step) or a time-invariant
+        measure (``legt``, ``lmu``, ``lagt``, ``glagt``, ...).
+      method: memory discretisation (`hippox.hippo_memory`).
+      dt: step of a time-invariant memory (None: ``1e-2``; None for ``legs``).
+      gated: gated hidden update.
+      measure_params: measure parameters as ``(name, value)`` pairs.
+      dtype: output dtype (None: the input's).
+      param_dtype: parameter storage dtype (default float32).
+      rngs: `flax.nnx.Rngs` with a ``params`` stream.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from flax import nnx
+      >>> from hippox.nnx import HiPPORNNCell
+      >>> cell = HiPPORNNCell(3, 8, N=16, rngs=nnx.Rngs(0))
+      >>> h = nnx.RNN(cell)(jnp.ones((2, 10, 3), jnp.float32))  # (batch, time, features)
+      >>> h.shape
+      (2, 10, 8)
+      >>> carry = cell.initialize_carry((2, 3))
+      >>> carry, h0 = cell(carry, jnp.ones((2, 3), jnp.float32))
+      >>> bool(jnp.allclose(h0, h[:, 0], atol=1e-6))
+      True
+    """
 
     def __call__(self, carry: HiPPORNNState, inputs: ArrayLike):
         """One step: ``inputs`` ``(..., in_features)`` -> ``(carry, h (..., hidden_features))``."""
@@ -138,7 +138,7 @@ class HiPPORNNCell(nnx.RNNCellBase):
         return 1
 
 
-class HiPPORNN(nnx.Module):
+class HiPPORNN(_HiPPORNNParams, nnx.Module):
     """The HiPPO-RNN over a sequence (NNX): ``(..., L, in_features) -> (..., L, hidden)``.
 
     Same arguments and parameters as `HiPPORNNCell`; runs the cell with
@@ -155,37 +155,6 @@ class HiPPORNN(nnx.Module):
       >>> layer(jnp.ones((2, 16, 4), jnp.float32)).shape
       (2, 16, 4)
     """
-
-    def __init__(
-        self,
-        in_features: int,
-        hidden_features: int,
-        *,
-        memory_size: int = 1,
-        N: int = 32,
-        measure: str = "legs",
-        method: str = "bilinear",
-        dt: float | None = None,
-        gated: bool = False,
-        measure_params: tuple = (),
-        dtype: DTypeLike | None = None,
-        param_dtype: DTypeLike = jnp.float32,
-        rngs: nnx.Rngs,
-    ):
-        kw = dict(
-            memory_size=memory_size,
-            N=N,
-            measure=measure,
-            method=method,
-            dt=dt,
-            gated=gated,
-            measure_params=measure_params,
-        )
-        _build(self, in_features, hidden_features, kw, rngs, dtype, param_dtype)
-
-    def rnn_params(self) -> dict[str, jax.Array]:
-        """The parameters as a flat ``{name: array}`` dict."""
-        return _params(self)
 
     def __call__(self, x: ArrayLike) -> jax.Array:
         """``x`` ``(..., L, in_features)`` -> hidden states ``(..., L, hidden_features)``."""
