@@ -82,13 +82,13 @@ from hippox._src.recurrence import linear_recurrence as linear_recurrence
 
 # --- initializers sub-namespace and SSM layer math (hippox/initializers.py, hippox/_src/ssm.py)
 from hippox import initializers as initializers
-from hippox._src.ssm import SSM_PARAM_NAMES as SSM_PARAM_NAMES
+from hippox._src.optim import SSM_PARAM_NAMES as SSM_PARAM_NAMES
 from hippox._src.ssm import LSSLConfig as LSSLConfig
 from hippox._src.ssm import S4Config as S4Config
 from hippox._src.ssm import S4DConfig as S4DConfig
 from hippox._src.ssm import S5Config as S5Config
 from hippox._src.ssm import S5StepParams as S5StepParams
-from hippox._src.ssm import optax_labels as optax_labels
+from hippox._src.optim import optax_labels as optax_labels
 
 # --- HiPPO-RNN cell math (hippox/_src/rnn.py)
 from hippox._src.rnn import HiPPOMemory as HiPPOMemory

@@ -89,3 +89,83 @@ def require_key(name: str, key, what: str):
             "Pass e.g. `jax.random.key(0)`."
         )
     return key
+
+
+def check_bool(name: str, value) -> bool:
+    """Checks a flag is a Python or NumPy bool (no truthiness: ``'no'`` and ``None`` refused)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"`{name}` must be a bool, got {value!r}.")
+    return bool(value)
+
+
+def check_none_or_choice(name: str, value, allowed: Iterable) -> str | None:
+    """Like `check_choice`, but also accepts None."""
+    return None if value is None else check_choice(name, value, tuple(a for a in allowed if a))
+
+
+def as_array(name: str, x) -> jax.Array:
+    """``jnp.asarray(x)``, with a TypeError naming `name` for None, strings and other non-arrays."""
+    if x is None or isinstance(x, (str, bytes)):
+        raise TypeError(f"`{name}` must be an array, got {x!r}.")
+    try:
+        return jnp.asarray(x)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"`{name}` must be an array, got {type(x).__name__}.") from err
+
+
+def as_inexact(
+    name: str,
+    x,
+    *,
+    allow_complex: bool = True,
+    allow_bool: bool = False,
+    min_ndim: int = 0,
+    shape_hint: str = "(..., N)",
+) -> jax.Array:
+    """`x` as a floating (or complex) array; integers become the default float dtype.
+
+    Args:
+      name: the argument's name, for error messages.
+      x: array-like.
+      allow_complex: refuse complex dtypes when False.
+      allow_bool: accept bool arrays (converted like integers) when True.
+      min_ndim: the minimum number of axes; `shape_hint` describes the expected shape.
+      shape_hint: the expected shape, as written in the error message.
+
+    Raises:
+      TypeError: `x` is not numeric (or is complex / bool where that is refused).
+      ValueError: `x` has fewer than `min_ndim` axes.
+    """
+    x = as_array(name, x)
+    if x.dtype == np.bool_:
+        if not allow_bool:
+            raise TypeError(f"`{name}` must be a numeric array, got dtype {x.dtype}.")
+    elif not jnp.issubdtype(x.dtype, jnp.number):
+        raise TypeError(f"`{name}` must be a numeric array, got dtype {x.dtype}.")
+    if jnp.issubdtype(x.dtype, jnp.complexfloating) and not allow_complex:
+        raise TypeError(f"`{name}` must be real, got dtype {x.dtype}.")
+    if not jnp.issubdtype(x.dtype, jnp.inexact):
+        x = x.astype(jnp.result_type(float))
+    if x.ndim < min_ndim:
+        raise ValueError(f"`{name}` must have shape {shape_hint}, got {x.shape}.")
+    return x
+
+
+def compute_dtype(*arrays_or_dtypes) -> np.dtype:
+    """The real dtype computations run in: float64 if an input is 64-bit, else float32.
+
+    bfloat16 and float16 inputs compute in float32 (JAX has no half-precision complex
+    type); complex inputs count by their real part.
+    """
+    promoted = jnp.promote_types(jnp.result_type(*arrays_or_dtypes), jnp.float32)
+    return np.dtype(jnp.finfo(promoted).dtype)
+
+
+def concrete_value(x) -> np.ndarray | None:
+    """The value of `x` as NumPy, or None when it is traced (value checks run only if known)."""
+    if isinstance(x, jax.core.Tracer):
+        return None
+    try:
+        return np.asarray(x)
+    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
+        return None
