@@ -57,7 +57,6 @@ accurate for smooth inputs (Legendre) or inputs periodic with the window length
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 
 import jax
@@ -216,12 +215,7 @@ def _resolve(measure: str, N: int, scaled: bool, params: dict) -> tuple[str, dic
             f"form), got {scaled}."
         )
     matrices.transition_np(canonical, N, **params)  # validates N and parameter values
-    builder = matrices._BUILDERS[canonical]
-    full = {
-        name: float(par.default)
-        for name, par in inspect.signature(builder).parameters.items()
-        if name != "N"
-    }
+    full = matrices.measure_defaults(canonical)
     full.update({k: float(v) for k, v in params.items()})
     return canonical, full
 

@@ -134,7 +134,7 @@ def nplr_np(measure: str, N: int, *, rank: int = 1, **params):
             f"and half are kept), got {N}."
         )
     rank = _validate.check_size("rank", rank)
-    params = matrices._check_params(measure, params)
+    params = matrices.check_measure_params(measure, params)
     return _nplr_cached(measure, N, rank, params)
 
 

@@ -352,7 +352,7 @@ class DPLR(NamedTuple):
 
 
 def _nplr_names() -> tuple[str, ...]:
-    aliases = tuple(a for a, m in matrices._ALIASES.items() if m in matrices.NPLR_MEASURES)
+    aliases = tuple(a for a, m in matrices.ALIASES.items() if m in matrices.NPLR_MEASURES)
     return (*matrices.NPLR_MEASURES, *aliases)
 
 
@@ -575,7 +575,7 @@ def block_diagonal_init(
     cdtype, _ = _dtypes(dtype)
     conj_sym = _check_bool("conj_sym", conj_sym)
     measure, N_block, J = _check_block(measure, N_block, J, params)
-    params = matrices._check_params(measure, params)
+    params = matrices.check_measure_params(measure, params)
     Lam, V, Vinv = _block_np(measure, N_block, J, conj_sym, params)
     return BlockDiagonal(*(jnp.asarray(x, cdtype) for x in (Lam, V, Vinv)))
 
@@ -624,5 +624,5 @@ def block_diagonal_normal(
     """
     dtype = _validate.real_dtype(dtype)
     measure, N_block, J = _check_block(measure, N_block, J, params)
-    params = matrices._check_params(measure, params)
+    params = matrices.check_measure_params(measure, params)
     return jnp.asarray(_block_normal_np(measure, N_block, J, params), dtype)

@@ -93,7 +93,7 @@ def _storage_dtype(dtype) -> np.dtype:
 
 
 def _nplr_names() -> tuple[str, ...]:
-    aliases = tuple(a for a, m in matrices._ALIASES.items() if m in matrices.NPLR_MEASURES)
+    aliases = tuple(a for a, m in matrices.ALIASES.items() if m in matrices.NPLR_MEASURES)
     return (*matrices.NPLR_MEASURES, *aliases)
 
 
@@ -259,7 +259,7 @@ def _check_lambda_options(init, conj_sym, blocks, params):
         ptuple = ()
     else:
         init = matrices.canonical_measure(init)
-        ptuple = matrices._check_params(init, params)
+        ptuple = matrices.check_measure_params(init, params)
     return init, conj_sym, blocks, ptuple
 
 
@@ -465,7 +465,7 @@ def p(init: str = "legs", *, conj_sym: bool = True, std: float = 1.0, **params) 
         ptuple = ()
     else:
         init = matrices.canonical_measure(init)
-        ptuple = matrices._check_params(init, params)
+        ptuple = matrices.check_measure_params(init, params)
 
     def initializer(key, shape, dtype: DTypeLike | None = None) -> jax.Array:
         shape = _as_shape(shape)
@@ -525,7 +525,7 @@ def b(init: str = "legs", *, conj_sym: bool = True, **params) -> Initializer:
         ptuple = ()
     else:
         init = matrices.canonical_measure(init)
-        ptuple = matrices._check_params(init, params)
+        ptuple = matrices.check_measure_params(init, params)
 
     def initializer(key, shape, dtype: DTypeLike | None = None) -> jax.Array:
         shape = _as_shape(shape)
@@ -838,12 +838,12 @@ def transition_b(measure: str = "legs", **params) -> Initializer:
 
 def _transition_factory(which: str, measure: str, params: dict) -> Initializer:
     measure = matrices.canonical_measure(measure)
-    if measure in matrices._RANDOM_MEASURES:
+    if measure in matrices.RANDOM_MEASURES:
         raise ValueError(
             f"`measure` must be a deterministic measure for transition_{which.lower()}, "
             f"got {measure!r}."
         )
-    ptuple = matrices._check_params(measure, params)
+    ptuple = matrices.check_measure_params(measure, params)
 
     def initializer(key, shape, dtype: DTypeLike | None = None) -> jax.Array:
         shape = _as_shape(shape)

@@ -68,7 +68,8 @@ LEGS_ALPHA: dict[str, float] = {"forward_euler": 0.0, "bilinear": 0.5, "backward
 LEGS_METHODS: tuple[str, ...] = tuple(LEGS_ALPHA)
 
 
-def _check_method(method) -> float:
+def check_legs_method(method) -> float:
+    """Validates a LegS method name; returns its GBT alpha (0, 1/2 or 1)."""
     if method == "zoh":
         raise ValueError(
             "`method` 'zoh' needs a dense N × N matrix exponential per LegS step, so the "
@@ -101,13 +102,6 @@ def _q(N: int, dtype) -> jax.Array:
 def _exclusive_cumsum(x: jax.Array) -> jax.Array:
     csum = jnp.cumsum(x[..., :-1], axis=-1)
     return jnp.concatenate([jnp.zeros_like(x[..., :1]), csum], axis=-1)
-
-
-def _concrete(x) -> np.ndarray | None:
-    """The value of ``x`` as NumPy, or None when it is traced (checked only if known)."""
-    if isinstance(x, jax.core.Tracer):
-        return None
-    return np.asarray(x)
 
 
 def legs_matvec(c: ArrayLike) -> jax.Array:
@@ -171,7 +165,7 @@ def legs_solve(y: ArrayLike, a: ArrayLike) -> jax.Array:
     a = _as_inexact("a", a)
     if jnp.issubdtype(a.dtype, jnp.complexfloating):
         raise TypeError(f"`a` must be real, got dtype {a.dtype}.")
-    a_val = _concrete(a)
+    a_val = _validate.concrete_value(a)
     if a_val is not None and not (np.all(np.isfinite(a_val)) and np.all(a_val >= 0)):
         raise ValueError(f"`a` must be finite and >= 0, got {a_val}.")
     try:
@@ -239,11 +233,11 @@ def legs_step(c: ArrayLike, f: ArrayLike, dt: ArrayLike, *, method: LegsMethod =
       >>> bool(np.allclose(new, Ab @ c + Bb * 1.5, atol=1e-5))
       True
     """
-    alpha = _check_method(method)
+    alpha = check_legs_method(method)
     c = _as_inexact("c", c, min_ndim=1)
     f = _as_inexact("f", f)
     dt = _as_inexact("dt", dt)
-    dt_val = _concrete(dt)
+    dt_val = _validate.concrete_value(dt)
     if dt_val is not None and not np.all(dt_val >= 0):
         raise ValueError(f"`dt` must be >= 0, got {dt_val}.")
     dtype = jnp.result_type(c, f, dt)
@@ -309,7 +303,7 @@ def legs_transition(
         k = jnp.asarray(k)
         if not jnp.issubdtype(k.dtype, jnp.integer):
             raise TypeError(f"`k` must be an integer step index, got dtype {k.dtype}.")
-        k_val = _concrete(k)
+        k_val = _validate.concrete_value(k)
         if k_val is not None and np.any(k_val < 0):
             raise ValueError(f"`k` must be >= 0, got {k_val}.")
         dt = 1.0 / (k.astype(dtype) + 1.0)

@@ -161,21 +161,24 @@ _BUILDERS: dict[str, Callable] = {
     "fourier2": _fourier2,
     "foud": _foud,
 }
-_RANDOM_MEASURES = ("random", "diagonal")
-_ALIASES = {"fourier": "fout", "fourier_diag": "foud"}
+#: Measures whose matrices are random draws (they need a key).
+RANDOM_MEASURES: tuple[str, ...] = ("random", "diagonal")
+#: Alternative names: alias -> canonical measure.
+ALIASES: dict[str, str] = {"fourier": "fout", "fourier_diag": "foud"}
 _EVEN_ONLY = ("fout", "fourier_decay", "fourier2", "foud")
 
 #: Every measure name `transition` accepts (aliases included).
-MEASURES: tuple[str, ...] = (*_BUILDERS, *_RANDOM_MEASURES, *_ALIASES)
+MEASURES: tuple[str, ...] = (*_BUILDERS, *RANDOM_MEASURES, *ALIASES)
 
 
 def canonical_measure(measure: str) -> str:
     """Validates a measure name and resolves aliases (``fourier`` -> ``fout``)."""
     _validate.check_choice("measure", measure, MEASURES)
-    return _ALIASES.get(measure, measure)
+    return ALIASES.get(measure, measure)
 
 
-def _check_params(measure: str, params: dict) -> tuple:
+def check_measure_params(measure: str, params: dict) -> tuple:
+    """Checks the keyword parameters of a canonical measure; returns them sorted, as a tuple."""
     allowed = [p for p in inspect.signature(_BUILDERS[measure]).parameters if p != "N"]
     for name in params:
         if name not in allowed:
@@ -184,6 +187,12 @@ def _check_params(measure: str, params: dict) -> tuple:
                 f"{tuple(allowed) if allowed else 'no parameters'}."
             )
     return tuple(sorted(params.items()))
+
+
+def measure_defaults(measure: str) -> dict[str, float]:
+    """The default parameters of a canonical deterministic measure (e.g. ``{'theta': 2.0}``)."""
+    signature = inspect.signature(_BUILDERS[measure])
+    return {n: float(p.default) for n, p in signature.parameters.items() if n != "N"}
 
 
 @functools.lru_cache(maxsize=256)
@@ -199,12 +208,12 @@ def transition_np(measure: str, N: int, **params) -> tuple[np.ndarray, np.ndarra
     """Float64 NumPy ``(A, B)`` for a deterministic measure (cached, read-only arrays)."""
     measure = canonical_measure(measure)
     N = _validate.check_size("N", N, even=measure in _EVEN_ONLY)
-    if measure in _RANDOM_MEASURES:
+    if measure in RANDOM_MEASURES:
         raise ValueError(
             f"measure {measure!r} is random and has no host matrix; call "
             "`hippox.transition(measure, N, key=...)`."
         )
-    return _transition_np_cached(measure, N, _check_params(measure, params))
+    return _transition_np_cached(measure, N, check_measure_params(measure, params))
 
 
 def _random_transition(measure: str, N: int, key, dtype):
@@ -251,7 +260,7 @@ def transition(
     """
     dtype = _validate.real_dtype(dtype)
     measure = canonical_measure(measure)
-    if measure in _RANDOM_MEASURES:
+    if measure in RANDOM_MEASURES:
         N = _validate.check_size("N", N)
         _validate.require_key("key", key, f"measure {measure!r}")
         if params:
@@ -301,6 +310,16 @@ _RANK_CORRECTIONS: dict[str, Callable[[int], np.ndarray]] = {
 
 #: Measures whose A becomes normal after adding a low-rank ``PᵀP`` (the NPLR measures).
 NPLR_MEASURES: tuple[str, ...] = tuple(_RANK_CORRECTIONS)
+#: `NPLR_MEASURES` and their aliases: every name an NPLR-based initializer accepts.
+NPLR_NAMES: tuple[str, ...] = (
+    *NPLR_MEASURES,
+    *(a for a, m in ALIASES.items() if m in NPLR_MEASURES),
+)
+
+
+def natural_rank(measure: str) -> int:
+    """The rank of a measure's own low-rank correction: 2 for ``legt``, else 1."""
+    return 2 if canonical_measure(measure) == "legt" else 1
 
 
 @functools.lru_cache(maxsize=256)
@@ -321,12 +340,12 @@ def rank_correction_np(measure: str, N: int, *, rank: int = 1, **params) -> np.n
     if measure not in _RANK_CORRECTIONS:
         raise ValueError(
             f"`measure` must be one with a normal-plus-low-rank form, one of "
-            f"{NPLR_MEASURES + tuple(a for a, m in _ALIASES.items() if m in _RANK_CORRECTIONS)}, "
+            f"{NPLR_MEASURES + tuple(a for a, m in ALIASES.items() if m in _RANK_CORRECTIONS)}, "
             f"got {measure!r}."
         )
     N = _validate.check_size("N", N, even=measure in _EVEN_ONLY)
     rank = _validate.check_size("rank", rank)
-    params = _check_params(measure, params)
+    params = check_measure_params(measure, params)
     transition_np(measure, N, **dict(params))  # validates parameter values
     return _rank_correction_cached(measure, N, rank, params)
 

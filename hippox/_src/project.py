@@ -64,7 +64,7 @@ def _timestamp_steps(timestamps: ArrayLike, f: jax.Array, *, relative: bool) -> 
     Computed in the timestamps' own precision (float64 NumPy when they are concrete, so
     large absolute times keep their resolution) and cast to ``f``'s dtype at the end.
     """
-    t_val = legs._concrete(timestamps)
+    t_val = _validate.concrete_value(timestamps)
     t = np.asarray(t_val) if t_val is not None else jnp.asarray(timestamps)
     if not jnp.issubdtype(t.dtype, jnp.number) or jnp.issubdtype(t.dtype, jnp.complexfloating):
         raise TypeError(f"`timestamps` must be a real array, got dtype {t.dtype}.")
@@ -186,7 +186,7 @@ def hippo_project(
         N = _validate.check_size("N", N)
         if params:
             raise TypeError(f"measure 'legs' takes no parameters, got {tuple(params)}.")
-        legs._check_method(method)
+        legs.check_legs_method(method)
         steps = None if timestamps is None else _timestamp_steps(timestamps, f, relative=True)
         return _project_legs(f, steps, N, method, final_only)
     _validate.check_choice("method", method, PROJECT_METHODS)
@@ -205,7 +205,7 @@ def hippo_project(
         ):
             raise TypeError(f"`dt` must be real, got dtype {dt.dtype}.")
         dt = dt.astype(f.dtype)
-        dt_val = legs._concrete(dt)
+        dt_val = _validate.concrete_value(dt)
         if dt_val is not None and not (np.all(np.isfinite(dt_val)) and np.all(dt_val > 0)):
             raise ValueError(f"`dt` must be finite and > 0, got {dt_val}.")
         try:

@@ -210,14 +210,14 @@ def hippo_memory(
       ((4, 4), (4,))
     """
     measure = matrices.canonical_measure(measure)
-    if measure in matrices._RANDOM_MEASURES:
+    if measure in matrices.RANDOM_MEASURES:
         raise ValueError(
             f"`measure` must be a deterministic HiPPO measure for a HiPPO-RNN memory, got "
             f"the random ablation {measure!r}."
         )
     N = _validate.check_size("N", N)
     if measure == "legs":
-        legs._check_method(method)
+        legs.check_legs_method(method)
         if dt is not None:
             raise ValueError(
                 "`dt` must be None for the scale-invariant memory 'legs' (it steps by "
@@ -228,7 +228,7 @@ def hippo_memory(
         return HiPPOMemory("legs", N, method, None, ())
     _validate.check_choice("method", method, LTI_METHODS)
     dt = DEFAULT_DT if dt is None else _validate.check_real("dt", dt, positive=True)
-    ptuple = matrices._check_params(measure, params)
+    ptuple = matrices.check_measure_params(measure, params)
     matrices.transition_np(measure, N, **dict(ptuple))  # validates N (e.g. even for Fourier)
     return HiPPOMemory(measure, N, method, dt, ptuple)
 

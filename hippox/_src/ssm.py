@@ -68,7 +68,6 @@ Params = Mapping[str, Any]
 
 from hippox._src.optim import SSM_PARAM_NAMES, optax_labels  # noqa: F401  (moved)
 
-
 # --------------------------------------------------------------------------- helpers
 
 
@@ -452,11 +451,11 @@ class S4Config(_Base):
         _validate.check_choice("step_mode", self.step_mode, ("linear", "dense"))
         allowed = (
             *diagonal.DIAG_INITS,
-            *(m for m in inits._nplr_names() if m not in diagonal.DIAG_INITS),
+            *(m for m in matrices.NPLR_NAMES if m not in diagonal.DIAG_INITS),
         )
         _validate.check_choice("ssm_init", self.ssm_init, allowed)
         measure = self._measure
-        natural = inits._natural_rank(measure) if measure else 1
+        natural = matrices.natural_rank(measure) if measure else 1
         rank = natural if self.rank is None else _validate.check_size("rank", self.rank)
         if rank < natural:
             raise ValueError(
@@ -470,7 +469,7 @@ class S4Config(_Base):
     @property
     def _measure(self) -> str | None:
         """The NPLR measure behind ``ssm_init`` (None for a purely diagonal init)."""
-        names = inits._nplr_names()
+        names = matrices.NPLR_NAMES
         return matrices.canonical_measure(self.ssm_init) if self.ssm_init in names else None
 
     @property
