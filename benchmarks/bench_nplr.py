@@ -21,7 +21,7 @@ GROUP = "nplr (host float64)"
 
 
 def _time(measure: str, N: int, repeats: int) -> float:
-    compute = decompositions._nplr_cached.__wrapped__  # bypass the lru_cache
+    compute = decompositions.nplr_host.__wrapped__  # bypass the lru_cache
     if N <= 512:
         compute(measure, N, 1, ())  # warm-up (BLAS/LAPACK initialisation, page faults)
     times = []

@@ -96,9 +96,17 @@ def _null_pairs(Z_complex: np.ndarray, B: np.ndarray) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=128)
-def _nplr_cached(measure: str, N: int, rank: int, params: tuple):
-    A, B = matrices.transition_np(measure, N, **dict(params))
-    P = matrices.rank_correction_np(measure, N, rank=rank, **dict(params))
+def nplr_host(measure: str, N: int, rank: int, params: tuple):
+    """Float64/complex128 NumPy ``(Lambda, P, B, V)`` of `nplr` (cached, read-only).
+
+    The internal core behind `nplr_np` and `nplr`: ``measure`` is a canonical NPLR
+    measure (`matrices.canonical_nplr_measure`), ``N`` an even checked size, ``rank``
+    a checked size and ``params`` the tuple of `matrices.check_measure_params`. The
+    measure's builder checks the parameter values; ``rank`` below the measure's
+    natural rank raises.
+    """
+    A, B = matrices.transition_host(measure, N, params)
+    P = matrices.rank_correction_host(measure, N, rank, params)
     AP = A + P.T @ P
     c = float(np.mean(np.diag(AP)))
     S = AP - c * np.eye(N)
@@ -124,9 +132,7 @@ def _nplr_cached(measure: str, N: int, rank: int, params: tuple):
 
 def nplr_np(measure: str, N: int, *, rank: int = 1, **params):
     """Float64/complex128 NumPy `(Lambda, P, B, V)` of `nplr` (cached, read-only)."""
-    measure = matrices.canonical_measure(measure)
-    if measure not in matrices.NPLR_MEASURES:
-        matrices.rank_correction_np(measure, 2, rank=rank)  # raises the helpful error
+    measure = matrices.canonical_nplr_measure(measure)
     N = _validate.check_size("N", N, minimum=2)
     if N % 2:
         raise ValueError(
@@ -135,7 +141,7 @@ def nplr_np(measure: str, N: int, *, rank: int = 1, **params):
         )
     rank = _validate.check_size("rank", rank)
     params = matrices.check_measure_params(measure, params)
-    return _nplr_cached(measure, N, rank, params)
+    return nplr_host(measure, N, rank, params)
 
 
 def nplr(

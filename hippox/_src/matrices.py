@@ -196,7 +196,14 @@ def measure_defaults(measure: str) -> dict[str, float]:
 
 
 @functools.lru_cache(maxsize=256)
-def _transition_np_cached(measure: str, N: int, params: tuple):
+def transition_host(measure: str, N: int, params: tuple) -> tuple[np.ndarray, np.ndarray]:
+    """Float64 NumPy ``(A, B)`` of a deterministic measure (cached, read-only arrays).
+
+    The internal core behind `transition_np` and `transition`: ``measure`` is already
+    canonical (`canonical_measure`), ``N`` checked and ``params`` the tuple of
+    `check_measure_params`. Only the parameter *values* are checked here, by the
+    measure's builder (e.g. ``theta > 0``).
+    """
     A, B = _BUILDERS[measure](N, **dict(params))
     A, B = A + 0.0, B + 0.0  # canonical zeros: -0.0 + 0.0 == +0.0
     A.setflags(write=False)
@@ -204,16 +211,21 @@ def _transition_np_cached(measure: str, N: int, params: tuple):
     return A, B
 
 
+def _deterministic_host(measure: str, N, params: dict) -> tuple[np.ndarray, np.ndarray]:
+    """`transition_host` after checking N and the parameter names of a canonical measure."""
+    N = _validate.check_size("N", N, even=measure in _EVEN_ONLY)
+    return transition_host(measure, N, check_measure_params(measure, params))
+
+
 def transition_np(measure: str, N: int, **params) -> tuple[np.ndarray, np.ndarray]:
     """Float64 NumPy ``(A, B)`` for a deterministic measure (cached, read-only arrays)."""
     measure = canonical_measure(measure)
-    N = _validate.check_size("N", N, even=measure in _EVEN_ONLY)
     if measure in RANDOM_MEASURES:
         raise ValueError(
             f"measure {measure!r} is random and has no host matrix; call "
             "`hippox.transition(measure, N, key=...)`."
         )
-    return _transition_np_cached(measure, N, check_measure_params(measure, params))
+    return _deterministic_host(measure, N, params)
 
 
 def _random_transition(measure: str, N: int, key, dtype):
@@ -270,7 +282,7 @@ def transition(
         raise ValueError(
             f"`key` must be None for the deterministic measure {measure!r}, got {key!r}."
         )
-    A, B = transition_np(measure, N, **params)
+    A, B = _deterministic_host(measure, N, params)
     return Transition(jnp.asarray(A, dtype), jnp.asarray(B, dtype))
 
 
@@ -318,12 +330,32 @@ NPLR_NAMES: tuple[str, ...] = (
 
 
 def natural_rank(measure: str) -> int:
-    """The rank of a measure's own low-rank correction: 2 for ``legt``, else 1."""
-    return 2 if canonical_measure(measure) == "legt" else 1
+    """The rank of a measure's own low-rank correction: 2 for ``legt``, else 1.
+
+    ``measure`` is a valid measure name (aliases accepted); it is not validated again.
+    """
+    return 2 if ALIASES.get(measure, measure) == "legt" else 1
+
+
+def canonical_nplr_measure(measure: str) -> str:
+    """Validates an NPLR measure name (one of `NPLR_NAMES`) and resolves aliases."""
+    if not isinstance(measure, str) or measure not in NPLR_NAMES:
+        raise ValueError(
+            f"`measure` must be one with a normal-plus-low-rank form, one of {NPLR_NAMES}, "
+            f"got {measure!r}."
+        )
+    return ALIASES.get(measure, measure)
 
 
 @functools.lru_cache(maxsize=256)
-def _rank_correction_cached(measure: str, N: int, rank: int, params: tuple) -> np.ndarray:
+def rank_correction_host(measure: str, N: int, rank: int, params: tuple) -> np.ndarray:
+    """Float64 NumPy ``P`` of shape ``(rank, N)`` (cached, read-only).
+
+    The internal core behind `rank_correction_np`: ``measure`` is a canonical NPLR
+    measure, ``N`` and ``rank`` are checked sizes and ``params`` the tuple of
+    `check_measure_params` with valid values. Raises when ``rank`` is below the
+    measure's `natural_rank`.
+    """
     P = _RANK_CORRECTIONS[measure](N)
     if measure == "legt":  # A scales as 2/theta, so P scales as sqrt(2/theta)
         P = P * np.sqrt(2.0 / dict(params).get("theta", 2.0))
@@ -336,18 +368,12 @@ def _rank_correction_cached(measure: str, N: int, rank: int, params: tuple) -> n
 
 def rank_correction_np(measure: str, N: int, *, rank: int = 1, **params) -> np.ndarray:
     """Float64 NumPy low-rank term ``P`` of shape ``(rank, N)`` (cached, read-only)."""
-    measure = canonical_measure(measure)
-    if measure not in _RANK_CORRECTIONS:
-        raise ValueError(
-            f"`measure` must be one with a normal-plus-low-rank form, one of "
-            f"{NPLR_MEASURES + tuple(a for a, m in ALIASES.items() if m in _RANK_CORRECTIONS)}, "
-            f"got {measure!r}."
-        )
+    measure = canonical_nplr_measure(measure)
     N = _validate.check_size("N", N, even=measure in _EVEN_ONLY)
     rank = _validate.check_size("rank", rank)
     params = check_measure_params(measure, params)
-    transition_np(measure, N, **dict(params))  # validates parameter values
-    return _rank_correction_cached(measure, N, rank, params)
+    transition_host(measure, N, params)  # the measure's builder checks the parameter values
+    return rank_correction_host(measure, N, rank, params)
 
 
 def rank_correction(
