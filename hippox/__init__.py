@@ -27,10 +27,10 @@ from hippox._src.discretize import discretize_diag as discretize_diag
 # --- convolution kernels and FFT convolution (hippox/_src/kernels.py, conv.py)
 from hippox._src.conv import bidirectional_conv as bidirectional_conv
 from hippox._src.conv import causal_conv as causal_conv
-from hippox._src.kernels import dplr_c_from_tilde as dplr_c_from_tilde
-from hippox._src.kernels import dplr_c_tilde as dplr_c_tilde
+from hippox._src.dplr import dplr_c_from_tilde as dplr_c_from_tilde
+from hippox._src.dplr import dplr_c_tilde as dplr_c_tilde
 from hippox._src.kernels import kernel_diag as kernel_diag
-from hippox._src.kernels import kernel_dplr as kernel_dplr
+from hippox._src.dplr import kernel_dplr as kernel_dplr
 from hippox._src.kernels import kernel_naive as kernel_naive
 
 # --- diagonal / DPLR / S5 initialisations (hippox/_src/diagonal.py)
@@ -56,8 +56,8 @@ from hippox._src.step import dplr_step_dense as dplr_step_dense
 from hippox._src.step import dplr_step_dense_params as dplr_step_dense_params
 from hippox._src.step import dplr_step_linear as dplr_step_linear
 from hippox._src.step import dplr_step_linear_params as dplr_step_linear_params
-from hippox._src.step import forward_chunk_dense as forward_chunk_dense
-from hippox._src.step import forward_chunk_diag as forward_chunk_diag
+from hippox._src.chunked import forward_chunk_dense as forward_chunk_dense
+from hippox._src.chunked import forward_chunk_diag as forward_chunk_diag
 from hippox._src.step import init_state as init_state
 from hippox._src.step import scan_steps as scan_steps
 
@@ -65,12 +65,6 @@ from hippox._src.step import scan_steps as scan_steps
 from hippox._src.basis import BASIS_MEASURES as BASIS_MEASURES
 from hippox._src.basis import basis as basis
 from hippox._src.basis import reconstruct as reconstruct
-
-# --- original hippox API, `Hippo` (hippox/_src/compat.py; also hippox.main)
-from hippox._src.compat import HIPPO_MEASURES as HIPPO_MEASURES
-from hippox._src.compat import EigenvectorPair as EigenvectorPair
-from hippox._src.compat import Hippo as Hippo
-from hippox._src.compat import HippoParams as HippoParams
 
 # --- recurrences, O(N) LegS memory, online projection (recurrence.py, legs.py, project.py)
 from hippox._src.legs import legs_matvec as legs_matvec
@@ -80,25 +74,104 @@ from hippox._src.legs import legs_transition as legs_transition
 from hippox._src.project import hippo_project as hippo_project
 from hippox._src.recurrence import linear_recurrence as linear_recurrence
 
-# --- initializers sub-namespace and SSM layer math (hippox/initializers.py, hippox/_src/ssm.py)
+# --- initializers sub-namespace (hippox/initializers.py)
 from hippox import initializers as initializers
-from hippox._src.optim import SSM_PARAM_NAMES as SSM_PARAM_NAMES
-from hippox._src.ssm import LSSLConfig as LSSLConfig
-from hippox._src.ssm import S4Config as S4Config
-from hippox._src.ssm import S4DConfig as S4DConfig
-from hippox._src.ssm import S5Config as S5Config
-from hippox._src.ssm import S5StepParams as S5StepParams
-from hippox._src.optim import optax_labels as optax_labels
 
-# --- HiPPO-RNN cell math (hippox/_src/rnn.py)
-from hippox._src.rnn import HiPPOMemory as HiPPOMemory
-from hippox._src.rnn import HiPPORNNConfig as HiPPORNNConfig
-from hippox._src.rnn import HiPPORNNState as HiPPORNNState
-from hippox._src.rnn import hippo_memory as hippo_memory
+# --- layer math (hippox/_src/layers/)
+from hippox._src.layers.lssl import LSSLConfig as LSSLConfig
+from hippox._src.layers.s4 import S4Config as S4Config
+from hippox._src.layers.s4d import S4DConfig as S4DConfig
+from hippox._src.layers.s5 import S5Config as S5Config
+from hippox._src.layers.s5 import S5StepParams as S5StepParams
+
+# --- HiPPO-RNN memory and cell math (hippox/_src/memory.py, hippox/_src/layers/rnn.py)
+from hippox._src.layers.rnn import HiPPORNNConfig as HiPPORNNConfig
+from hippox._src.layers.rnn import HiPPORNNState as HiPPORNNState
+from hippox._src.memory import HiPPOMemory as HiPPOMemory
+from hippox._src.memory import hippo_memory as hippo_memory
+
+# --- optimizer helpers (hippox/_src/optim.py)
+from hippox._src.optim import SSM_PARAM_NAMES as SSM_PARAM_NAMES
+from hippox._src.optim import optax_labels as optax_labels
 
 try:
     __version__ = _version("hippox")
 except _PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0+unknown"
 
-__all__ = sorted(name for name in dir() if not name.startswith("_"))
+#: The 0.0.x API lives in `hippox.compat`; these root names keep old code running.
+_COMPAT_NAMES = ("EigenvectorPair", "HIPPO_MEASURES", "Hippo", "HippoParams")
+
+
+def __getattr__(name: str):
+    if name in _COMPAT_NAMES:
+        from hippox import compat
+
+        return getattr(compat, name)
+    raise AttributeError(f"module 'hippox' has no attribute {name!r}")
+
+
+__all__ = [
+    "MEASURES",
+    "NPLR_MEASURES",
+    "Transition",
+    "rank_correction",
+    "transition",
+    "NPLR",
+    "nplr",
+    "Discretized",
+    "discretize",
+    "discretize_diag",
+    "bidirectional_conv",
+    "causal_conv",
+    "dplr_c_from_tilde",
+    "dplr_c_tilde",
+    "kernel_diag",
+    "kernel_dplr",
+    "kernel_naive",
+    "B_INITS",
+    "DIAG_INITS",
+    "DPLR",
+    "BlockDiagonal",
+    "block_diagonal_init",
+    "block_diagonal_normal",
+    "diag_b_init",
+    "diag_init",
+    "dplr",
+    "DenseStepParams",
+    "DiagStepParams",
+    "DPLRStepParams",
+    "dense_step",
+    "dense_step_params",
+    "diag_step",
+    "diag_step_params",
+    "dplr_step_dense",
+    "dplr_step_dense_params",
+    "dplr_step_linear",
+    "dplr_step_linear_params",
+    "forward_chunk_dense",
+    "forward_chunk_diag",
+    "init_state",
+    "scan_steps",
+    "BASIS_MEASURES",
+    "basis",
+    "reconstruct",
+    "legs_matvec",
+    "legs_solve",
+    "legs_step",
+    "legs_transition",
+    "hippo_project",
+    "linear_recurrence",
+    "initializers",
+    "LSSLConfig",
+    "S4Config",
+    "S4DConfig",
+    "S5Config",
+    "S5StepParams",
+    "HiPPORNNConfig",
+    "HiPPORNNState",
+    "HiPPOMemory",
+    "hippo_memory",
+    "SSM_PARAM_NAMES",
+    "optax_labels",
+]

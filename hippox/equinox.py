@@ -31,20 +31,10 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike, DTypeLike
 
-from hippox._src import _validate
-from hippox._src.rnn import HiPPORNNConfig, HiPPORNNState
-from hippox._src.ssm import S4DConfig
+from hippox._src.layers.rnn import HiPPORNNConfig, HiPPORNNState
+from hippox._src.layers.s4d import S4DConfig
 
 __all__ = ["HiPPORNNCell", "S4D"]
-
-
-def _init_params(config, key, param_dtype) -> dict[str, jax.Array]:
-    _validate.require_key("key", key, f"hippox.equinox.{type(config).__name__}")
-    pd = _validate.real_dtype(param_dtype, name="param_dtype")
-    specs = config.param_specs()
-    keys = jax.random.split(key, len(specs))
-    items = zip(keys, specs.items(), strict=True)
-    return {name: init(k, shape, pd) for k, (name, (shape, init)) in items}
 
 
 class S4D(eqx.Module):
@@ -56,7 +46,9 @@ class S4D(eqx.Module):
       key: jax.random key (split once per parameter).
       param_dtype: parameter storage dtype (default float32).
       dtype: output dtype (None: the input's).
-      **config: the other options of `hippox.S4DConfig`.
+      **options: the keyword fields of `hippox.S4DConfig` (``ssm_init``, ``disc``,
+        ``conj_sym``, ``n_ssm``, ``b_init``, ``lambda_transform``, ``real_scale``,
+        ``imag_scale``, ``dt_min``, ``dt_max``, ``bidirectional``).
 
     Attributes:
       params: ``{name: array}``, the leaves of `hippox.S4DConfig.param_shapes`.
@@ -75,10 +67,10 @@ class S4D(eqx.Module):
         key,
         param_dtype: DTypeLike = jnp.float32,
         dtype: DTypeLike | None = None,
-        **config,
+        **options,
     ):
-        self.config = S4DConfig(H=H, N=N, **config)
-        self.params = _init_params(self.config, key, param_dtype)
+        self.config = S4DConfig(H, N, **options)
+        self.params = self.config.init_params(key, param_dtype=param_dtype)
         self.dtype = None if dtype is None else jnp.dtype(dtype)
 
     def __call__(self, u: ArrayLike) -> jax.Array:
@@ -102,10 +94,10 @@ class HiPPORNNCell(eqx.Module):
     Args:
       input_size: input features ``d_in``.
       hidden_size: hidden size.
-      memory_size, N, measure, method, dt, gated, measure_params: as in
-        `hippox.HiPPORNNConfig`.
       key: jax.random key.
       param_dtype: parameter storage dtype (default float32).
+      **options: the keyword fields of `hippox.HiPPORNNConfig` (``memory_size``,
+        ``N``, ``measure``, ``method``, ``dt``, ``gated``, ``measure_params``).
 
     Attributes:
       params: ``{name: array}`` (``W_u``, ``b_u``, ``W_h``, ``b_h``, and ``W_g``, ``b_g``
@@ -131,28 +123,12 @@ class HiPPORNNCell(eqx.Module):
         input_size: int,
         hidden_size: int,
         *,
-        memory_size: int = 1,
-        N: int = 32,
-        measure: str = "legs",
-        method: str = "bilinear",
-        dt: float | None = None,
-        gated: bool = False,
-        measure_params: tuple = (),
         key,
         param_dtype: DTypeLike = jnp.float32,
+        **options,
     ):
-        self.config = HiPPORNNConfig(
-            d_in=input_size,
-            features=hidden_size,
-            memory_size=memory_size,
-            N=N,
-            measure=measure,
-            method=method,
-            dt=dt,
-            gated=gated,
-            measure_params=measure_params,
-        )
-        self.params = _init_params(self.config, key, param_dtype)
+        self.config = HiPPORNNConfig(input_size, hidden_size, **options)
+        self.params = self.config.init_params(key, param_dtype=param_dtype)
 
     def __call__(self, input: ArrayLike, state: HiPPORNNState) -> HiPPORNNState:
         """One step: ``input`` ``(..., input_size)`` -> the new state (``h_t = state.h``)."""

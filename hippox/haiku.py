@@ -28,6 +28,7 @@ Examples:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 
 import haiku as hk
@@ -36,8 +37,8 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike, DTypeLike
 
 from hippox._src import _validate
-from hippox._src.rnn import HiPPORNNConfig, HiPPORNNState
-from hippox._src.ssm import S4DConfig
+from hippox._src.layers.rnn import HiPPORNNConfig, HiPPORNNState
+from hippox._src.layers.s4d import S4DConfig
 
 __all__ = ["HiPPORNNCell", "S4D", "to_haiku"]
 
@@ -88,7 +89,7 @@ class S4D(hk.Module):
       name: module name (default ``'s4d'``).
       param_dtype: parameter storage dtype (default float32).
       dtype: output dtype (None: the input's).
-      **config: the other options of `hippox.S4DConfig` (``ssm_init``, ``disc``,
+      **options: the keyword fields of `hippox.S4DConfig` (``ssm_init``, ``disc``,
         ``conj_sym``, ``n_ssm``, ``b_init``, ``lambda_transform``, ``real_scale``,
         ``imag_scale``, ``dt_min``, ``dt_max``, ``bidirectional``).
     """
@@ -101,9 +102,9 @@ class S4D(hk.Module):
         name: str | None = "s4d",
         param_dtype: DTypeLike = jnp.float32,
         dtype: DTypeLike | None = None,
-        **config,
+        **options,
     ):
-        config = S4DConfig(H=H, N=N, **config)  # validates before Haiku's own checks
+        config = S4DConfig(H, N, **options)  # validates before Haiku's own checks
         super().__init__(name=name)
         self.config = config
         self.param_dtype = _validate.real_dtype(param_dtype, name="param_dtype")
@@ -137,11 +138,11 @@ class HiPPORNNCell(hk.RNNCore):
 
     Args:
       hidden_size: hidden size (``features``).
-      memory_size, N, measure, method, dt, gated, measure_params: as in
-        `hippox.HiPPORNNConfig`.
       name: module name (default ``'hippo_rnn_cell'``).
       param_dtype: parameter storage dtype (default float32).
       dtype: output dtype (None: the input's).
+      **options: the keyword fields of `hippox.HiPPORNNConfig` (``memory_size``,
+        ``N``, ``measure``, ``method``, ``dt``, ``gated``, ``measure_params``).
 
     Examples:
       >>> import jax, jax.numpy as jnp
@@ -161,39 +162,25 @@ class HiPPORNNCell(hk.RNNCore):
         self,
         hidden_size: int,
         *,
-        memory_size: int = 1,
-        N: int = 32,
-        measure: str = "legs",
-        method: str = "bilinear",
-        dt: float | None = None,
-        gated: bool = False,
-        measure_params: tuple = (),
         name: str | None = "hippo_rnn_cell",
         param_dtype: DTypeLike = jnp.float32,
         dtype: DTypeLike | None = None,
+        **options,
     ):
-        options = dict(
-            features=hidden_size,
-            memory_size=memory_size,
-            N=N,
-            measure=measure,
-            method=method,
-            dt=dt,
-            gated=gated,
-            measure_params=measure_params,
-        )
-        HiPPORNNConfig(d_in=1, **options)  # validates before Haiku's own checks
+        # validated with a placeholder d_in before Haiku's own checks; the call reads it
+        config = HiPPORNNConfig(1, hidden_size, **options)
         super().__init__(name=name)
-        self._options = options
+        self.config = config
         self.param_dtype = _validate.real_dtype(param_dtype, name="param_dtype")
         self.dtype = dtype
 
-    def _config(self, d_in: int) -> HiPPORNNConfig:
-        return HiPPORNNConfig(d_in=d_in, **self._options)
+    def config_for(self, d_in: int) -> HiPPORNNConfig:
+        """The `hippox.HiPPORNNConfig` for inputs with ``d_in`` features."""
+        return dataclasses.replace(self.config, d_in=d_in)
 
     def __call__(self, inputs: ArrayLike, prev_state: HiPPORNNState):
         """One step: ``inputs`` ``(..., d_in)`` -> ``(h (..., hidden_size), state)``."""
-        cfg = self._config(jnp.shape(inputs)[-1])
+        cfg = self.config_for(jnp.shape(inputs)[-1])
         params = {
             name: hk.get_parameter(name, shape, self.param_dtype, init=to_haiku(init))
             for name, (shape, init) in cfg.param_specs().items()
@@ -204,4 +191,4 @@ class HiPPORNNCell(hk.RNNCore):
     def initial_state(self, batch_size: int | None) -> HiPPORNNState:
         """Zero state for ``batch_size`` sequences (None: unbatched)."""
         batch = () if batch_size is None else (batch_size,)
-        return self._config(1).initial_state(batch, self.param_dtype)
+        return self.config_for(1).initial_state(batch, self.param_dtype)

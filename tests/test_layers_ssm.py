@@ -1,4 +1,4 @@
-"""Tests of the SSM layers (pure core hippox._src.ssm and the Flax NNX / linen wrappers).
+"""Tests of the SSM layers (pure core hippox._src.layers and the Flax NNX / linen wrappers).
 
 The float64 references below rebuild each layer from its documented parameterisation
 with plain NumPy (dense matrices, an explicit loop over time); they share no code with

@@ -1,4 +1,4 @@
-"""Tests of the HiPPO-RNN cell: pure core (hippox/_src/rnn.py), NNX and linen wrappers."""
+"""Tests of the HiPPO-RNN cell: pure core (hippox/_src/memory.py, hippox/_src/layers/rnn.py), NNX and linen wrappers."""
 
 import flax.linen as nn
 import jax

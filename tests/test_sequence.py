@@ -10,7 +10,7 @@ from flax import nnx
 
 import hippox.linen
 import hippox.nnx
-from hippox._src import backbone
+from hippox._src.layers import backbone
 
 LAYER_KW = {
     "s4d": {"N": 4},

@@ -169,3 +169,16 @@ def concrete_value(x) -> np.ndarray | None:
         return np.asarray(x)
     except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
         return None
+
+
+def check_batch_shape(batch_shape, *, name: str = "batch_shape") -> tuple[int, ...]:
+    """A batch shape as a tuple of non-negative ints (an int ``n`` means ``(n,)``)."""
+    if isinstance(batch_shape, numbers.Integral) and not isinstance(batch_shape, bool):
+        batch_shape = (batch_shape,)
+    try:
+        entries = tuple(batch_shape)
+    except TypeError:
+        raise TypeError(
+            f"`{name}` must be an int or a sequence of ints, got {batch_shape!r}."
+        ) from None
+    return tuple(check_size(f"{name} entry", n, minimum=0) for n in entries)

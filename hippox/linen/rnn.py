@@ -1,6 +1,6 @@
 """Flax linen HiPPO-RNN: the cell (`HiPPORNNCell`) and a sequence layer (`HiPPORNN`).
 
-Thin shells over `hippox.HiPPORNNConfig` (equations in `hippox._src.rnn`). The
+Thin shells over `hippox.HiPPORNNConfig` (equations in `hippox._src.layers.rnn`). The
 ``params`` collection holds ``W_u``, ``b_u``, ``W_h``, ``b_h`` (and ``W_g``, ``b_g``
 when gated) with the names and shapes of the `hippox.nnx`, `hippox.haiku` and
 `hippox.equinox` versions.
@@ -13,8 +13,9 @@ from the input, as for `flax.linen.SimpleCell`) and runs under `flax.linen.RNN`.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
-from typing import Any
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -22,12 +23,13 @@ from flax import linen as nn
 from jax.typing import ArrayLike
 
 from hippox._src import _validate
-from hippox._src.rnn import HiPPORNNConfig, HiPPORNNState
+from hippox._src.layers.rnn import HiPPORNNConfig, HiPPORNNState
+from hippox.linen._config import ConfigModule
 
 __all__ = ["HiPPORNN", "HiPPORNNCell"]
 
 
-class HiPPORNNCell(nn.RNNCellBase):
+class HiPPORNNCell(ConfigModule, nn.RNNCellBase, omit=("d_in",)):
     """The HiPPO-RNN cell (linen): ``(carry, x_t) -> (carry, h_t)``.
 
     Attributes:
@@ -50,41 +52,21 @@ class HiPPORNNCell(nn.RNNCellBase):
       (2, 10, 8)
     """
 
-    features: int
-    memory_size: int = 1
-    N: int = 32
-    measure: str = "legs"
-    method: str = "bilinear"
-    dt: float | None = None
-    gated: bool = False
-    measure_params: tuple = ()
-    dtype: Any = None
-    param_dtype: Any = jnp.float32
+    config_class: ClassVar[type] = HiPPORNNConfig
 
-    def __post_init__(self):
-        super().__post_init__()
-        self.config(1)  # validates the hyperparameters eagerly
-        _validate.real_dtype(self.param_dtype, name="param_dtype")
+    def config_placeholders(self) -> dict:
+        """``d_in`` is read from the input at the call; validate with a placeholder."""
+        return {"d_in": 1}
 
     @nn.nowrap
-    def config(self, d_in: int) -> HiPPORNNConfig:
+    def config_for(self, d_in: int) -> HiPPORNNConfig:
         """The `hippox.HiPPORNNConfig` for inputs with ``d_in`` features."""
-        return HiPPORNNConfig(
-            d_in=d_in,
-            features=self.features,
-            memory_size=self.memory_size,
-            N=self.N,
-            measure=self.measure,
-            method=self.method,
-            dt=self.dt,
-            gated=self.gated,
-            measure_params=self.measure_params,
-        )
+        return dataclasses.replace(self.config, d_in=d_in)
 
     @nn.compact
     def __call__(self, carry: HiPPORNNState, inputs: ArrayLike):
         """One step: ``inputs`` ``(..., d_in)`` -> ``(carry, h (..., features))``."""
-        cfg = self.config(jnp.shape(inputs)[-1])
+        cfg = self.config_for(jnp.shape(inputs)[-1])
         pd = _validate.real_dtype(self.param_dtype, name="param_dtype")
         params = {
             name: self.param(name, init, shape, pd)
@@ -104,14 +86,14 @@ class HiPPORNNCell(nn.RNNCellBase):
         input_shape = tuple(input_shape)
         if len(input_shape) < 1:
             raise ValueError(f"`input_shape` must be (..., d_in), got {input_shape}.")
-        return self.config(input_shape[-1]).initial_state(input_shape[:-1], self.param_dtype)
+        return self.config_for(input_shape[-1]).initial_state(input_shape[:-1], self.param_dtype)
 
     @property
     def num_feature_axes(self) -> int:
         return 1
 
 
-class HiPPORNN(nn.Module):
+class HiPPORNN(ConfigModule, rename={"d_in": "in_features"}):
     """The HiPPO-RNN over a sequence (linen): ``(..., L, in_features) -> (..., L, features)``.
 
     Parameters (flat, same names as `HiPPORNNCell`) are created in ``setup``, so the
@@ -139,41 +121,13 @@ class HiPPORNN(nn.Module):
       (2, 16, 4)
     """
 
-    in_features: int
-    features: int
-    memory_size: int = 1
-    N: int = 32
-    measure: str = "legs"
-    method: str = "bilinear"
-    dt: float | None = None
-    gated: bool = False
-    measure_params: tuple = ()
-    dtype: Any = None
-    param_dtype: Any = jnp.float32
-
-    def __post_init__(self):
-        super().__post_init__()
-        self._config()
-
-    @nn.nowrap
-    def _config(self) -> HiPPORNNConfig:
-        return HiPPORNNConfig(
-            d_in=self.in_features,
-            features=self.features,
-            memory_size=self.memory_size,
-            N=self.N,
-            measure=self.measure,
-            method=self.method,
-            dt=self.dt,
-            gated=self.gated,
-            measure_params=self.measure_params,
-        )
+    config_class: ClassVar[type] = HiPPORNNConfig
 
     def setup(self):
         pd = _validate.real_dtype(self.param_dtype, name="param_dtype")
         self._leaves = {
             name: self.param(name, init, shape, pd)
-            for name, (shape, init) in self._config().param_specs().items()
+            for name, (shape, init) in self.config.param_specs().items()
         }
 
     def rnn_params(self) -> dict[str, jax.Array]:
@@ -182,12 +136,12 @@ class HiPPORNN(nn.Module):
 
     def __call__(self, x: ArrayLike) -> jax.Array:
         """``x`` ``(..., L, in_features)`` -> hidden states ``(..., L, features)``."""
-        return self._config().apply(self.rnn_params(), x, dtype=self.dtype)[1]
+        return self.config.apply(self.rnn_params(), x, dtype=self.dtype)[1]
 
     @nn.nowrap
     def initialize_carry(self, batch_shape: Sequence[int] = ()) -> HiPPORNNState:
         """Zero carry with batch shape ``batch_shape`` (callable on an unbound module)."""
-        return self._config().initial_state(batch_shape, self.param_dtype)
+        return self.config.initial_state(batch_shape, self.param_dtype)
 
     def setup_step(self) -> dict[str, jax.Array]:
         """Step parameters (the weights; nothing to precompute)."""
@@ -196,4 +150,4 @@ class HiPPORNN(nn.Module):
     def step(self, carry: HiPPORNNState, u_k: ArrayLike, step_params=None):
         """One step: ``u_k`` ``(..., in_features)`` -> ``(carry, y_k (..., features))``."""
         sp = self.rnn_params() if step_params is None else step_params
-        return self._config().step(sp, carry, u_k, dtype=self.dtype)
+        return self.config.step(sp, carry, u_k, dtype=self.dtype)

@@ -1,6 +1,6 @@
 """Flax linen `SequenceModel`: encoder, residual blocks of hippox layers, pooling, decoder.
 
-The architecture is described in `hippox._src.backbone`. Training and evaluation
+The architecture is described in `hippox._src.layers.backbone`. Training and evaluation
 modes follow the linen conventions: the ``deterministic`` field or call argument
 (merged with `flax.linen.merge_param`) turns dropout off and makes BatchNorm use its
 running averages; in training mode dropout needs a ``'dropout'`` rng and BatchNorm a
@@ -23,8 +23,8 @@ from flax import linen as nn
 from jax.typing import ArrayLike, DTypeLike
 
 from hippox._src import _validate
-from hippox._src import backbone as _bb
-from hippox._src.backbone import SequenceCarry
+from hippox._src.layers import backbone as _bb
+from hippox._src.layers.backbone import SequenceCarry
 from hippox.linen import layers as _layers
 from hippox.linen import rnn as _rnn
 
@@ -73,11 +73,11 @@ class SequenceModel(nn.Module):
 
     def __post_init__(self):
         super().__post_init__()
-        self._opts()
+        object.__setattr__(self, "options", self._check_options())  # validated once
         _validate.real_dtype(self.param_dtype, name="param_dtype")
 
     @nn.nowrap
-    def _opts(self) -> _bb.BackboneOptions:
+    def _check_options(self) -> _bb.BackboneOptions:
         return _bb.check_options(
             d_output=self.d_output,
             d_model=self.d_model,
@@ -115,7 +115,7 @@ class SequenceModel(nn.Module):
         return nn.BatchNorm(**kw)
 
     def setup(self):
-        opts = self._opts()
+        opts = self.options
         H, n = opts.d_model, opts.n_layers
         dense = dict(dtype=self.dtype, param_dtype=self.param_dtype)
         self.encoder = nn.Dense(H, **dense)
@@ -182,8 +182,8 @@ class SequenceModel(nn.Module):
         Returns:
           `hippox.linen.SequenceCarry`.
         """
-        opts = self._opts()
-        batch = _bb.batch_of(batch_shape)
+        opts = self.options
+        batch = _validate.check_batch_shape(batch_shape)
         carries = []
         for _ in range(opts.n_layers):
             layer = self._make_layer(opts, parent=None)

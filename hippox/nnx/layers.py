@@ -1,9 +1,13 @@
-"""Flax NNX wrappers of the hippox SSM layers (thin shells over `hippox._src.ssm`).
+"""Flax NNX wrappers of the hippox SSM layers (thin shells over `hippox._src.layers`).
 
 Every layer maps ``u`` of shape ``(batch..., L, H)`` (channel-last) to ``y`` of the same
-shape. Parameters are `flax.nnx.Param` attributes whose names and shapes are those of
-the matching config (`hippox.S4DConfig`, ...) and of the `hippox.linen` layers, so a
-parameter tree can be copied from one framework to the other. Step (streaming) mode::
+shape. Constructor: the sizes positionally (``S4D(H, N)``, ``S4(H, l_max, N)``), then
+keyword options, which are exactly the fields of the matching config
+(`hippox.S4DConfig`, ...; validated once, kept as ``layer.config``), plus ``dtype``,
+``param_dtype`` and ``rngs``. Parameters are `flax.nnx.Param` attributes whose names and
+shapes are those of the config, and of the `hippox.linen`, `hippox.haiku` and
+`hippox.equinox` layers, so a parameter tree can be copied from one framework to the
+other. Step (streaming) mode::
 
     carry = layer.initialize_carry(batch_shape)       # zeros
     sp = layer.setup_step()                           # discretise once
@@ -23,7 +27,10 @@ from flax import nnx
 from jax.typing import ArrayLike, DTypeLike
 
 from hippox._src import _validate
-from hippox._src import ssm as _ssm
+from hippox._src.layers.lssl import LSSLConfig
+from hippox._src.layers.s4 import S4Config
+from hippox._src.layers.s4d import S4DConfig
+from hippox._src.layers.s5 import S5Config
 
 __all__ = ["LSSL", "S4", "S4D", "S5"]
 
@@ -77,8 +84,9 @@ class S4D(_SSMModule):
     Args:
       H: channels.
       N: state size of the real system (even).
-      ssm_init, disc, conj_sym, n_ssm, b_init, lambda_transform, real_scale,
-        imag_scale, dt_min, dt_max, bidirectional: as in `hippox.S4DConfig`.
+      **options: the keyword fields of `hippox.S4DConfig` (``ssm_init``, ``disc``,
+        ``conj_sym``, ``n_ssm``, ``b_init``, ``lambda_transform``, ``real_scale``,
+        ``imag_scale``, ``dt_min``, ``dt_max``, ``bidirectional``).
       dtype: activation/output dtype (None: the input's). Internals run in float32
         (float64 for float64 inputs or parameters).
       param_dtype: storage dtype of the parameters (default float32).
@@ -103,37 +111,12 @@ class S4D(_SSMModule):
         H: int,
         N: int = 64,
         *,
-        ssm_init: str = "legs",
-        disc: str = "zoh",
-        conj_sym: bool = True,
-        n_ssm: int | None = None,
-        b_init: str | None = None,
-        lambda_transform: str = "exp",
-        real_scale: float = 1.0,
-        imag_scale: float = 1.0,
-        dt_min: float = 1e-3,
-        dt_max: float = 1e-1,
-        bidirectional: bool = False,
         dtype: DTypeLike | None = None,
         param_dtype: DTypeLike = jnp.float32,
         rngs: nnx.Rngs,
+        **options,
     ):
-        config = _ssm.S4DConfig(
-            H=H,
-            N=N,
-            ssm_init=ssm_init,
-            disc=disc,
-            conj_sym=conj_sym,
-            n_ssm=n_ssm,
-            b_init=b_init,
-            lambda_transform=lambda_transform,
-            real_scale=real_scale,
-            imag_scale=imag_scale,
-            dt_min=dt_min,
-            dt_max=dt_max,
-            bidirectional=bidirectional,
-        )
-        self._build(config, rngs, dtype, param_dtype)
+        self._build(S4DConfig(H, N, **options), rngs, dtype, param_dtype)
 
     def kernel(self, L: int):
         """The kernel ``(H, L)`` (a pair ``(K_fwd, K_bwd)`` if bidirectional)."""
@@ -155,8 +138,9 @@ class S4(_SSMModule):
       H: channels.
       l_max: maximum (and reference) sequence length.
       N: state size of the real system (even).
-      ssm_init, rank, conj_sym, n_ssm, b_init, lambda_transform, real_scale,
-        imag_scale, dt_min, dt_max, bidirectional, step_mode: as in `hippox.S4Config`.
+      **options: the keyword fields of `hippox.S4Config` (``ssm_init``, ``rank``,
+        ``conj_sym``, ``n_ssm``, ``b_init``, ``lambda_transform``, ``real_scale``,
+        ``imag_scale``, ``dt_min``, ``dt_max``, ``bidirectional``, ``step_mode``).
       dtype: activation/output dtype (None: the input's).
       param_dtype: storage dtype of the parameters (default float32).
       rngs: `flax.nnx.Rngs`.
@@ -178,40 +162,12 @@ class S4(_SSMModule):
         l_max: int,
         N: int = 64,
         *,
-        ssm_init: str = "legs",
-        rank: int | None = None,
-        conj_sym: bool = True,
-        n_ssm: int | None = None,
-        b_init: str | None = None,
-        lambda_transform: str = "exp",
-        real_scale: float = 1.0,
-        imag_scale: float = 1.0,
-        dt_min: float = 1e-3,
-        dt_max: float = 1e-1,
-        bidirectional: bool = False,
-        step_mode: str = "linear",
         dtype: DTypeLike | None = None,
         param_dtype: DTypeLike = jnp.float32,
         rngs: nnx.Rngs,
+        **options,
     ):
-        config = _ssm.S4Config(
-            H=H,
-            l_max=l_max,
-            N=N,
-            ssm_init=ssm_init,
-            rank=rank,
-            conj_sym=conj_sym,
-            n_ssm=n_ssm,
-            b_init=b_init,
-            lambda_transform=lambda_transform,
-            real_scale=real_scale,
-            imag_scale=imag_scale,
-            dt_min=dt_min,
-            dt_max=dt_max,
-            bidirectional=bidirectional,
-            step_mode=step_mode,
-        )
-        self._build(config, rngs, dtype, param_dtype)
+        self._build(S4Config(H, l_max, N, **options), rngs, dtype, param_dtype)
 
     def kernel(self, L: int):
         """The kernel ``(H, L)``, ``L <= l_max`` (a pair if bidirectional)."""
@@ -227,8 +183,9 @@ class S5(_SSMModule):
     Args:
       H: channels (input and output features).
       N: real state size (the S5 paper's P), a multiple of ``2 * blocks``.
-      blocks, conj_sym, disc, c_init, lambda_transform, dt_min, dt_max, bidirectional,
-        scan: as in `hippox.S5Config`.
+      **options: the keyword fields of `hippox.S5Config` (``blocks``, ``conj_sym``,
+        ``disc``, ``c_init``, ``lambda_transform``, ``dt_min``, ``dt_max``,
+        ``bidirectional``, ``scan``).
       dtype: activation/output dtype (None: the input's).
       param_dtype: storage dtype of the parameters (default float32).
       rngs: `flax.nnx.Rngs`.
@@ -249,33 +206,12 @@ class S5(_SSMModule):
         H: int,
         N: int = 64,
         *,
-        blocks: int = 1,
-        conj_sym: bool = True,
-        disc: str = "zoh",
-        c_init: str = "trunc_standard_normal",
-        lambda_transform: str = "clip",
-        dt_min: float = 1e-3,
-        dt_max: float = 1e-1,
-        bidirectional: bool = False,
-        scan: str = "associative",
         dtype: DTypeLike | None = None,
         param_dtype: DTypeLike = jnp.float32,
         rngs: nnx.Rngs,
+        **options,
     ):
-        config = _ssm.S5Config(
-            H=H,
-            N=N,
-            blocks=blocks,
-            conj_sym=conj_sym,
-            disc=disc,
-            c_init=c_init,
-            lambda_transform=lambda_transform,
-            dt_min=dt_min,
-            dt_max=dt_max,
-            bidirectional=bidirectional,
-            scan=scan,
-        )
-        self._build(config, rngs, dtype, param_dtype)
+        self._build(S5Config(H, N, **options), rngs, dtype, param_dtype)
 
     def __call__(self, u: ArrayLike, *, step_rescale: float | ArrayLike = 1.0) -> jax.Array:
         """``u`` ``(..., L, H)`` -> ``y`` ``(..., L, H)``; every ``dt`` times ``step_rescale``."""
@@ -294,7 +230,8 @@ class LSSL(_SSMModule):
     Args:
       H: channels.
       N: state size.
-      measure, disc, learn_A, learn_B, dt_min, dt_max: as in `hippox.LSSLConfig`.
+      **options: the keyword fields of `hippox.LSSLConfig` (``measure``, ``disc``,
+        ``learn_A``, ``learn_B``, ``dt_min``, ``dt_max``).
       dtype: activation/output dtype (None: the input's).
       param_dtype: storage dtype of the parameters (default float32).
       rngs: `flax.nnx.Rngs`.
@@ -313,27 +250,12 @@ class LSSL(_SSMModule):
         H: int,
         N: int = 64,
         *,
-        measure: str = "legs",
-        disc: str = "bilinear",
-        learn_A: bool = False,
-        learn_B: bool = False,
-        dt_min: float = 1e-3,
-        dt_max: float = 1e-1,
         dtype: DTypeLike | None = None,
         param_dtype: DTypeLike = jnp.float32,
         rngs: nnx.Rngs,
+        **options,
     ):
-        config = _ssm.LSSLConfig(
-            H=H,
-            N=N,
-            measure=measure,
-            disc=disc,
-            learn_A=learn_A,
-            learn_B=learn_B,
-            dt_min=dt_min,
-            dt_max=dt_max,
-        )
-        self._build(config, rngs, dtype, param_dtype)
+        self._build(LSSLConfig(H, N, **options), rngs, dtype, param_dtype)
 
     def kernel(self, L: int) -> jax.Array:
         """The kernel ``(H, L)``."""

@@ -1,6 +1,6 @@
 """Flax NNX HiPPO-RNN: the cell (`HiPPORNNCell`) and a sequence layer (`HiPPORNN`).
 
-Thin shells over `hippox.HiPPORNNConfig` (equations in `hippox._src.rnn`): parameters
+Thin shells over `hippox.HiPPORNNConfig` (equations in `hippox._src.layers.rnn`): parameters
 are `flax.nnx.Param` attributes ``W_u``, ``b_u``, ``W_h``, ``b_h`` (and ``W_g``,
 ``b_g`` when gated), with the names and shapes of the `hippox.linen`, `hippox.haiku`
 and `hippox.equinox` versions, so a parameter tree copies across frameworks.
@@ -22,20 +22,9 @@ from flax import nnx
 from jax.typing import ArrayLike, DTypeLike
 
 from hippox._src import _validate
-from hippox._src.rnn import HiPPORNNConfig, HiPPORNNState
+from hippox._src.layers.rnn import HiPPORNNConfig, HiPPORNNState
 
 __all__ = ["HiPPORNN", "HiPPORNNCell"]
-
-
-def _build(module, in_features, hidden_features, kw, rngs, dtype, param_dtype) -> None:
-    if not isinstance(rngs, nnx.Rngs):
-        raise TypeError(f"`rngs` must be a flax.nnx.Rngs, got {type(rngs).__name__}.")
-    config = HiPPORNNConfig(d_in=in_features, features=hidden_features, **kw)
-    module.config = config
-    module.dtype = None if dtype is None else jnp.dtype(dtype)
-    module.param_dtype = _validate.real_dtype(param_dtype, name="param_dtype")
-    for name, (shape, init) in config.param_specs().items():
-        setattr(module, name, nnx.Param(init(rngs.params(), shape, module.param_dtype)))
 
 
 class _HiPPORNNParams:
@@ -46,27 +35,18 @@ class _HiPPORNNParams:
         in_features: int,
         hidden_features: int,
         *,
-        memory_size: int = 1,
-        N: int = 32,
-        measure: str = "legs",
-        method: str = "bilinear",
-        dt: float | None = None,
-        gated: bool = False,
-        measure_params: tuple = (),
         dtype: DTypeLike | None = None,
         param_dtype: DTypeLike = jnp.float32,
         rngs: nnx.Rngs,
+        **options,
     ):
-        kw = dict(
-            memory_size=memory_size,
-            N=N,
-            measure=measure,
-            method=method,
-            dt=dt,
-            gated=gated,
-            measure_params=measure_params,
-        )
-        _build(self, in_features, hidden_features, kw, rngs, dtype, param_dtype)
+        if not isinstance(rngs, nnx.Rngs):
+            raise TypeError(f"`rngs` must be a flax.nnx.Rngs, got {type(rngs).__name__}.")
+        self.config = HiPPORNNConfig(in_features, hidden_features, **options)
+        self.dtype = None if dtype is None else jnp.dtype(dtype)
+        self.param_dtype = _validate.real_dtype(param_dtype, name="param_dtype")
+        for name, (shape, init) in self.config.param_specs().items():
+            setattr(self, name, nnx.Param(init(rngs.params(), shape, self.param_dtype)))
 
     def rnn_params(self) -> dict[str, jax.Array]:
         """The parameters as a flat ``{name: array}`` dict (the pure core's input)."""
@@ -79,14 +59,11 @@ class HiPPORNNCell(_HiPPORNNParams, nnx.RNNCellBase):
     Args:
       in_features: input features ``d_in``.
       hidden_features: hidden size.
-      memory_size: number F of memory channels.
-      N: memory order.
-      measure: ``legs`` (scale-invariant, ``O(N)`` per step) or a time-invariant
-        measure (``legt``, ``lmu``, ``lagt``, ``glagt``, ...).
-      method: memory discretisation (`hippox.hippo_memory`).
-      dt: step of a time-invariant memory (None: ``1e-2``; None for ``legs``).
-      gated: gated hidden update.
-      measure_params: measure parameters as ``(name, value)`` pairs.
+      **options: the keyword fields of `hippox.HiPPORNNConfig`: ``memory_size`` (number
+        F of memory channels), ``N`` (memory order), ``measure`` (``legs``:
+        scale-invariant, ``O(N)`` per step; or a time-invariant measure such as
+        ``legt``, ``lmu``, ``lagt``, ``glagt``), ``method`` (`hippox.hippo_memory`),
+        ``dt`` (step of a time-invariant memory), ``gated``, ``measure_params``.
       dtype: output dtype (None: the input's).
       param_dtype: parameter storage dtype (default float32).
       rngs: `flax.nnx.Rngs` with a ``params`` stream.

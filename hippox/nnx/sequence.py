@@ -1,6 +1,6 @@
 """Flax NNX `SequenceModel`: encoder, residual blocks of hippox layers, pooling, decoder.
 
-The architecture is described in `hippox._src.backbone`. Training and evaluation
+The architecture is described in `hippox._src.layers.backbone`. Training and evaluation
 modes follow the NNX conventions: dropout reads the ``deterministic`` attribute of its
 `flax.nnx.Dropout` and BatchNorm ``use_running_average``; ``model.eval()`` sets both
 (dropout off, running averages), ``model.train()`` unsets them. The constructor's
@@ -18,8 +18,8 @@ from flax import nnx
 from jax.typing import ArrayLike, DTypeLike
 
 from hippox._src import _validate
-from hippox._src import backbone as _bb
-from hippox._src.backbone import SequenceCarry
+from hippox._src.layers import backbone as _bb
+from hippox._src.layers.backbone import SequenceCarry
 from hippox.nnx import layers as _layers
 from hippox.nnx import rnn as _rnn
 
@@ -39,7 +39,7 @@ class SequenceModel(nnx.Module):
 
     ``u`` ``(..., L, d_input)`` -> ``(..., d_output)`` (``pooling='mean'`` or
     ``'last'``) or ``(..., L, d_output)`` (``pooling=None``). See
-    `hippox._src.backbone` for the block structure.
+    `hippox._src.layers.backbone` for the block structure.
 
     Args:
       d_input: input features.
@@ -119,8 +119,7 @@ class SequenceModel(nnx.Module):
             activation=activation,
             pooling=pooling,
         )
-        if not isinstance(deterministic, bool):
-            raise TypeError(f"`deterministic` must be a bool, got {deterministic!r}.")
+        _validate.check_bool("deterministic", deterministic)
         pd = _validate.real_dtype(param_dtype, name="param_dtype")
         H = opts.d_model
         self.d_model = H
@@ -200,7 +199,7 @@ class SequenceModel(nnx.Module):
         Returns:
           `hippox.nnx.SequenceCarry`.
         """
-        batch = _bb.batch_of(batch_shape)
+        batch = _validate.check_batch_shape(batch_shape)
         carries = [self._stepper(layer, "initialize_carry")(batch) for layer in self.layers]
         rd = jnp.promote_types(self.param_dtype, jnp.float32) if dtype is None else dtype
         return _bb.initial_carry(carries, batch, self.d_model, rd)

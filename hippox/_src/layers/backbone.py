@@ -63,20 +63,6 @@ class BackboneOptions(NamedTuple):
     pooling: str | None
 
 
-def _check_bool(name: str, value) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"`{name}` must be a bool, got {value!r}.")
-    return value
-
-
-def _check_none_or_choice(name: str, value, allowed) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str) or value not in allowed:
-        raise ValueError(f"`{name}` must be one of {tuple(allowed)}, got {value!r}.")
-    return value
-
-
 def check_options(
     *,
     d_output: int,
@@ -114,13 +100,13 @@ def check_options(
         raise ValueError(
             "`l_max` must be given for layer='s4' (S4 stores C_tilde for a fixed length), got None."
         )
-    prenorm = _check_bool("prenorm", prenorm)
-    norm = _check_none_or_choice("norm", norm, ("layer", "batch"))
+    prenorm = _validate.check_bool("prenorm", prenorm)
+    norm = _validate.check_none_or_choice("norm", norm, ("layer", "batch"))
     dropout = _validate.check_real("dropout", dropout, low=0.0)
     if dropout >= 1.0:
         raise ValueError(f"`dropout` must be in [0, 1), got {dropout}.")
     _validate.check_choice("activation", activation, ACTIVATIONS)
-    pooling = _check_none_or_choice("pooling", pooling, ("mean", "last"))
+    pooling = _validate.check_none_or_choice("pooling", pooling, ("mean", "last"))
     return BackboneOptions(
         d_output,
         d_model,
@@ -240,10 +226,3 @@ def check_carry(carry, n_layers: int) -> SequenceCarry:
             f"initialize_carry), got {type(carry).__name__}."
         )
     return carry
-
-
-def batch_of(batch_shape) -> tuple[int, ...]:
-    """``batch_shape`` as a tuple of ints (an int is one axis)."""
-    if isinstance(batch_shape, int):
-        batch_shape = (batch_shape,)
-    return tuple(_validate.check_size("batch_shape entry", n, minimum=0) for n in batch_shape)

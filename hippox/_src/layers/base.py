@@ -1,0 +1,192 @@
+"""The shared base of the layer configs: parameter specs, initial parameters, checks.
+
+Every hippox layer (S4D, S4, S5, LSSL, the HiPPO-RNN) is a frozen, hashable config
+dataclass whose methods are pure functions of a flat dict of real parameters
+(``{"Lambda_re": ..., "B": ..., ...}``). A config declares two things:
+
+- ``param_shapes()``: ``{name: shape}`` in a fixed order (the order keys are split in);
+- ``param_initializers()``: ``{name: init(key, shape, dtype)}`` (at least every name of
+  ``param_shapes``).
+
+and inherits the bookkeeping every framework wrapper uses (`LayerConfig.param_specs`,
+`LayerConfig.init_params`, `LayerConfig.check_params`), so the NNX, linen, Haiku and
+Equinox wrappers create the same leaves with the same names.
+
+The module also holds the small helpers the layer maths share (input checks, the
+output/state dtype rules, ``n_ssm`` groups, the channel-last FFT convolution).
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.typing import ArrayLike, DTypeLike
+
+from hippox._src import _validate
+from hippox._src.conv import bidirectional_conv, causal_conv
+
+#: A flat ``{name: array}`` parameter dict.
+Params = Mapping[str, Any]
+#: ``init(key, shape, dtype=None) -> jax.Array`` (the jax.nn.initializers protocol).
+Initializer = Callable[..., jax.Array]
+
+
+class LayerConfig:
+    """Parameter bookkeeping shared by every layer config (a mixin of frozen dataclasses)."""
+
+    def param_shapes(self) -> dict[str, tuple[int, ...]]:  # pragma: no cover - abstract
+        """``{name: shape}`` of every parameter, in a fixed order."""
+        raise NotImplementedError
+
+    def param_initializers(self) -> dict[str, Initializer]:  # pragma: no cover - abstract
+        """``{name: init(key, shape, dtype)}`` for (at least) every parameter."""
+        raise NotImplementedError
+
+    def param_specs(self) -> dict[str, tuple[tuple[int, ...], Initializer]]:
+        """``{name: (shape, initializer)}`` for every parameter, in a fixed order."""
+        inits = self.param_initializers()
+        return {name: (shape, inits[name]) for name, shape in self.param_shapes().items()}
+
+    def init_params(self, key, *, param_dtype: DTypeLike = jnp.float32) -> dict[str, jax.Array]:
+        """Initial parameters as a flat dict (framework-free use; one key per leaf).
+
+        Args:
+          key: jax.random key, split once per parameter in `param_shapes` order.
+          param_dtype: real storage dtype.
+
+        Returns:
+          ``{name: array}`` with the shapes of `param_shapes`.
+        """
+        _validate.require_key("key", key, f"{type(self).__name__}.init_params")
+        pd = _validate.real_dtype(param_dtype, name="param_dtype")
+        specs = self.param_specs()
+        keys = jax.random.split(key, len(specs))
+        items = zip(keys, specs.items(), strict=True)
+        return {name: init(k, shape, pd) for k, (name, (shape, init)) in items}
+
+    def check_params(self, params: Params) -> dict[str, jax.Array]:
+        """Checks a parameter dict; returns its leaves (in `param_shapes` order) as arrays.
+
+        Raises:
+          TypeError: ``params`` is not a mapping, or a leaf is not real floating.
+          ValueError: a missing leaf or a wrong shape (naming the leaf).
+        """
+        if not isinstance(params, Mapping):
+            raise TypeError(
+                f"`params` must be a mapping of name -> array, got {type(params).__name__}."
+            )
+        shapes = self.param_shapes()
+        out = {}
+        for name, shape in shapes.items():
+            if name not in params:
+                raise ValueError(
+                    f"`params` must contain the leaves {tuple(shapes)}, missing {name!r}."
+                )
+            leaf = _validate.as_array(f"params[{name!r}]", params[name])
+            if leaf.shape != shape:
+                raise ValueError(f"`params[{name!r}]` must have shape {shape}, got {leaf.shape}.")
+            if not jnp.issubdtype(leaf.dtype, jnp.floating):
+                raise TypeError(f"`params[{name!r}]` must be real floating, got {leaf.dtype}.")
+            out[name] = leaf
+        return out
+
+    def prepared(self, params: Params, *arrays: jax.Array) -> tuple[dict[str, jax.Array], np.dtype]:
+        """Checked parameters cast to the compute dtype, and that dtype.
+
+        The compute dtype is float32 unless a parameter or one of ``arrays`` (the
+        input) is float64 (`hippox._src._validate.compute_dtype`).
+        """
+        p = self.check_params(params)
+        rd = _validate.compute_dtype(*p.values(), *arrays)
+        return {k: v.astype(rd) for k, v in p.items()}, rd
+
+
+# ------------------------------------------------------------------------ helpers
+
+
+def set_field(obj, name: str, value) -> None:
+    """Sets a field of a frozen dataclass in its ``__post_init__`` (normalised values)."""
+    object.__setattr__(obj, name, value)
+
+
+def check_sequence_input(u: ArrayLike, H: int, *, name: str = "u") -> jax.Array:
+    """``u`` of shape ``(..., L, H)``, real floating, ``L >= 1``."""
+    u = _validate.as_array(name, u)
+    if not jnp.issubdtype(u.dtype, jnp.floating):
+        raise TypeError(f"`{name}` must be a real floating array, got dtype {u.dtype}.")
+    if u.ndim < 2 or u.shape[-1] != H or u.shape[-2] < 1:
+        raise ValueError(
+            f"`{name}` must have shape (..., L, H) with L >= 1 and H={H} channels, got {u.shape}."
+        )
+    return u
+
+
+def check_step_input(u: ArrayLike, H: int, *, name: str = "u") -> jax.Array:
+    """``u`` of shape ``(..., H)``, real floating (one step)."""
+    u = _validate.as_array(name, u)
+    if not jnp.issubdtype(u.dtype, jnp.floating):
+        raise TypeError(f"`{name}` must be a real floating array, got dtype {u.dtype}.")
+    if u.ndim < 1 or u.shape[-1] != H:
+        raise ValueError(f"`{name}` must have shape (..., H) with H={H} channels, got {u.shape}.")
+    return u
+
+
+def output_dtype(dtype: DTypeLike | None, u: jax.Array) -> np.dtype:
+    """The activation dtype: ``dtype``, or the input's when None."""
+    return u.dtype if dtype is None else jnp.dtype(dtype)
+
+
+def state_dtype(param_dtype: DTypeLike, *, complex_state: bool = True) -> np.dtype:
+    """The step-mode state dtype for ``param_dtype``: complex64/128 (or float32/64)."""
+    rd = _validate.compute_dtype(_validate.real_dtype(param_dtype, name="param_dtype"))
+    return _validate.complex_dtype(rd) if complex_state else rd
+
+
+def check_groups(H: int, n_ssm) -> int:
+    """The number of independent SSM copies: ``n_ssm`` (dividing H), or H when None."""
+    if n_ssm is None:
+        return H
+    n_ssm = _validate.check_size("n_ssm", n_ssm)
+    if H % n_ssm:
+        raise ValueError(f"`n_ssm` must divide H={H}, got {n_ssm}.")
+    return n_ssm
+
+
+def expand_groups(x: jax.Array, H: int, axis: int = 0) -> jax.Array:
+    """Repeats the n_ssm groups of axis `axis` to H channels (channel h uses copy h // (H/G))."""
+    G = x.shape[axis]
+    return x if G == H else jnp.repeat(x, H // G, axis=axis)
+
+
+def check_step_rescale(step_rescale, dtype) -> jax.Array:
+    """``step_rescale`` (> 0 when it is a Python number) as an array of ``dtype``."""
+    if isinstance(step_rescale, numbers.Real) and not isinstance(step_rescale, bool):
+        _validate.check_real("step_rescale", step_rescale, positive=True)
+    return _validate.as_array("step_rescale", step_rescale).astype(dtype)
+
+
+def refuse_bidirectional_step(bidirectional: bool) -> None:
+    """Step mode has no recurrent form for a bidirectional layer."""
+    if bidirectional:
+        raise ValueError(
+            "`bidirectional` must be False for step mode (a bidirectional layer sees the "
+            "future and has no recurrent form), got True."
+        )
+
+
+def convolve(K, u: jax.Array, D: jax.Array, rd) -> jax.Array:
+    """Channel-last FFT convolution: ``u`` ``(..., L, H)`` with ``K`` ``(H, L)`` + ``D u``.
+
+    ``K`` may be a pair ``(K_fwd, K_bwd)`` (`hippox.bidirectional_conv`).
+    """
+    ut = jnp.swapaxes(u, -1, -2).astype(rd)  # (..., H, L)
+    if isinstance(K, tuple):
+        y = bidirectional_conv(ut, K[0], K[1], D=D)
+    else:
+        y = causal_conv(ut, K, D=D)
+    return jnp.swapaxes(y, -1, -2)

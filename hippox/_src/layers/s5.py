@@ -1,0 +1,202 @@
+"""S5: one MIMO diagonal SSM shared by all H channels, run with a parallel scan."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Literal, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax.typing import ArrayLike, DTypeLike
+
+from hippox import initializers as inits
+from hippox._src import _validate
+from hippox._src.discretize import discretize_diag
+from hippox._src.layers import base
+from hippox._src.parameterization import LambdaReTransform, complex_from_pair, lambda_from_params
+from hippox._src.recurrence import linear_recurrence
+
+
+class S5StepParams(NamedTuple):
+    """Discretised S5 system for `S5Config.step`.
+
+    Attributes:
+      Ab: ``(M,)`` complex diagonal of the discrete state matrix.
+      Bb: ``(M, H)`` complex discrete input matrix.
+      C: ``(H, M)`` complex output matrix, the conj_sym factor 2 folded in
+        (``y = Re(C x) + D u``).
+      D: ``(H,)`` real skip term.
+    """
+
+    Ab: jax.Array
+    Bb: jax.Array
+    C: jax.Array
+    D: jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class S5Config(base.LayerConfig):
+    """S5: one MIMO diagonal SSM shared by all H channels, run with a parallel scan.
+
+    ``dx/dt = diag(Lambda) x + B_tilde u`` with a state of M complex modes,
+    ``y = 2 Re(C_tilde x) + D u`` (``conj_sym=True``; ``Re`` for ``conj_sym=False``),
+    discretised per mode with ``dt = exp(log_dt) * step_rescale`` (zoh or bilinear) and
+    evaluated with `hippox.linear_recurrence` (``method='associative'`` by default).
+    Initialised from a block-diagonal HiPPO-N matrix with J = ``blocks`` blocks
+    (`hippox.block_diagonal_init`): ``Lambda`` its eigenvalues, ``B_tilde = V⁻¹ B``,
+    ``C_tilde = C V``. ``Lambda_re`` is stored through ``lambda_transform`` as in
+    `hippox._src.layers.siso`.
+
+    Parameters (M = N/2 for conj_sym else N; the S5 paper's P is N): ``Lambda_re``
+    (M,), ``Lambda_im`` (M,), ``B`` (M, H, 2) = ``V⁻¹B``, ``C`` (H, M, 2) = ``CV``,
+    ``C_bwd`` (H, M, 2) if bidirectional, ``D`` (H,), ``log_dt`` (M,).
+
+    Bidirectional: a second scan runs over the reversed sequence with the same
+    ``Lambda``, ``B``, ``dt`` and its own ``C_bwd``; its state at position l has seen
+    ``u_l … u_{L-1}`` (so ``u_l`` enters both directions, as in S5).
+
+    Attributes:
+      H: channels (input and output features).
+      N: real state size (``blocks`` blocks of even size N/blocks).
+      blocks: J, the number of HiPPO-N blocks.
+      conj_sym: keep one of each conjugate pair.
+      disc: ``zoh`` or ``bilinear``.
+      c_init: `hippox.initializers.s5_c` init.
+      lambda_transform: ``clip`` (S5's choice), ``exp`` or ``softplus``.
+      dt_min, dt_max: range of the log-uniform initial ``dt`` (per mode).
+      bidirectional: add the backward scan.
+      scan: ``associative`` (parallel) or ``sequential`` (`hippox.linear_recurrence`).
+    """
+
+    H: int
+    N: int = 64
+    _: dataclasses.KW_ONLY
+    blocks: int = 1
+    conj_sym: bool = True
+    disc: Literal["zoh", "bilinear"] = "zoh"
+    c_init: inits.S5CInit = "trunc_standard_normal"
+    lambda_transform: LambdaReTransform = "clip"
+    dt_min: float = 1e-3
+    dt_max: float = 1e-1
+    bidirectional: bool = False
+    scan: Literal["associative", "sequential"] = "associative"
+
+    def __post_init__(self):
+        base.set_field(self, "H", _validate.check_size("H", self.H))
+        base.set_field(self, "N", _validate.check_size("N", self.N, minimum=2))
+        base.set_field(self, "blocks", _validate.check_size("blocks", self.blocks))
+        if self.N % self.blocks or (self.N // self.blocks) % 2:
+            raise ValueError(
+                f"`N` must be a multiple of 2*blocks={2 * self.blocks} (blocks of even size), "
+                f"got {self.N}."
+            )
+        base.set_field(self, "conj_sym", _validate.check_bool("conj_sym", self.conj_sym))
+        base.set_field(
+            self, "bidirectional", _validate.check_bool("bidirectional", self.bidirectional)
+        )
+        _validate.check_choice("disc", self.disc, ("zoh", "bilinear"))
+        _validate.check_choice("scan", self.scan, ("associative", "sequential"))
+        self.param_initializers()  # validates the remaining options eagerly
+
+    @property
+    def M(self) -> int:
+        """Stored modes: N/2 (conj_sym) or N."""
+        return self.N // 2 if self.conj_sym else self.N
+
+    def param_shapes(self) -> dict[str, tuple[int, ...]]:
+        M, H = self.M, self.H
+        shapes = {"Lambda_re": (M,), "Lambda_im": (M,), "B": (M, H, 2), "C": (H, M, 2)}
+        if self.bidirectional:
+            shapes["C_bwd"] = (H, M, 2)
+        shapes.update(D=(H,), log_dt=(M,))
+        return shapes
+
+    def param_initializers(self) -> dict[str, base.Initializer]:
+        kw = dict(blocks=self.blocks, conj_sym=self.conj_sym)
+        return {
+            "Lambda_re": inits.lambda_re("legs", transform=self.lambda_transform, **kw),
+            "Lambda_im": inits.lambda_im("legs", **kw),
+            "B": inits.s5_b(**kw),
+            "C": inits.s5_c(self.c_init, **kw),
+            "C_bwd": inits.s5_c(self.c_init, **kw),
+            "D": inits.d(),
+            "log_dt": inits.log_dt(dt_min=self.dt_min, dt_max=self.dt_max),
+        }
+
+    def _discrete(self, p: dict, step_rescale):
+        Lam = lambda_from_params(p["Lambda_re"], p["Lambda_im"], transform=self.lambda_transform)
+        dt = jnp.exp(p["log_dt"]) * base.check_step_rescale(step_rescale, p["log_dt"].dtype)
+        # One step per mode: Lambda (M, 1) with a (M, 1, H) input matrix and dt (M,).
+        B = complex_from_pair(p["B"])[:, None, :]
+        Ab, Bb = discretize_diag(Lam[:, None], B, dt, method=self.disc)
+        return Ab[:, 0], Bb[:, 0, :]
+
+    def apply(
+        self,
+        params: base.Params,
+        u: ArrayLike,
+        *,
+        dtype: DTypeLike | None = None,
+        step_rescale: float | ArrayLike = 1.0,
+    ) -> jax.Array:
+        """The layer with a parallel scan: ``u`` ``(..., L, H)`` -> ``y`` ``(..., L, H)``.
+
+        ``step_rescale`` multiplies every ``dt`` (e.g. for a different sampling rate).
+        """
+        u = base.check_sequence_input(u, self.H)
+        p, rd = self.prepared(params, u)
+        Ab, Bb = self._discrete(p, step_rescale)
+        ur = u.astype(rd)
+        Bu = jnp.einsum("mh,...lh->...lm", Bb, ur.astype(Bb.dtype))
+        scan = dict(diagonal=True, method=self.scan)
+        fac = 2.0 if self.conj_sym else 1.0
+        xs = linear_recurrence(Ab, Bu, **scan)
+        y = fac * jnp.einsum("hm,...lm->...lh", complex_from_pair(p["C"]), xs).real
+        if self.bidirectional:
+            xb = jnp.flip(linear_recurrence(Ab, jnp.flip(Bu, -2), **scan), -2)
+            y = y + fac * jnp.einsum("hm,...lm->...lh", complex_from_pair(p["C_bwd"]), xb).real
+        y = y + p["D"] * ur
+        return y.astype(base.output_dtype(dtype, u))
+
+    def step_params(
+        self, params: base.Params, *, step_rescale: float | ArrayLike = 1.0
+    ) -> S5StepParams:
+        """Discretised `S5StepParams` for `step`."""
+        base.refuse_bidirectional_step(self.bidirectional)
+        p, _ = self.prepared(params)
+        Ab, Bb = self._discrete(p, step_rescale)
+        fac = 2.0 if self.conj_sym else 1.0
+        return S5StepParams(Ab, Bb, fac * complex_from_pair(p["C"]), p["D"])
+
+    def initial_state(
+        self, batch_shape: Sequence[int] = (), param_dtype: DTypeLike = jnp.float32
+    ) -> jax.Array:
+        """Zero state ``(*batch_shape, M)`` (shared by the channels), complex."""
+        batch = _validate.check_batch_shape(batch_shape)
+        return jnp.zeros((*batch, self.M), base.state_dtype(param_dtype))
+
+    def step(
+        self,
+        step_params: S5StepParams,
+        x: ArrayLike,
+        u: ArrayLike,
+        *,
+        dtype: DTypeLike | None = None,
+    ):
+        """One step: ``x`` ``(..., M)``, ``u`` ``(..., H)`` -> ``(x_new, y)`` ``(..., H)``.
+
+        ``x' = Ab x + Bb u``, ``y = Re(C x') + D u`` (the MIMO recurrence the scan runs).
+        """
+        if not isinstance(step_params, S5StepParams):
+            raise TypeError(
+                f"`step_params` must be S5StepParams, got {type(step_params).__name__}."
+            )
+        u = base.check_step_input(u, self.H)
+        x = _validate.as_array("x", x)
+        if x.ndim < 1 or x.shape[-1] != self.M:
+            raise ValueError(f"`x` must have shape (..., M) with M={self.M}, got {x.shape}.")
+        Ab, Bb, C, D = step_params
+        x = Ab * x.astype(Ab.dtype) + jnp.einsum("mh,...h->...m", Bb, u.astype(Bb.dtype))
+        y = jnp.einsum("hm,...m->...h", C, x).real + D * u.astype(D.dtype)
+        return x, y.astype(base.output_dtype(dtype, u))
