@@ -59,6 +59,7 @@ import numpy as np
 from jax.typing import DTypeLike
 
 from hippox._src import _validate, decompositions, matrices
+from hippox._src.parameterization import conj_closed, full_layout
 
 DiagInit = Literal["legs", "lin", "inv", "inv2", "quad", "real", "rand"]
 BInit = Literal["constant", "legs", "random", "alternating"]
@@ -66,12 +67,6 @@ PInit = Literal["zeros", "random"]
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _check_bool(name: str, value) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"`{name}` must be a bool, got {value!r}.")
-    return bool(value)
 
 
 def _check_even_N(N, *, name: str = "N") -> int:
@@ -91,12 +86,7 @@ def _dtypes(dtype) -> tuple[np.dtype, np.dtype]:
     return cdtype, rdtype
 
 
-def _full(x: jax.Array, conj_sym: bool, axis: int = -1) -> jax.Array:
-    """The half layout, or the full one: half values followed by their conjugates."""
-    return x if conj_sym else jnp.concatenate([x, jnp.conj(x)], axis=axis)
-
-
-def _complex_normal(key, shape, rdtype) -> jax.Array:
+def complex_normal(key, shape, rdtype) -> jax.Array:
     """Standard complex normal, ``E|z|² = 1``, in the complex dtype matching `rdtype`."""
     re, im = jax.random.normal(key, (2, *shape), rdtype) * np.asarray(np.sqrt(0.5), rdtype)
     return jax.lax.complex(re, im)
@@ -108,13 +98,53 @@ def _readonly(*xs):
     return xs if len(xs) > 1 else xs[0]
 
 
+def check_init(
+    arg: str, init, inits: tuple[str, ...], params: dict, *, what: str, measures_first: bool
+) -> tuple[str, bool, tuple]:
+    """Validates a name that is one of ``inits`` or an NPLR measure (`matrices.NPLR_NAMES`).
+
+    The one check of such a name at a public boundary (`dplr`, the ``hippox.initializers``
+    factories); the host builders below take its result as is.
+
+    Args:
+      arg: the argument's name, for the error message.
+      init: the name given.
+      inits: the non-measure names accepted (e.g. `DIAG_INITS`).
+      params: the measure parameters given with it.
+      what: how a non-measure name is called in the error (``"diagonal init"``).
+      measures_first: whether a name in both sets (``legs``) means the measure; the
+        measures are then also listed first in the error.
+
+    Returns:
+      ``(name, is_measure, params)``: the name (a measure canonicalised), whether it is a
+      measure, and the checked parameter tuple (``()`` for a non-measure name).
+
+    Raises:
+      ValueError: an unknown name. TypeError: parameters given to a non-measure name,
+        or a parameter the measure does not take.
+    """
+    if measures_first:
+        others = tuple(i for i in inits if i not in matrices.NPLR_NAMES)
+        allowed = (*matrices.NPLR_NAMES, *others)
+    else:
+        others = inits
+        allowed = (*inits, *(m for m in matrices.NPLR_NAMES if m not in inits))
+    init = _validate.check_choice(arg, init, allowed)
+    if init in others:
+        if params:
+            raise TypeError(f"{what} {init!r} takes no measure parameters, got {tuple(params)}.")
+        return init, False, ()
+    measure = matrices.ALIASES.get(init, init)
+    return measure, True, matrices.check_measure_params(measure, params)
+
+
 # ------------------------------------------------------------------ Lambda: registry
 # Deterministic builders map N -> complex128 NumPy (N/2,) (unscaled). Random builders
 # map (key, N, shape, rdtype) -> (real part, imaginary part) jnp arrays of `shape`.
 
 
 def _legs_spectrum(N: int) -> np.ndarray:
-    return decompositions.nplr_np("legs", N)[0]
+    return decompositions.nplr_host("legs", N, 1, ())[0]
 
 
 def _half_n(N: int) -> np.ndarray:
@@ -154,10 +184,12 @@ _SPECTRA: dict[str, Callable[[int], np.ndarray]] = {
     "quad": _quad_spectrum,
     "real": _real_spectrum,
 }
-_RANDOM_SPECTRA: dict[str, Callable] = {"rand": _rand_spectrum}
+#: The random diagonal inits (they need a key): name -> ``(key, N, shape, rdtype) ->
+#: (real part, imaginary part)``.
+RANDOM_SPECTRA: dict[str, Callable] = {"rand": _rand_spectrum}
 
 #: Names accepted by `diag_init` (and by `dplr` as diagonal inits).
-DIAG_INITS: tuple[str, ...] = (*_SPECTRA, *_RANDOM_SPECTRA)
+DIAG_INITS: tuple[str, ...] = (*_SPECTRA, *RANDOM_SPECTRA)
 
 
 @functools.lru_cache(maxsize=128)
@@ -165,15 +197,31 @@ def _spectrum_np(init: str, N: int) -> np.ndarray:
     return _readonly(np.asarray(_SPECTRA[init](N), np.complex128))
 
 
+def spectrum_host(init: str, N: int, params: tuple = ()) -> np.ndarray:
+    """Unscaled complex128 half spectrum ``(N/2,)`` (cached, read-only).
+
+    ``init`` is a deterministic diagonal init or a canonical NPLR measure (its
+    `hippox.nplr` spectrum at the natural rank) as returned by `check_init`; ``N`` is an
+    even checked size and ``params`` the measure's checked parameter tuple.
+    """
+    if init in _SPECTRA:
+        return _spectrum_np(init, N)
+    return decompositions.nplr_host(init, N, matrices.natural_rank(init), params)[0]
+
+
 def _scaled(Lam, real_scale: float, imag_scale: float):
     return real_scale * Lam.real + 1j * (imag_scale * Lam.imag)
 
 
-def _lambda(init, N, shape, real_scale, imag_scale, key, cdtype, rdtype) -> jax.Array:
-    """Half spectrum broadcast (or drawn) to ``shape + (N/2,)``."""
+def half_spectrum(init, N, shape, real_scale, imag_scale, key, cdtype, rdtype) -> jax.Array:
+    """The scaled half spectrum of a diagonal init, broadcast (or drawn) to ``shape + (N/2,)``.
+
+    ``init`` is one of `DIAG_INITS` (checked); a random init (`RANDOM_SPECTRA`) draws from
+    ``key`` in ``rdtype``; the result has the complex dtype ``cdtype``.
+    """
     full_shape = (*shape, N // 2)
-    if init in _RANDOM_SPECTRA:
-        re, im = _RANDOM_SPECTRA[init](key, N, full_shape, rdtype)
+    if init in RANDOM_SPECTRA:
+        re, im = RANDOM_SPECTRA[init](key, N, full_shape, rdtype)
         return jax.lax.complex(real_scale * re, imag_scale * im).astype(cdtype)
     Lam = _scaled(_spectrum_np(init, N), real_scale, imag_scale)
     return jnp.broadcast_to(jnp.asarray(Lam, cdtype), full_shape)
@@ -228,13 +276,13 @@ def diag_init(
     cdtype, rdtype = _dtypes(dtype)
     init = _validate.check_choice("init", init, DIAG_INITS)
     N = _check_even_N(N)
-    conj_sym = _check_bool("conj_sym", conj_sym)
+    conj_sym = _validate.check_bool("conj_sym", conj_sym)
     real_scale = _validate.check_real("real_scale", real_scale, positive=True)
     imag_scale = _validate.check_real("imag_scale", imag_scale, low=0.0)
-    if init in _RANDOM_SPECTRA:
+    if init in RANDOM_SPECTRA:
         _validate.require_key("key", key, f"diag_init({init!r})")
-    Lam = _lambda(init, N, (), real_scale, imag_scale, key, cdtype, rdtype)
-    return _full(Lam, conj_sym)
+    Lam = half_spectrum(init, N, (), real_scale, imag_scale, key, cdtype, rdtype)
+    return full_layout(Lam, conj_sym)
 
 
 # ----------------------------------------------------------------------- B: registry
@@ -245,7 +293,7 @@ def _b_constant(N: int) -> np.ndarray:
 
 
 def _b_legs(N: int) -> np.ndarray:
-    return decompositions.nplr_np("legs", N)[2]
+    return decompositions.nplr_host("legs", N, 1, ())[2]
 
 
 def _b_alternating(N: int) -> np.ndarray:
@@ -257,10 +305,11 @@ _B_BUILDERS: dict[str, Callable[[int], np.ndarray]] = {
     "legs": _b_legs,
     "alternating": _b_alternating,
 }
-_RANDOM_B = ("random",)
+#: The random B inits (standard complex normal; they need a key).
+RANDOM_B_INITS: tuple[str, ...] = ("random",)
 
 #: Names accepted by `diag_b_init` (and by `dplr`'s ``b_init``).
-B_INITS: tuple[str, ...] = (*_B_BUILDERS, *_RANDOM_B)
+B_INITS: tuple[str, ...] = (*_B_BUILDERS, *RANDOM_B_INITS)
 
 
 @functools.lru_cache(maxsize=128)
@@ -268,10 +317,22 @@ def _b_np(init: str, N: int) -> np.ndarray:
     return _readonly(np.asarray(_B_BUILDERS[init](N), np.complex128))
 
 
+def b_host(init: str, N: int, params: tuple = ()) -> np.ndarray:
+    """Complex128 half input vector ``(N/2,)`` (cached, read-only).
+
+    ``init`` is a deterministic B init or a canonical NPLR measure (its `hippox.nplr`
+    ``B`` at the natural rank) as returned by `check_init`; ``N`` is an even checked
+    size and ``params`` the measure's checked parameter tuple.
+    """
+    if init in _B_BUILDERS:
+        return _b_np(init, N)
+    return decompositions.nplr_host(init, N, matrices.natural_rank(init), params)[2]
+
+
 def _b(init, N, shape, key, cdtype, rdtype) -> jax.Array:
     full_shape = (*shape, N // 2)
-    if init in _RANDOM_B:
-        return _complex_normal(key, full_shape, rdtype).astype(cdtype)
+    if init in RANDOM_B_INITS:
+        return complex_normal(key, full_shape, rdtype).astype(cdtype)
     return jnp.broadcast_to(jnp.asarray(_b_np(init, N), cdtype), full_shape)
 
 
@@ -321,10 +382,10 @@ def diag_b_init(
     cdtype, rdtype = _dtypes(dtype)
     init = _validate.check_choice("init", init, B_INITS)
     N = _check_even_N(N)
-    conj_sym = _check_bool("conj_sym", conj_sym)
-    if init in _RANDOM_B:
+    conj_sym = _validate.check_bool("conj_sym", conj_sym)
+    if init in RANDOM_B_INITS:
         _validate.require_key("key", key, f"diag_b_init({init!r})")
-    return _full(_b(init, N, (), key, cdtype, rdtype), conj_sym)
+    return full_layout(_b(init, N, (), key, cdtype, rdtype), conj_sym)
 
 
 # ------------------------------------------------------------------------------ DPLR
@@ -349,11 +410,6 @@ class DPLR(NamedTuple):
     P: jax.Array
     B: jax.Array
     V: jax.Array
-
-
-def _nplr_names() -> tuple[str, ...]:
-    aliases = tuple(a for a, m in matrices.ALIASES.items() if m in matrices.NPLR_MEASURES)
-    return (*matrices.NPLR_MEASURES, *aliases)
 
 
 def dplr(
@@ -429,27 +485,24 @@ def dplr(
       ((2, 8), True)
     """
     cdtype, rdtype = _dtypes(dtype)
-    nplr_names = _nplr_names()
-    allowed = (*nplr_names, *(d for d in DIAG_INITS if d not in nplr_names))
-    init = _validate.check_choice("init", init, allowed)
+    init, is_measure, params = check_init(
+        "init", init, DIAG_INITS, params, what="diagonal init", measures_first=True
+    )
     N = _check_even_N(N)
     rank = _validate.check_size("rank", rank)
     H = _validate.check_size("H", H)
-    conj_sym = _check_bool("conj_sym", conj_sym)
+    conj_sym = _validate.check_bool("conj_sym", conj_sym)
     real_scale = _validate.check_real("real_scale", real_scale, positive=True)
     imag_scale = _validate.check_real("imag_scale", imag_scale, low=0.0)
     if b_init is not None:
         b_init = _validate.check_choice("b_init", b_init, B_INITS)
     if p_init is not None:
         p_init = _validate.check_choice("p_init", p_init, ("zeros", "random"))
-    is_measure = init in nplr_names
-    if not is_measure and params:
-        raise TypeError(f"diagonal init {init!r} takes no measure parameters, got {tuple(params)}.")
     random_parts = [
         what
         for what, is_random in (
-            (f"init={init!r}", init in _RANDOM_SPECTRA),
-            (f"b_init={b_init!r}", b_init in _RANDOM_B),
+            (f"init={init!r}", init in RANDOM_SPECTRA),
+            (f"b_init={b_init!r}", b_init in RANDOM_B_INITS),
             (f"p_init={p_init!r}", p_init == "random"),
         )
         if is_random
@@ -462,13 +515,13 @@ def dplr(
     M = N // 2
 
     if is_measure:
-        Lam_np, P_np, B_np, V_np = decompositions.nplr_np(init, N, rank=rank, **params)
+        Lam_np, P_np, B_np, V_np = decompositions.nplr_host(init, N, rank, params)
         Lam = jnp.broadcast_to(jnp.asarray(_scaled(Lam_np, real_scale, imag_scale), cdtype), (H, M))
         V = jnp.broadcast_to(jnp.asarray(V_np, cdtype), (H, N, M))
         P = jnp.broadcast_to(jnp.asarray(P_np, cdtype)[:, None, :], (rank, H, M))
         B = jnp.broadcast_to(jnp.asarray(B_np, cdtype), (H, M))
     else:
-        Lam = _lambda(init, N, (H,), real_scale, imag_scale, k_lam, cdtype, rdtype)
+        Lam = half_spectrum(init, N, (H,), real_scale, imag_scale, k_lam, cdtype, rdtype)
         V = None  # identity columns, built for the final layout below
         P = jnp.zeros((rank, H, M), cdtype)
         B = None
@@ -477,13 +530,14 @@ def dplr(
     if p_init == "zeros":
         P = jnp.zeros((rank, H, M), cdtype)
     elif p_init == "random":
-        P = _complex_normal(k_p, (rank, H, M), rdtype).astype(cdtype)
+        P = complex_normal(k_p, (rank, H, M), rdtype).astype(cdtype)
     if V is None:  # diagonal init: the first M identity columns of the final layout
         M_out = M if conj_sym else N
         V = jnp.broadcast_to(jnp.eye(N, M_out, dtype=cdtype), (H, N, M_out))
     else:
-        V = _full(V, conj_sym)
-    return DPLR(Lambda=_full(Lam, conj_sym), P=_full(P, conj_sym), B=_full(B, conj_sym), V=V)
+        V = full_layout(V, conj_sym)
+    Lam, P, B = (full_layout(x, conj_sym) for x in (Lam, P, B))
+    return DPLR(Lambda=Lam, P=P, B=B, V=V)
 
 
 # ------------------------------------------------------------------ S5 block diagonal
@@ -510,22 +564,26 @@ class BlockDiagonal(NamedTuple):
     Vinv: jax.Array
 
 
-def _check_block(measure, N_block, J, params):
-    nplr_names = _nplr_names()
-    measure = _validate.check_choice("measure", measure, nplr_names)
+def _check_block(measure, N_block, J, params: dict):
+    """The one check of `block_diagonal_init`'s arguments: (measure, N_block, J, params)."""
+    measure = matrices.canonical_nplr_measure(measure)
     N_block = _check_even_N(N_block, name="N_block")
     J = _validate.check_size("J", J)
-    decompositions.nplr_np(measure, N_block, rank=2 if measure == "legt" else 1, **params)
-    return matrices.canonical_measure(measure), N_block, J
+    return measure, N_block, J, matrices.check_measure_params(measure, params)
 
 
 @functools.lru_cache(maxsize=64)
-def _block_np(measure: str, N_block: int, J: int, conj_sym: bool, params: tuple):
-    rank = 2 if measure == "legt" else 1
-    Lam, _, _, V = decompositions.nplr_np(measure, N_block, rank=rank, **dict(params))
+def block_diagonal_host(measure: str, N_block: int, J: int, conj_sym: bool, params: tuple):
+    """Complex128 ``(Lambda, V, Vinv)`` of `block_diagonal_init` (cached, read-only).
+
+    ``measure`` is a canonical NPLR measure, ``N_block`` an even checked size, ``J`` a
+    checked size and ``params`` the measure's checked parameter tuple.
+    """
+    rank = matrices.natural_rank(measure)
+    Lam, _, _, V = decompositions.nplr_host(measure, N_block, rank, params)
     if not conj_sym:
-        Lam = np.concatenate([Lam, Lam.conj()])
-        V = np.concatenate([V, V.conj()], axis=1)
+        Lam = conj_closed(Lam, xp=np)
+        V = conj_closed(V, axis=1, xp=np)
     Vbd = np.kron(np.eye(J), V)
     return _readonly(np.tile(Lam, J), Vbd, Vbd.conj().T)
 
@@ -573,18 +631,16 @@ def block_diagonal_init(
       True
     """
     cdtype, _ = _dtypes(dtype)
-    conj_sym = _check_bool("conj_sym", conj_sym)
-    measure, N_block, J = _check_block(measure, N_block, J, params)
-    params = matrices.check_measure_params(measure, params)
-    Lam, V, Vinv = _block_np(measure, N_block, J, conj_sym, params)
+    conj_sym = _validate.check_bool("conj_sym", conj_sym)
+    measure, N_block, J, params = _check_block(measure, N_block, J, params)
+    Lam, V, Vinv = block_diagonal_host(measure, N_block, J, conj_sym, params)
     return BlockDiagonal(*(jnp.asarray(x, cdtype) for x in (Lam, V, Vinv)))
 
 
 @functools.lru_cache(maxsize=64)
 def _block_normal_np(measure: str, N_block: int, J: int, params: tuple) -> np.ndarray:
-    rank = 2 if measure == "legt" else 1
-    A, _ = matrices.transition_np(measure, N_block, **dict(params))
-    P = matrices.rank_correction_np(measure, N_block, rank=rank, **dict(params))
+    A, _ = matrices.transition_host(measure, N_block, params)
+    P = matrices.rank_correction_host(measure, N_block, matrices.natural_rank(measure), params)
     return _readonly(np.kron(np.eye(J), A + P.T @ P))
 
 
@@ -623,6 +679,5 @@ def block_diagonal_normal(
              [-0.866, -0.5  ]], dtype=float32)
     """
     dtype = _validate.real_dtype(dtype)
-    measure, N_block, J = _check_block(measure, N_block, J, params)
-    params = matrices.check_measure_params(measure, params)
+    measure, N_block, J, params = _check_block(measure, N_block, J, params)
     return jnp.asarray(_block_normal_np(measure, N_block, J, params), dtype)
