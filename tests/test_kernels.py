@@ -503,7 +503,7 @@ def test_kernel_dplr_grads(rng, rank):
 
 def test_small_memory_budget_groups_channels(rng, monkeypatch):
     """With a tiny budget the channels are processed in lax.map groups (padded): same values."""
-    monkeypatch.setattr(kernels, "_BUDGET", 300)  # diag: 2 channels per group (1 padded)
+    monkeypatch.setattr(kernels, "MEMORY_BUDGET", 300)  # diag: 2 channels per group (1 padded)
     H, M, L = 5, 3, 37  # shapes used by no other test, so nothing comes from the jit cache
     Lam, P = random_lambda(rng, H, M), 0.5 * crandn(rng, 1, H, M)
     B, C = crandn(rng, H, M), crandn(rng, H, M)

@@ -44,11 +44,21 @@ class Discretized(NamedTuple):
     Bb: jax.Array
 
 
-def _as_float(x: ArrayLike) -> jax.Array:
-    x = jnp.asarray(x)
-    if not jnp.issubdtype(x.dtype, jnp.inexact):
-        x = x.astype(jnp.result_type(float))
-    return x
+def _as_float(name: str, x: ArrayLike) -> jax.Array:
+    """``x`` as a floating or complex array (integers and bools become the default float)."""
+    return _validate.as_inexact(name, x, allow_bool=True)
+
+
+def check_dss_length(method: str, L) -> int | None:
+    """Validates the kernel length ``L`` of a diagonal method: an int >= 1 for ``dss``
+    (its normalisation depends on ``L``), None for the others."""
+    if method == "dss":
+        if L is None:
+            raise ValueError("`L` (the kernel length, an int >= 1) is required with method='dss'.")
+        return _validate.check_size("L", L)
+    if L is not None:
+        raise ValueError(f"`L` is only used with method='dss', got L={L!r} with method={method!r}.")
+    return None
 
 
 def discretize(
@@ -94,7 +104,7 @@ def discretize(
         )
     else:
         alpha = _GBT_ALPHA.get(method)
-    A, B, dt = _as_float(A), _as_float(B), _as_float(dt)
+    A, B, dt = _as_float("A", A), _as_float("B", B), _as_float("dt", dt)
     if A.ndim < 2 or A.shape[-1] != A.shape[-2]:
         raise ValueError(f"`A` must have shape (..., N, N), got {A.shape}.")
     N = A.shape[-1]
@@ -158,7 +168,7 @@ def discretize_diag(
       have ``Re(Lambda) < 0``).
     """
     _validate.check_choice("method", method, DIAG_METHODS)
-    Lam, B, dt = _as_float(Lambda), _as_float(B), _as_float(dt)
+    Lam, B, dt = _as_float("Lambda", Lambda), _as_float("B", B), _as_float("dt", dt)
     if Lam.ndim < 1:
         raise ValueError(f"`Lambda` must have shape (..., N), got {Lam.shape}.")
     N = Lam.shape[-1]
@@ -168,12 +178,7 @@ def discretize_diag(
             f"`B` must have shape (..., N) (a vector) or (..., N, M) (a matrix, one more axis "
             f"than Lambda) with N={N}, got {B.shape} for Lambda of shape {Lam.shape}."
         )
-    if method == "dss":
-        if L is None:
-            raise ValueError("`L` (the kernel length, an int >= 1) is required with method='dss'.")
-        L = _validate.check_size("L", L)
-    elif L is not None:
-        raise ValueError(f"`L` is only used with method='dss', got L={L!r} with method={method!r}.")
+    L = check_dss_length(method, L)
     dt = dt[..., None]
     dtLam = dt * Lam
     if method == "bilinear":

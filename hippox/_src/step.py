@@ -1,12 +1,12 @@
-"""Step (streaming) mode and chunked processing with a carried state.
+"""Step (streaming) mode: the recurrence of a discretised SSM, one step at a time.
 
 The same SSM parameters that define a convolution kernel also define a recurrence
 ``x_k = Ab x_{k-1} + Bb u_k``, ``y_k = C x_k + D u_k`` (one system per channel
 ``h = 0 … H-1``; kernel ``K_l = C Ab^l Bb``). This module runs that recurrence one
-step at a time (autoregressive generation, streaming inference) or one *chunk* at a
-time: a chunk of length L is convolved starting from a carried state, and the state
-after the chunk is returned, so a long sequence can be processed piece by piece with
-the same result as one long call.
+step at a time (autoregressive generation, streaming inference), or over a whole
+sequence with `scan_steps`. The parameter containers made here are also what the
+chunked functions of ``hippox/_src/chunked.py`` take (`forward_chunk_diag`,
+`forward_chunk_dense`: one chunk at a time from a carried state, without an L-step loop).
 
 Usage pattern: discretise once with a ``*_step_params`` function, start from
 `init_state`, then call the matching step (or chunk) function::
@@ -31,9 +31,10 @@ Forms:
   low-rank term couples the two halves, the closed state ``[x, conj(x)]`` stays
   conjugate-symmetric, and hippox keeps only its first half ``x`` (M modes). For an NPLR
   operator (`hippox.nplr`) this is exactly the real HiPPO system (``C = c V`` for a real
-  output row ``c``). `dplr_step_dense` forms the discretised matrices once (O(M²) per
-  step; with ``conj_sym=True`` the half-state update is ``x' = Ab x + Abc conj(x) +
-  Bb u``). `dplr_step_linear` never forms them: ``(I + dt/2 A) x`` is a diagonal plus a
+  output row ``c``; conventions of ``hippox/_src/dplr.py``). `dplr_step_dense_params`
+  forms the discretised matrices once, for `dense_step` (also named `dplr_step_dense`;
+  O(M²) per step; with ``conj_sym=True`` the half-state update is ``x' = Ab x + Abc
+  conj(x) + Bb u``). `dplr_step_linear` never forms them: ``(I + dt/2 A) x`` is a diagonal plus a
   rank-r product and ``(I - dt/2 A)^{-1}`` is applied with the Woodbury identity around
   the diagonal ``(1 - dt/2 Lambda)^{-1}``, O(M·rank) per step (with ``conj_sym=True`` the
   low-rank projections of the closed state are ``conj(P) x + P conj(x)``).
@@ -66,7 +67,14 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from hippox._src import _validate
-from hippox._src.discretize import DIAG_METHODS, DiagMethod, discretize, discretize_diag
+from hippox._src.discretize import (
+    DIAG_METHODS,
+    DiagMethod,
+    check_dss_length,
+    discretize,
+    discretize_diag,
+)
+from hippox._src.dplr import closed_modes, dplr_matrix
 
 __all__ = [
     "DPLRStepParams",
@@ -80,8 +88,6 @@ __all__ = [
     "dplr_step_dense_params",
     "dplr_step_linear",
     "dplr_step_linear_params",
-    "forward_chunk_dense",
-    "forward_chunk_diag",
     "init_state",
     "scan_steps",
 ]
@@ -176,39 +182,10 @@ StepParams = DiagStepParams | DenseStepParams | DPLRStepParams
 # --------------------------------------------------------------------------- validation
 
 
-def _as_inexact(name: str, x: ArrayLike) -> jax.Array:
-    try:
-        x = jnp.asarray(x)
-    except TypeError as err:
-        raise TypeError(f"`{name}` must be an array, got {type(x).__name__}.") from err
-    if not jnp.issubdtype(x.dtype, jnp.number):
-        raise TypeError(f"`{name}` must be a numeric array, got dtype {x.dtype}.")
-    if not jnp.issubdtype(x.dtype, jnp.inexact):
-        x = x.astype(jnp.result_type(float))
-    return x
-
-
-def _as_real(name: str, x: ArrayLike) -> jax.Array:
-    x = _as_inexact(name, x)
-    if jnp.issubdtype(x.dtype, jnp.complexfloating):
-        raise TypeError(f"`{name}` must be real, got dtype {x.dtype}.")
-    return x
-
-
-def _real_of(*arrays: jax.Array) -> np.dtype:
-    """The real dtype of the promoted arrays; half precision computes in float32."""
-    dtype = jnp.result_type(*arrays)
-    real = np.dtype(jnp.finfo(dtype).dtype)
-    return real if real in (np.float32, np.float64) else np.dtype(np.float32)
-
-
 def _check_dt(dt: jax.Array) -> None:
     """Checks ``dt > 0`` when its value is known (skipped for traced values)."""
-    try:
-        values = np.asarray(dt)
-    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
-        return
-    if not np.all(values > 0):
+    values = _validate.concrete_value(dt)
+    if values is not None and not np.all(values > 0):
         raise ValueError(f"`dt` must be > 0 elementwise, got {values}.")
 
 
@@ -242,13 +219,14 @@ def _core(name: str, x: jax.Array, core_ndim: int, desc: str) -> tuple[int, ...]
 def _skip(D: ArrayLike | None, H: int, rdtype) -> jax.Array:
     if D is None:
         return jnp.zeros((H,), rdtype)
-    D = _as_real("D", D)
+    D = _validate.as_inexact("D", D, allow_complex=False)
     if D.ndim > 1 or (D.ndim == 1 and D.shape[0] not in (1, H)):
         raise ValueError(f"`D` must be a scalar or have shape (H,) with H={H}, got {D.shape}.")
     return jnp.broadcast_to(D.astype(rdtype), (H,))
 
 
-def _check_params(name: str, params, cls: type, made_by: str) -> None:
+def check_params(name: str, params, cls: type, made_by: str) -> None:
+    """Checks that `params` is a `cls` container (made by ``hippox.<made_by>``)."""
     if not isinstance(params, cls):
         raise TypeError(
             f"`{name}` must be a {cls.__name__} (made by hippox.{made_by}), "
@@ -256,12 +234,16 @@ def _check_params(name: str, params, cls: type, made_by: str) -> None:
         )
 
 
-def _state_and_input(params, x: ArrayLike, u: ArrayLike, u_core: int):
-    """Validates ``x (..., H, M)`` and ``u (..., H[, L])`` against ``params.Bb (H, M)``."""
+def state_and_input(params, x: ArrayLike, u: ArrayLike, u_core: int):
+    """Validates a state ``x (..., H, M)`` and an input ``u`` against ``params.Bb (H, M)``.
+
+    ``u`` is ``(..., H)`` (one step, ``u_core=1``) or ``(..., H, L)`` (a sequence,
+    ``u_core=2``); returns ``(x, u)`` as inexact arrays, not yet cast (`cast_state_and_input`).
+    """
     H, M = params.Bb.shape
     dtype = params.Bb.dtype
-    x = _as_inexact("x", x)
-    u = _as_real("u", u)
+    x = _validate.as_inexact("x", x)
+    u = _validate.as_inexact("u", u, allow_complex=False)
     if x.ndim < 2 or x.shape[-2:] != (H, M):
         raise ValueError(f"`x` must have shape (..., H, M) = (..., {H}, {M}), got {x.shape}.")
     if jnp.issubdtype(x.dtype, jnp.complexfloating) and not jnp.issubdtype(
@@ -283,9 +265,9 @@ def _state_and_input(params, x: ArrayLike, u: ArrayLike, u_core: int):
     return x, u
 
 
-def _cast(params, x: jax.Array, u: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Casts a validated state and input to the parameters' (complex, real) dtypes."""
-    return x.astype(params.Bb.dtype), u.astype(params.D.dtype)
+def cast_state_and_input(params, x: jax.Array | None, u: jax.Array):
+    """Casts a validated state (or None) and input to the parameters' (state, real) dtypes."""
+    return (None if x is None else x.astype(params.Bb.dtype)), u.astype(params.D.dtype)
 
 
 def _output(C: jax.Array, x: jax.Array, D: jax.Array, u: jax.Array) -> jax.Array:
@@ -339,10 +321,9 @@ def diag_step_params(
       ((3, 2), (3,))
     """
     _validate.check_choice("method", method, DIAG_METHODS)
-    if not isinstance(conj_sym, bool):
-        raise TypeError(f"`conj_sym` must be a bool, got {conj_sym!r}.")
-    Lam, B, C = _as_inexact("Lambda", Lambda), _as_inexact("B", B), _as_inexact("C", C)
-    dt = _as_real("dt", dt)
+    conj_sym = _validate.check_bool("conj_sym", conj_sym)
+    Lam, B, C = (_validate.as_inexact(n, a) for n, a in (("Lambda", Lambda), ("B", B), ("C", C)))
+    dt = _validate.as_inexact("dt", dt, allow_complex=False)
     M = Lam.shape[-1] if Lam.ndim else None
     lead = {
         "Lambda": _core("Lambda", Lam, 1, "(H, M) or (M,)"),
@@ -356,13 +337,8 @@ def diag_step_params(
         )
     H = _channels(lead, "Lambda/B/C (H, M), dt (H,)")
     _check_dt(dt)
-    if method == "dss":
-        if L is None:
-            raise ValueError("`L` (the kernel length, an int >= 1) is required with method='dss'.")
-        L = _validate.check_size("L", L)
-    elif L is not None:
-        raise ValueError(f"`L` is only used with method='dss', got L={L!r} with method={method!r}.")
-    rdtype = _real_of(Lam, B, C, dt)
+    L = check_dss_length(method, L)
+    rdtype = _validate.compute_dtype(Lam, B, C, dt)
     Ab, Bb, C = _diag_setup(
         Lam, B, C, dt, H=H, method=method, L=L, scale=2.0 if conj_sym else 1.0, rdtype=rdtype
     )
@@ -410,7 +386,7 @@ def dense_step_params(
       >>> p.Ab.shape, p.C.shape, p.D.shape
       ((2, 4, 4), (2, 4), (2,))
     """
-    Ab, Bb, C = _as_inexact("Ab", Ab), _as_inexact("Bb", Bb), _as_inexact("C", C)
+    Ab, Bb, C = (_validate.as_inexact(n, a) for n, a in (("Ab", Ab), ("Bb", Bb), ("C", C)))
     if Ab.ndim < 2 or Ab.shape[-1] != Ab.shape[-2]:
         raise ValueError(f"`Ab` must have shape (H, N, N) or (N, N), got {Ab.shape}.")
     N = Ab.shape[-1]
@@ -424,10 +400,10 @@ def dense_step_params(
             f"`Bb` and `C` must have N={N} entries like `Ab`, got Bb {Bb.shape}, C {C.shape}."
         )
     if D is not None:
-        D = _as_real("D", D)
+        D = _validate.as_inexact("D", D, allow_complex=False)
         lead["D"] = _core("D", D, 0, "(H,) or ()")
     H = _channels(lead, "Ab (H, N, N), Bb/C (H, N), D (H,)")
-    rdtype = _real_of(Ab, Bb, C)
+    rdtype = _validate.compute_dtype(Ab, Bb, C)
     complex_ = any(jnp.issubdtype(a.dtype, jnp.complexfloating) for a in (Ab, Bb, C))
     dtype = _validate.complex_dtype(rdtype) if complex_ else rdtype
     return DenseStepParams(*_dense_setup(Ab, Bb, C, H=H, dtype=dtype), _skip(D, H, rdtype))
@@ -444,11 +420,12 @@ def _dense_setup(Ab, Bb, C, *, H, dtype):
 
 
 def _dplr_inputs(Lambda, P, B, C, dt, conj_sym):
-    """Validates DPLR parameters; returns the arrays, H and the real compute dtype."""
-    if not isinstance(conj_sym, bool):
-        raise TypeError(f"`conj_sym` must be a bool, got {conj_sym!r}.")
-    Lam, P = _as_inexact("Lambda", Lambda), _as_inexact("P", P)
-    B, C, dt = _as_inexact("B", B), _as_inexact("C", C), _as_real("dt", dt)
+    """Validates DPLR parameters; returns the arrays, H, conj_sym and the real compute dtype."""
+    conj_sym = _validate.check_bool("conj_sym", conj_sym)
+    Lam, P, B, C = (
+        _validate.as_inexact(n, a) for n, a in (("Lambda", Lambda), ("P", P), ("B", B), ("C", C))
+    )
+    dt = _validate.as_inexact("dt", dt, allow_complex=False)
     M = Lam.shape[-1] if Lam.ndim else None
     if P.ndim not in (2, 3):
         raise ValueError(f"`P` must have shape (rank, H, M) or (rank, M), got {P.shape}.")
@@ -466,11 +443,15 @@ def _dplr_inputs(Lambda, P, B, C, dt, conj_sym):
         )
     H = _channels(lead, "Lambda/B/C (H, M), P (rank, H, M), dt (H,)")
     _check_dt(dt)
-    return (Lam, P, B, C, dt), H, _real_of(Lam, P, B, C, dt)
+    return (Lam, P, B, C, dt), H, conj_sym, _validate.compute_dtype(Lam, P, B, C, dt)
 
 
-def _dplr_cast(Lam, P, B, C, dt, *, H, scale, rdtype):
-    """Casts and broadcasts DPLR parameters to (H, M), P to (H, rank, M) (traced code)."""
+def _dplr_cast(Lam, P, B, C, dt, *, H, closed, rdtype):
+    """Casts and broadcasts DPLR parameters to (H, M), P to (H, rank, M) (traced code).
+
+    The output factor is folded into C (``2 C`` for the closed system).
+    """
+    scale = 2.0 if closed else 1.0
     cdtype = _validate.complex_dtype(rdtype)
     rank, M = P.shape[0], P.shape[-1]
     P = P.astype(cdtype)
@@ -478,21 +459,6 @@ def _dplr_cast(Lam, P, B, C, dt, *, H, scale, rdtype):
     P = jnp.moveaxis(P, 0, 1)  # (H, rank, M)
     Lam, B, C = (jnp.broadcast_to(a.astype(cdtype), (H, M)) for a in (Lam, B, C))
     return Lam, P, B, scale * C, jnp.broadcast_to(dt.astype(rdtype), (H,))
-
-
-def _dplr_dense_matrix(Lambda: ArrayLike, P: ArrayLike) -> jax.Array:
-    """The dense DPLR state matrix ``A = diag(Lambda) - Pᵀ conj(P)``.
-
-    Args:
-      Lambda: ``(..., M)`` complex diagonal.
-      P: ``(rank, ..., M)`` complex low-rank factor.
-
-    Returns:
-      ``(..., M, M)`` complex, ``A[n, m] = Lambda[n] δ_nm - Σ_r P[r, n] conj(P[r, m])``.
-    """
-    Lambda, P = jnp.asarray(Lambda), jnp.asarray(P)
-    low = jnp.einsum("r...n,r...m->...nm", P, jnp.conj(P))
-    return Lambda[..., :, None] * jnp.eye(Lambda.shape[-1], dtype=Lambda.dtype) - low
 
 
 def dplr_step_dense_params(
@@ -542,24 +508,18 @@ def dplr_step_dense_params(
       >>> p.Ab.shape
       (2, 4, 4)
     """
-    arrays, H, rdtype = _dplr_inputs(Lambda, P, B, C, dt, conj_sym)
-    Ab, Bb, C, Abc = _dplr_dense_setup(*arrays, H=H, closed=conj_sym, rdtype=rdtype)
+    arrays, H, closed, rdtype = _dplr_inputs(Lambda, P, B, C, dt, conj_sym)
+    Ab, Bb, C, Abc = _dplr_dense_setup(*arrays, H=H, closed=closed, rdtype=rdtype)
     return DenseStepParams(Ab, Bb, C, _skip(D, H, rdtype), Abc)
-
-
-def _closed_set(*arrays: jax.Array) -> tuple[jax.Array, ...]:
-    """``[x, conj(x)]`` along the last (mode) axis."""
-    return tuple(jnp.concatenate([a, jnp.conj(a)], axis=-1) for a in arrays)
 
 
 @functools.partial(jax.jit, static_argnames=("H", "closed", "rdtype"))
 def _dplr_dense_setup(Lam, P, B, C, dt, *, H, closed, rdtype):
-    scale = 2.0 if closed else 1.0
-    Lam, P, B, C, dt = _dplr_cast(Lam, P, B, C, dt, H=H, scale=scale, rdtype=rdtype)
+    Lam, P, B, C, dt = _dplr_cast(Lam, P, B, C, dt, H=H, closed=closed, rdtype=rdtype)
     M = Lam.shape[-1]
     if closed:
-        Lam, P, B = _closed_set(Lam, P, B)
-    A = _dplr_dense_matrix(Lam, jnp.moveaxis(P, 1, 0))
+        Lam, P, B = closed_modes(Lam, P, B)
+    A = dplr_matrix(Lam, jnp.moveaxis(P, 1, 0))
     Ab, Bb = discretize(A, B, dt, method="bilinear")
     if closed:
         return Ab[..., :M, :M], Bb[..., :M], C, Ab[..., :M, M:]
@@ -609,8 +569,8 @@ def dplr_step_linear_params(
       >>> p.G.shape, p.Bb.shape
       ((2, 1, 4), (2, 4))
     """
-    arrays, H, rdtype = _dplr_inputs(Lambda, P, B, C, dt, conj_sym)
-    factors = _dplr_linear_setup(*arrays, H=H, closed=conj_sym, rdtype=rdtype)
+    arrays, H, closed, rdtype = _dplr_inputs(Lambda, P, B, C, dt, conj_sym)
+    factors = _dplr_linear_setup(*arrays, H=H, closed=closed, rdtype=rdtype)
     return DPLRStepParams(*factors[:-1], _skip(D, H, rdtype), factors[-1])
 
 
@@ -624,8 +584,7 @@ def _project(P: jax.Array, Pbar: jax.Array | None, x: jax.Array) -> jax.Array:
 
 @functools.partial(jax.jit, static_argnames=("H", "closed", "rdtype"))
 def _dplr_linear_setup(Lam, P, B, C, dt, *, H, closed, rdtype):
-    scale = 2.0 if closed else 1.0
-    Lam, P, B, C, dt = _dplr_cast(Lam, P, B, C, dt, H=H, scale=scale, rdtype=rdtype)
+    Lam, P, B, C, dt = _dplr_cast(Lam, P, B, C, dt, H=H, closed=closed, rdtype=rdtype)
     rank = P.shape[1]
     half = (dt / 2.0)[:, None]  # (H, 1)
     Ad = 1.0 + half * Lam
@@ -700,13 +659,13 @@ def diag_step(params: DiagStepParams, x: ArrayLike, u: ArrayLike) -> tuple[jax.A
       >>> x.shape, y.shape
       ((2, 3), (2,))
     """
-    _check_params("params", params, DiagStepParams, "diag_step_params")
-    return _diag_step(params, *_state_and_input(params, x, u, 1))
+    check_params("params", params, DiagStepParams, "diag_step_params")
+    return _diag_step(params, *state_and_input(params, x, u, 1))
 
 
 @jax.jit
 def _diag_step(params: DiagStepParams, x: jax.Array, u: jax.Array):
-    x, u = _cast(params, x, u)
+    x, u = cast_state_and_input(params, x, u)
     x = params.Ab * x + params.Bb * u[..., None]
     return x, _output(params.C, x, params.D, u)
 
@@ -714,9 +673,14 @@ def _diag_step(params: DiagStepParams, x: jax.Array, u: jax.Array):
 def dense_step(params: DenseStepParams, x: ArrayLike, u: ArrayLike) -> tuple[jax.Array, jax.Array]:
     """One step of a dense SSM per channel, O(N²): ``x' = Ab x + Bb u``, ``y = Re(C x') + D u``.
 
+    Also exported as `dplr_step_dense`: with ``params`` from `dplr_step_dense_params` it
+    is one O(M²) step of a DPLR (S4) SSM through its dense discretisation (with
+    ``conj_sym=True``, ``x' = Ab x + Abc conj(x) + Bb u`` on the half state).
+
     Args:
       params: `DenseStepParams` from `dense_step_params` or `dplr_step_dense_params`.
-      x: ``(..., H, N)`` state (complex if the parameters are).
+      x: ``(..., H, N)`` state (complex if the parameters are; ``(..., H, M)`` complex
+        for a DPLR system).
       u: ``(..., H)`` real input at this step.
 
     Returns:
@@ -733,49 +697,31 @@ def dense_step(params: DenseStepParams, x: ArrayLike, u: ArrayLike) -> tuple[jax
       >>> x, y = hippox.dense_step(p, hippox.init_state(p), jnp.ones(2))
       >>> [round(float(v), 4) for v in y]
       [3.0, 3.0]
-    """
-    _check_params("params", params, DenseStepParams, "dense_step_params")
-    return _dense_step(params, *_state_and_input(params, x, u, 1))
 
+      A DPLR system (`hippox.dplr_step_dense` is this function):
 
-@jax.jit
-def _dense_step(params: DenseStepParams, x: jax.Array, u: jax.Array):
-    x, u = _cast(params, x, u)
-    x_new = jnp.einsum("hnm,...hm->...hn", params.Ab, x) + params.Bb * u[..., None]
-    if params.Abc is not None:
-        x_new = x_new + jnp.einsum("hnm,...hm->...hn", params.Abc, jnp.conj(x))
-    return x_new, _output(params.C, x_new, params.D, u)
-
-
-def dplr_step_dense(
-    params: DenseStepParams, x: ArrayLike, u: ArrayLike
-) -> tuple[jax.Array, jax.Array]:
-    """One O(M²) step of a DPLR SSM through its dense discretisation.
-
-    Identical to `dense_step`; ``params`` come from `dplr_step_dense_params`.
-
-    Args:
-      params: `DenseStepParams` from `dplr_step_dense_params`.
-      x: ``(..., H, M)`` complex state.
-      u: ``(..., H)`` real input.
-
-    Returns:
-      ``(x_new, y)``: ``(..., H, M)`` complex state and ``(..., H)`` real output.
-
-    Raises:
-      ValueError: on shapes that do not match ``params``.
-      TypeError: on a complex ``u``.
-
-    Examples:
-      >>> import jax.numpy as jnp
-      >>> import hippox
       >>> Lambda, P, B, V = hippox.nplr("legs", 8)
       >>> p = hippox.dplr_step_dense_params(Lambda, P, B, jnp.ones(4), jnp.full(2, 0.1))
       >>> x, y = hippox.dplr_step_dense(p, hippox.init_state(p), jnp.ones(2))
       >>> x.shape, y.shape
       ((2, 4), (2,))
     """
-    return dense_step(params, x, u)
+    check_params("params", params, DenseStepParams, "dense_step_params")
+    return _dense_step(params, *state_and_input(params, x, u, 1))
+
+
+@jax.jit
+def _dense_step(params: DenseStepParams, x: jax.Array, u: jax.Array):
+    x, u = cast_state_and_input(params, x, u)
+    x_new = jnp.einsum("hnm,...hm->...hn", params.Ab, x) + params.Bb * u[..., None]
+    if params.Abc is not None:
+        x_new = x_new + jnp.einsum("hnm,...hm->...hn", params.Abc, jnp.conj(x))
+    return x_new, _output(params.C, x_new, params.D, u)
+
+
+#: One O(M²) step of a DPLR SSM through its dense discretisation: `dense_step` itself,
+#: named for the parameters of `dplr_step_dense_params`.
+dplr_step_dense = dense_step
 
 
 def dplr_step_linear(
@@ -808,13 +754,13 @@ def dplr_step_linear(
       >>> x.shape, y.shape
       ((3, 2, 4), (3, 2))
     """
-    _check_params("params", params, DPLRStepParams, "dplr_step_linear_params")
-    return _dplr_linear_step(params, *_state_and_input(params, x, u, 1))
+    check_params("params", params, DPLRStepParams, "dplr_step_linear_params")
+    return _dplr_linear_step(params, *state_and_input(params, x, u, 1))
 
 
 @jax.jit
 def _dplr_linear_step(params: DPLRStepParams, x: jax.Array, u: jax.Array):
-    x, u = _cast(params, x, u)
+    x, u = cast_state_and_input(params, x, u)
     P, Pbar = params.P, params.Pbar
     low = jnp.einsum("hrm,...hr->...hm", params.Pdt, _project(P, Pbar, x))
     w = params.F * (params.Ad * x - low)
@@ -862,15 +808,15 @@ def scan_steps(
             "`params` must be a DiagStepParams, DenseStepParams or DPLRStepParams, got "
             f"{type(params).__name__}."
         )
-    u = _as_real("u", u)
+    u = _validate.as_inexact("u", u, allow_complex=False)
     if x0 is None:
         x0 = init_state(params, u.shape[:-2] if u.ndim >= 2 else ())
-    return _scan(step, params, *_state_and_input(params, x0, u, 2))
+    return _scan(step, params, *state_and_input(params, x0, u, 2))
 
 
 @functools.partial(jax.jit, static_argnums=0)
 def _scan(step: Callable, params, x0: jax.Array, u: jax.Array):
-    x0, u = _cast(params, x0, u)
+    x0, u = cast_state_and_input(params, x0, u)
     batch = jnp.broadcast_shapes(x0.shape[:-2], u.shape[:-2])
     x0 = jnp.broadcast_to(x0, (*batch, *x0.shape[-2:]))
     u = jnp.broadcast_to(u, (*batch, *u.shape[-2:]))
@@ -880,163 +826,3 @@ def _scan(step: Callable, params, x0: jax.Array, u: jax.Array):
 
     x, ys = jax.lax.scan(body, x0, jnp.moveaxis(u, -1, 0))
     return jnp.moveaxis(ys, 0, -1), x
-
-
-# --------------------------------------------------------------------------- chunks
-
-
-def _krylov(A: jax.Array, v: jax.Array, L: int) -> jax.Array:
-    """``[A^l v for l < L]`` as ``(..., L, N)``, by doubling: log2(L) batched matmuls."""
-    seq = v[..., None, :]
-    power = A
-    while seq.shape[-2] < L:
-        seq = jnp.concatenate([seq, jnp.einsum("...ij,...lj->...li", power, seq)], axis=-2)
-        if seq.shape[-2] < L:
-            power = power @ power
-    return seq[..., :L, :]
-
-
-def _chunk_input(params, u, x0):
-    """Validates a chunk ``u (..., H, L)`` and an optional state ``x0 (..., H, M)``."""
-    x, u = _state_and_input(params, init_state(params) if x0 is None else x0, u, 2)
-    if u.shape[-1] < 1:
-        raise ValueError(f"`u` must have length L >= 1 on its last axis, got {u.shape}.")
-    return u, (None if x0 is None else x)
-
-
-def _conv(u: jax.Array, K: jax.Array, D: jax.Array) -> jax.Array:
-    from hippox._src.conv import causal_conv
-
-    return causal_conv(u, K, D=D)
-
-
-def forward_chunk_diag(
-    params: DiagStepParams, u: ArrayLike, x0: ArrayLike | None = None
-) -> tuple[jax.Array, jax.Array]:
-    """Processes one chunk of a diagonal SSM from a carried state, without an L-step loop.
-
-    ``y_l = Re(Σ_{j<=l} C Ab^{l-j} Bb u_j + C Ab^{l+1} x0) + D u_l`` (an FFT causal
-    convolution with the kernel ``K_l = Re(C Ab^l Bb)`` plus the free response of
-    ``x0``) and ``x_L = Ab^L x0 + Σ_l Ab^{L-1-l} Bb u_l`` (a Vandermonde contraction).
-    Splitting a sequence into chunks and carrying the state gives the same result as
-    one call or `scan_steps`. Memory is O(H·M·L) for the chunk's Vandermonde matrix:
-    choose the chunk length to bound it.
-
-    Args:
-      params: `DiagStepParams` from `diag_step_params`.
-      u: ``(..., H, L)`` real input chunk.
-      x0: ``(..., H, M)`` complex state carried from the previous chunk, or None
-        (zeros).
-
-    Returns:
-      ``(y, x_next)``: ``(..., H, L)`` real output and the ``(..., H, M)`` complex
-      state after the chunk (batch shapes of ``u`` and ``x0`` broadcast).
-
-    Raises:
-      ValueError: on shapes that do not match ``params``.
-      TypeError: on a complex ``u``.
-
-    Examples:
-      >>> import jax.numpy as jnp
-      >>> import hippox
-      >>> p = hippox.diag_step_params(-jnp.ones(3) + 0j, jnp.ones(3), jnp.ones(3), jnp.ones(2))
-      >>> u = jnp.ones((4, 2, 10))
-      >>> y1, x1 = hippox.forward_chunk_diag(p, u[..., :6])
-      >>> y2, x2 = hippox.forward_chunk_diag(p, u[..., 6:], x1)
-      >>> y, x = hippox.forward_chunk_diag(p, u)
-      >>> bool(jnp.allclose(jnp.concatenate([y1, y2], -1), y, atol=1e-5))
-      True
-    """
-    _check_params("params", params, DiagStepParams, "diag_step_params")
-    return _chunk_diag(params, *_chunk_input(params, u, x0))
-
-
-@jax.jit
-def _chunk_diag(params: DiagStepParams, u: jax.Array, x0: jax.Array | None):
-    u = u.astype(params.D.dtype)
-    if x0 is not None:
-        x0 = x0.astype(params.Bb.dtype)
-    Ab, Bb, C, D = params.Ab, params.Bb, params.C, params.D
-    L = u.shape[-1]
-    V = jnp.power(Ab[..., None], jnp.arange(L))  # (H, M, L): Ab^l
-    K = jnp.real(jnp.einsum("hm,hml->hl", C * Bb, V)).astype(D.dtype)
-    y = _conv(u, K, D)
-    drive = jnp.einsum("hml,...hl->...hm", V[..., ::-1], u.astype(V.dtype))
-    x = Bb * drive
-    if x0 is not None:
-        y = y + jnp.real(jnp.einsum("...hm,hml->...hl", C * Ab * x0, V)).astype(D.dtype)
-        x = x + (Ab * V[..., -1]) * x0
-    return y, x
-
-
-def forward_chunk_dense(
-    params: DenseStepParams, u: ArrayLike, x0: ArrayLike | None = None
-) -> tuple[jax.Array, jax.Array]:
-    """Processes one chunk of a dense SSM (or a DPLR SSM's dense form) from a carried state.
-
-    Same semantics as `forward_chunk_diag`: ``y = causal_conv(u, K) + D u`` plus the free
-    response ``Re(C Ab^{l+1} x0)``, and ``x_L = Ab^L x0 + Σ_l Ab^{L-1-l} Bb u_l``. The
-    Krylov sequences ``C Ab^l`` and ``Ab^l Bb`` (l < L) are built by doubling
-    (⌈log2 L⌉ batched matrix products, no L-step loop); memory O(H·N·(N + L)). The
-    half state of a conjugate-closed system (``params.Abc`` set, from
-    `dplr_step_dense_params` with ``conj_sym=True``) is processed through the closed
-    ``2N`` system.
-
-    Args:
-      params: `DenseStepParams` from `dense_step_params` or `dplr_step_dense_params`.
-      u: ``(..., H, L)`` real input chunk.
-      x0: ``(..., H, N)`` state carried from the previous chunk, or None (zeros).
-
-    Returns:
-      ``(y, x_next)``: ``(..., H, L)`` real output and the ``(..., H, N)`` state after
-      the chunk.
-
-    Raises:
-      ValueError: on shapes that do not match ``params``.
-      TypeError: on a complex ``u`` (or a complex ``x0`` for a real system).
-
-    Examples:
-      >>> import jax.numpy as jnp
-      >>> import hippox
-      >>> p = hippox.dense_step_params(0.5 * jnp.eye(3), jnp.ones(3), jnp.ones(3), jnp.zeros(2))
-      >>> y, x = hippox.forward_chunk_dense(p, jnp.ones((2, 8)))
-      >>> y.shape, x.shape
-      ((2, 8), (2, 3))
-    """
-    _check_params("params", params, DenseStepParams, "dense_step_params")
-    return _chunk_dense(params, *_chunk_input(params, u, x0))
-
-
-@jax.jit
-def _chunk_dense(params: DenseStepParams, u: jax.Array, x0: jax.Array | None):
-    u = u.astype(params.D.dtype)
-    if x0 is not None:
-        x0 = x0.astype(params.Bb.dtype)
-    if params.Abc is None:
-        return _chunk_dense_plain(params.Ab, params.Bb, params.C, params.D, u, x0)
-    # Half state of a conjugate-closed system: run the closed 2N system on [x, conj(x)]
-    # (output from the first half only) and keep the first half of the final state.
-    N = params.Bb.shape[-1]
-    Ab, Abc = params.Ab, params.Abc
-    Ab_full = jnp.concatenate(
-        [jnp.concatenate([Ab, Abc], -1), jnp.concatenate([jnp.conj(Abc), jnp.conj(Ab)], -1)], -2
-    )
-    (Bb_full,) = _closed_set(params.Bb)
-    C_full = jnp.concatenate([params.C, jnp.zeros_like(params.C)], -1)
-    x0_full = None if x0 is None else _closed_set(x0)[0]
-    y, x = _chunk_dense_plain(Ab_full, Bb_full, C_full, params.D, u, x0_full)
-    return y, x[..., :N]
-
-
-def _chunk_dense_plain(Ab, Bb, C, D, u, x0):
-    L = u.shape[-1]
-    rows = _krylov(jnp.swapaxes(Ab, -1, -2), C, L)  # (H, L, N): C Ab^l
-    cols = _krylov(Ab, Bb, L)  # (H, L, N): Ab^l Bb
-    K = jnp.real(jnp.einsum("hln,hn->hl", rows, Bb)).astype(D.dtype)
-    y = _conv(u, K, D)
-    x = jnp.einsum("hln,...hl->...hn", cols, u[..., ::-1].astype(cols.dtype))
-    if x0 is not None:
-        Ax0 = jnp.einsum("hnm,...hm->...hn", Ab, x0)
-        y = y + jnp.real(jnp.einsum("hln,...hn->...hl", rows, Ax0)).astype(D.dtype)
-        x = x + jnp.einsum("hnm,...hm->...hn", jnp.linalg.matrix_power(Ab, L), x0)
-    return y, x
