@@ -66,10 +66,12 @@ from jax.typing import ArrayLike
 from scipy import linalg as sla
 from scipy import special
 
-from hippox._src import _validate, decompositions, matrices
+from hippox._src import _validate, decompositions, diagonal, matrices
+from hippox._src.parameterization import conj_closed, full_layout, pair_from_complex
 
 _OLD_NAMES = {"fourier_double": "fourier2"}
-_DIAGONAL_ONLY = ("linear", "inverse")
+#: The old names of two S4D spectra (no dense matrix) -> their `hippox.diag_init` names.
+_DIAGONAL_ONLY = {"linear": "lin", "inverse": "inv"}
 _TWINS = ("lmu", "glagt")  # diagonal similarity transforms of an NPLR operator
 
 #: Measure names `Hippo` accepts.
@@ -118,38 +120,30 @@ class HippoParams(NamedTuple):
 
 def _full_layout(Lam, V, Vinv, P):
     """Half (Im <= 0) -> full layout: the half first, then the conjugates."""
-    Lam = np.concatenate([Lam, Lam.conj()])
-    V = np.concatenate([V, V.conj()], axis=1)
-    Vinv = np.concatenate([Vinv, Vinv.conj()], axis=0)
-    P = np.concatenate([P, P.conj()], axis=1)
+    Lam = conj_closed(Lam, xp=np)
+    V = conj_closed(V, axis=1, xp=np)
+    Vinv = conj_closed(Vinv, axis=0, xp=np)
+    P = conj_closed(P, axis=1, xp=np)
     return Lam, V, Vinv, P
 
 
 def _diagonal_only(measure: str, N: int, conj_sym: bool) -> dict:
-    n = np.arange(N // 2, dtype=np.float64)
-    if measure == "linear":
-        imag = np.pi * n
-    else:
-        imag = (N / np.pi) * (N / (2 * n + 1) - 1)
-    Lam = -0.5 - 1j * imag
-    if not conj_sym:
-        Lam = np.concatenate([Lam, Lam.conj()])
+    Lam = full_layout(diagonal.spectrum_host(_DIAGONAL_ONLY[measure], N), conj_sym, xp=np)
     return {"state": Lam, "pair": None, "input": np.ones(Lam.shape, complex), "low_rank": None}
 
 
 def _eigen(measure: str, N: int):
     """(Lambda, P̃, V, V⁻¹) half-layout eigen-parameterisation of a measure."""
     if measure in matrices.NPLR_MEASURES:
-        rank = 2 if measure == "legt" else 1
-        Lam, Pt, _, V = decompositions.nplr_np(measure, N, rank=rank)
+        Lam, Pt, _, V = decompositions.nplr_host(measure, N, matrices.natural_rank(measure), ())
         return Lam, Pt, V, V.conj().T
     n = np.arange(N, dtype=np.float64)
     if measure == "lmu":
-        Lam, Pt, _, V0 = decompositions.nplr_np("legt", N, rank=2, theta=1.0)
+        Lam, Pt, _, V0 = decompositions.nplr_host("legt", N, 2, (("theta", 1.0),))
         s = (-1.0) ** n * np.sqrt(2 * n + 1)
     else:  # glagt, at the default parameters of hippox.transition
         alpha, beta = 0.0, 0.01
-        Lam, Pt, _, V0 = decompositions.nplr_np("tlagt", N, beta=beta)
+        Lam, Pt, _, V0 = decompositions.nplr_host("tlagt", N, 1, (("beta", beta),))
         s = np.exp(-0.5 * (special.gammaln(n + alpha + 1.0) - special.gammaln(n + 1.0)))
     return Lam, Pt, s[:, None] * V0, V0.conj().T / s[None, :]
 
@@ -159,11 +153,11 @@ def _host(measure: str, N: int, conj_sym: bool, diagonalize: bool) -> dict:
     """Float64/complex128 NumPy parameters of one (non-block) Hippo."""
     if measure in _DIAGONAL_ONLY:
         return _diagonal_only(measure, N, conj_sym)
-    A, B = matrices.transition_np(measure, N)
+    A, B = matrices.transition_host(measure, N, ())
     if not diagonalize:
         P = None
         if measure in matrices.NPLR_MEASURES:
-            P = matrices.rank_correction_np(measure, N, rank=2 if measure == "legt" else 1)
+            P = matrices.rank_correction_host(measure, N, matrices.natural_rank(measure), ())
         return {"state": A, "pair": None, "input": B, "low_rank": P}
     Lam, Pt, V, Vinv = _eigen(measure, N)
     if not conj_sym:
@@ -292,12 +286,6 @@ class _Initializer:
         return dt
 
 
-def _check_bool(name: str, value) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"`{name}` must be a bool, got {value!r}.")
-    return bool(value)
-
-
 # ------------------------------------------------------------------------------ Hippo
 
 
@@ -368,7 +356,7 @@ class Hippo:
         N = _validate.check_size("state_size", self.state_size)
         object.__setattr__(self, "state_size", N)
         for name in ("conj_sym", "dplr", "diagonalize", "block_diagonal"):
-            object.__setattr__(self, name, _check_bool(name, getattr(self, name)))
+            object.__setattr__(self, name, _validate.check_bool(name, getattr(self, name)))
         object.__setattr__(self, "dtype", _validate.real_dtype(self.dtype))
         if self.block_diagonal:
             if self.n_blocks is None:
@@ -408,8 +396,9 @@ class Hippo:
     # ---------------------------------------------------------------- helpers
     @property
     def _canonical(self) -> str:
+        """The measure's canonical name (``measure`` was validated by ``__post_init__``)."""
         name = _OLD_NAMES.get(self.measure, self.measure)
-        return name if name in _DIAGONAL_ONLY else matrices.canonical_measure(name)
+        return matrices.ALIASES.get(name, name)
 
     @property
     def block_size(self) -> int:
@@ -568,9 +557,9 @@ class Hippo:
         N = V.shape[0]
         if x.ndim < 1 or x.shape[-1] != N:
             raise ValueError(f"`input` must have shape (..., {N}), got {x.shape}.")
-        inverse = _check_bool("inverse", inverse)
-        concatenate = _check_bool("concatenate", concatenate)
+        inverse = _validate.check_bool("inverse", inverse)
+        concatenate = _validate.check_bool("concatenate", concatenate)
         out = np.einsum("mn,...n->...m", Vinv, x) if inverse else x @ V
         if concatenate:
-            out = np.stack([out.real, out.imag], axis=-1)
+            out = pair_from_complex(out)
         return self._init(out, f"eigenvector_transform(inverse={inverse})")
