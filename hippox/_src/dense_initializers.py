@@ -13,7 +13,7 @@ dtype=None)``, ``shape`` the source of truth) and is exported as
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -38,26 +38,34 @@ S5CInit = Literal["trunc_standard_normal", "lecun_normal", "complex_normal"]
 _TRUNC_STD_UNIT = 1.0 / 0.87962566103423978
 
 
-def _s5_options(blocks, conj_sym, measure) -> tuple[int, bool, str]:
-    blocks = _validate.check_size("blocks", blocks)
-    conj_sym = _validate.check_bool("conj_sym", conj_sym)
-    return blocks, conj_sym, matrices.canonical_nplr_measure(measure)
+class _S5Options(NamedTuple):
+    """The checked options shared by `s5_b` and `s5_c`."""
 
+    blocks: int
+    conj_sym: bool
+    measure: str  # canonical NPLR measure
 
-def _s5_layout(key, shape, dtype, *, order: str, what: str, blocks, conj_sym, measure):
-    """Checks an S5 ``(M, H, 2)`` / ``(H, M, 2)`` call: ``(shape, dtype, H, N, V, Vinv)``.
+    @classmethod
+    def check(cls, blocks, conj_sym, measure) -> _S5Options:
+        blocks = _validate.check_size("blocks", blocks)
+        conj_sym = _validate.check_bool("conj_sym", conj_sym)
+        return cls(blocks, conj_sym, matrices.canonical_nplr_measure(measure))
 
-    N is the real state size ``J·N_block``; ``(V, Vinv)`` are the complex128 host
-    eigenvectors of `hippox.block_diagonal_init` (cached).
-    """
-    shape, dtype = shape_and_dtype(shape, dtype)
-    if len(shape) != 3 or shape[-1] != 2:
-        raise ValueError(f"`shape` must be {order} for {what}, got {shape}.")
-    M, H = (shape[0], shape[1]) if order == "(M, H, 2)" else (shape[1], shape[0])
-    N_block = block_state_size(M, conj_sym, blocks, what=what, shape=shape)
-    _, V, Vinv = diagonal.block_diagonal_host(measure, N_block, blocks, conj_sym, ())
-    _validate.require_key("key", key, what)
-    return shape, dtype, H, N_block * blocks, V, Vinv
+    def layout(self, key, shape, dtype, order: str, what: str):
+        """Checks an ``(M, H, 2)`` / ``(H, M, 2)`` call: ``(shape, dtype, H, N, V, Vinv)``.
+
+        N is the real state size ``J·N_block``; ``(V, Vinv)`` are the complex128 host
+        eigenvectors of `hippox.block_diagonal_init` (cached).
+        """
+        shape, dtype = shape_and_dtype(shape, dtype)
+        if len(shape) != 3 or shape[-1] != 2:
+            raise ValueError(f"`shape` must be {order} for {what}, got {shape}.")
+        M, H = (shape[0], shape[1]) if order == "(M, H, 2)" else (shape[1], shape[0])
+        J, conj_sym = self.blocks, self.conj_sym
+        N_block = block_state_size(M, conj_sym, J, what=what, shape=shape)
+        _, V, Vinv = diagonal.block_diagonal_host(self.measure, N_block, J, conj_sym, ())
+        _validate.require_key("key", key, what)
+        return shape, dtype, H, N_block * J, V, Vinv
 
 
 def s5_b(*, blocks: int = 1, conj_sym: bool = True, measure: str = "legs") -> Initializer:
@@ -85,20 +93,11 @@ def s5_b(*, blocks: int = 1, conj_sym: bool = True, measure: str = "legs") -> In
       >>> initializers.s5_b(blocks=2)(jax.random.key(0), (4, 3, 2)).shape
       (4, 3, 2)
     """
-    blocks, conj_sym, measure = _s5_options(blocks, conj_sym, measure)
+    opts = _S5Options.check(blocks, conj_sym, measure)
 
     def initializer(key, shape, dtype: DTypeLike | None = None) -> jax.Array:
-        what = f"s5_b(blocks={blocks}, conj_sym={conj_sym})"
-        shape, dtype, H, N, _, Vinv = _s5_layout(
-            key,
-            shape,
-            dtype,
-            order="(M, H, 2)",
-            what=what,
-            blocks=blocks,
-            conj_sym=conj_sym,
-            measure=measure,
-        )
+        what = f"s5_b(blocks={opts.blocks}, conj_sym={opts.conj_sym})"
+        shape, dtype, H, N, _, Vinv = opts.layout(key, shape, dtype, "(M, H, 2)", what)
         rd = draw_dtype()
         cd = _validate.complex_dtype(rd)
         B = jax.nn.initializers.lecun_normal(in_axis=0, out_axis=1)(key, (N, H), rd)
@@ -143,20 +142,11 @@ def s5_c(
     init = _validate.check_choice(
         "init", init, ("trunc_standard_normal", "lecun_normal", "complex_normal")
     )
-    blocks, conj_sym, measure = _s5_options(blocks, conj_sym, measure)
+    opts = _S5Options.check(blocks, conj_sym, measure)
 
     def initializer(key, shape, dtype: DTypeLike | None = None) -> jax.Array:
-        what = f"s5_c({init!r}, blocks={blocks}, conj_sym={conj_sym})"
-        shape, dtype, H, N, V, _ = _s5_layout(
-            key,
-            shape,
-            dtype,
-            order="(H, M, 2)",
-            what=what,
-            blocks=blocks,
-            conj_sym=conj_sym,
-            measure=measure,
-        )
+        what = f"s5_c({init!r}, blocks={opts.blocks}, conj_sym={opts.conj_sym})"
+        shape, dtype, H, N, V, _ = opts.layout(key, shape, dtype, "(H, M, 2)", what)
         rd = draw_dtype()
         if init == "complex_normal":
             return (jax.random.normal(key, shape, rd) * np.sqrt(0.5)).astype(dtype)
