@@ -22,7 +22,6 @@ from _harness import Row, measure
 from jax import lax
 
 import hippox
-from hippox._src import legs as _legs
 
 
 def _timemajor_legs(f: jax.Array, N: int) -> jax.Array:
@@ -30,7 +29,7 @@ def _timemajor_legs(f: jax.Array, N: int) -> jax.Array:
 
     def step(c, inputs):
         f_k, k = inputs
-        return _legs._step(c, f_k, 1.0 / (k + 1.0), 0.5), None
+        return hippox.legs_step(c, f_k, 1.0 / (k + 1.0), method="bilinear"), None
 
     c0 = jnp.zeros(N, f.dtype).at[0].set(f[0])
     c, _ = lax.scan(step, c0, (f[1:], jnp.arange(1, f.shape[0], dtype=f.dtype)))

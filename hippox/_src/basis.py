@@ -207,8 +207,7 @@ def _resolve(measure: str, N: int, scaled: bool, params: dict) -> tuple[str, dic
             f"`measure` must be one with a reconstruction basis, one of {BASIS_MEASURES}, "
             f"got {measure!r} (foud, legsd and the random ablations have no basis)."
         )
-    if not isinstance(scaled, bool):
-        raise TypeError(f"`scaled` must be a bool, got {scaled!r}.")
+    scaled = _validate.check_bool("scaled", scaled)
     if scaled and canonical != "legs":
         raise ValueError(
             f"`scaled` must be False for measure {measure!r} (only 'legs' has a scaled "
@@ -218,11 +217,6 @@ def _resolve(measure: str, N: int, scaled: bool, params: dict) -> tuple[str, dic
     full = matrices.measure_defaults(canonical)
     full.update({k: float(v) for k, v in params.items()})
     return canonical, full
-
-
-def _compute_dtype(dtype: np.dtype) -> np.dtype:
-    """Half-precision requests are evaluated in float32 and cast at the end."""
-    return np.dtype(np.float32) if np.dtype(dtype).itemsize < 4 else np.dtype(dtype)
 
 
 def basis(
@@ -293,7 +287,8 @@ def basis(
     dtype = _validate.real_dtype(dtype)
     evaluate = _EVALUATORS[canonical]
     if isinstance(t, jax.core.Tracer):
-        return evaluate(jnp, t.astype(_compute_dtype(dtype)), N, p, scaled).astype(dtype)
+        # half-precision requests are evaluated in float32 and cast at the end
+        return evaluate(jnp, t.astype(_validate.compute_dtype(dtype)), N, p, scaled).astype(dtype)
     s = np.asarray(t, dtype=np.float64)
     if np.any(s < 0):
         raise ValueError(f"`t` must be >= 0 (time ago; 0 is now), got {s[s < 0][0]!r}.")
@@ -333,7 +328,7 @@ def reconstruct(
       >>> hippox.reconstruct(c, "legs", np.array([0.0, 3.0])).tolist()
       [1.0, 1.0]
     """
-    c = jnp.asarray(c)
+    c = _validate.as_array("c", c)
     if c.ndim < 1:
         raise ValueError(f"`c` must have shape (..., N), got a scalar of shape {c.shape}.")
     if not jnp.issubdtype(c.dtype, jnp.inexact):

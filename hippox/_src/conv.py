@@ -21,12 +21,12 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
+from hippox._src import _validate
+
 
 def _real(name: str, x: ArrayLike, *, min_ndim: int) -> jax.Array:
-    try:
-        x = jnp.asarray(x)
-    except TypeError as err:
-        raise TypeError(f"`{name}` must be a real array, got {type(x).__name__}.") from err
+    """``x`` as a real (or bool) array, its dtype kept: the output dtype promotes the raw ones."""
+    x = _validate.as_array(name, x)
     if jnp.issubdtype(x.dtype, jnp.complexfloating) or not (
         jnp.issubdtype(x.dtype, jnp.number) or x.dtype == bool
     ):

@@ -80,18 +80,8 @@ def check_legs_method(method) -> float:
     return LEGS_ALPHA[method]
 
 
-def _as_inexact(name: str, x: ArrayLike, *, min_ndim: int = 0) -> jax.Array:
-    x = jnp.asarray(x)
-    if jnp.issubdtype(x.dtype, jnp.bool_) or not jnp.issubdtype(x.dtype, jnp.number):
-        raise TypeError(f"`{name}` must be a numeric array, got dtype {x.dtype}.")
-    if not jnp.issubdtype(x.dtype, jnp.inexact):
-        x = x.astype(jnp.result_type(float))
-    if x.ndim < min_ndim:
-        raise ValueError(f"`{name}` must have shape (..., N), got {x.shape}.")
-    return x
-
-
 def _real_of(dtype) -> np.dtype:
+    """The real counterpart of a floating or complex dtype (float32 for complex64)."""
     return np.dtype(jnp.finfo(dtype).dtype)
 
 
@@ -122,7 +112,7 @@ def legs_matvec(c: ArrayLike) -> jax.Array:
       >>> bool(np.allclose(hippox.legs_matvec(c), A @ c, atol=1e-5))
       True
     """
-    return _matvec(_as_inexact("c", c, min_ndim=1))
+    return _matvec(_validate.as_inexact("c", c, min_ndim=1))
 
 
 @jax.jit
@@ -161,10 +151,8 @@ def legs_solve(y: ArrayLike, a: ArrayLike) -> jax.Array:
       >>> bool(np.allclose((np.eye(5) - 0.3 * A) @ x, y, atol=1e-4))
       True
     """
-    y = _as_inexact("y", y, min_ndim=1)
-    a = _as_inexact("a", a)
-    if jnp.issubdtype(a.dtype, jnp.complexfloating):
-        raise TypeError(f"`a` must be real, got dtype {a.dtype}.")
+    y = _validate.as_inexact("y", y, min_ndim=1)
+    a = _validate.as_inexact("a", a, allow_complex=False)
     a_val = _validate.concrete_value(a)
     if a_val is not None and not (np.all(np.isfinite(a_val)) and np.all(a_val >= 0)):
         raise ValueError(f"`a` must be finite and >= 0, got {a_val}.")
@@ -234,9 +222,9 @@ def legs_step(c: ArrayLike, f: ArrayLike, dt: ArrayLike, *, method: LegsMethod =
       True
     """
     alpha = check_legs_method(method)
-    c = _as_inexact("c", c, min_ndim=1)
-    f = _as_inexact("f", f)
-    dt = _as_inexact("dt", dt)
+    c = _validate.as_inexact("c", c, min_ndim=1)
+    f = _validate.as_inexact("f", f)
+    dt = _validate.as_inexact("dt", dt)
     dt_val = _validate.concrete_value(dt)
     if dt_val is not None and not np.all(dt_val >= 0):
         raise ValueError(f"`dt` must be >= 0, got {dt_val}.")

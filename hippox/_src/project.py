@@ -33,21 +33,14 @@ from jax.typing import ArrayLike
 
 from hippox._src import _validate, legs, matrices
 from hippox._src.discretize import DENSE_METHODS, discretize
+from hippox._src.recurrence import apply_transition
 
 PROJECT_METHODS: tuple[str, ...] = tuple(m for m in DENSE_METHODS if m != "gbt")
 
 
 def _signal(f: ArrayLike) -> jax.Array:
-    try:
-        f = jnp.asarray(f)
-    except TypeError as err:
-        raise TypeError(f"`f` must be an array, got {type(f).__name__}.") from err
-    if jnp.issubdtype(f.dtype, jnp.bool_) or not jnp.issubdtype(f.dtype, jnp.number):
-        raise TypeError(f"`f` must be a real numeric array, got dtype {f.dtype}.")
-    if jnp.issubdtype(f.dtype, jnp.complexfloating):
-        raise TypeError(f"`f` must be real, got dtype {f.dtype}.")
-    if not jnp.issubdtype(f.dtype, jnp.floating):
-        f = f.astype(jnp.result_type(float))
+    """The signal as a float32 or float64 array of shape ``(..., L)``, ``L >= 1``."""
+    f = _validate.as_inexact("f", f, allow_complex=False)
     if f.dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
         raise TypeError(
             "`f` must be float32 or float64 (a long recurrence in half precision loses "
@@ -170,8 +163,7 @@ def hippo_project(
             f"`measure` must be a deterministic HiPPO measure, got the random ablation "
             f"{measure!r}; run `hippox.linear_recurrence` on its discretisation instead."
         )
-    if not isinstance(final_only, bool):
-        raise TypeError(f"`final_only` must be a bool, got {final_only!r}.")
+    final_only = _validate.check_bool("final_only", final_only)
     f = _signal(f)
     if dt is not None and timestamps is not None:
         raise ValueError(
@@ -199,12 +191,7 @@ def hippo_project(
                 f"`dt` (the step size) or `timestamps` must be given for the time-invariant "
                 f"measure {measure!r}, got neither."
             )
-        dt = jnp.asarray(dt)
-        if not jnp.issubdtype(dt.dtype, jnp.number) or jnp.issubdtype(
-            dt.dtype, jnp.complexfloating
-        ):
-            raise TypeError(f"`dt` must be real, got dtype {dt.dtype}.")
-        dt = dt.astype(f.dtype)
+        dt = _validate.as_inexact("dt", dt, allow_complex=False).astype(f.dtype)
         dt_val = _validate.concrete_value(dt)
         if dt_val is not None and not (np.all(np.isfinite(dt_val)) and np.all(dt_val > 0)):
             raise ValueError(f"`dt` must be finite and > 0, got {dt_val}.")
@@ -249,7 +236,7 @@ def _project_lti(f, A, B, dt, steps, method, final_only):
 
         def step(x, inputs):
             f_k, v_k = inputs
-            new = _matvec(Ab, x) + Bb * f_k[..., None]
+            new = apply_transition(Ab, x) + Bb * f_k[..., None]
             x = jnp.where(v_k[..., None], new, x)
             return x, (None if final_only else x)
 
@@ -260,7 +247,7 @@ def _project_lti(f, A, B, dt, steps, method, final_only):
         def step(x, inputs):
             f_k, v_k, dt_k = inputs
             Ab_k, Bb_k = discretize(A, B, dt_k, method=method)
-            new = _matvec(Ab_k, x) + Bb_k * f_k[..., None]
+            new = apply_transition(Ab_k, x) + Bb_k * f_k[..., None]
             x = jnp.where(v_k[..., None], new, x)
             return x, (None if final_only else x)
 
@@ -269,9 +256,3 @@ def _project_lti(f, A, B, dt, steps, method, final_only):
     if final_only:
         return x_last
     return jnp.moveaxis(states, 0, -2)
-
-
-def _matvec(Ab: jax.Array, x: jax.Array) -> jax.Array:
-    if Ab.ndim == 2:
-        return x @ Ab.T
-    return jnp.matmul(Ab, x[..., None])[..., 0]

@@ -26,24 +26,6 @@ RecurrenceMethod = Literal["sequential", "associative"]
 RECURRENCE_METHODS: tuple[str, ...] = ("sequential", "associative")
 
 
-def _check_bool(name: str, value) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"`{name}` must be a bool, got {value!r}.")
-    return value
-
-
-def _as_inexact(name: str, x: ArrayLike) -> jax.Array:
-    try:
-        x = jnp.asarray(x)
-    except TypeError as err:
-        raise TypeError(f"`{name}` must be an array, got {type(x).__name__}.") from err
-    if jnp.issubdtype(x.dtype, jnp.bool_) or not jnp.issubdtype(x.dtype, jnp.number):
-        raise TypeError(f"`{name}` must be a numeric array, got dtype {x.dtype}.")
-    if not jnp.issubdtype(x.dtype, jnp.inexact):
-        x = x.astype(jnp.result_type(float))
-    return x
-
-
 def _shape_error(Ab_shape, Bu_shape, diagonal: bool, time_varying: bool) -> ValueError:
     want = {
         (False, False): "(..., N, N) (dense; pass diagonal=True for a diagonal Ab (..., N))",
@@ -171,9 +153,9 @@ def linear_recurrence(
       >>> bool(jnp.allclose(x, y))
       True
     """
-    diagonal = _check_bool("diagonal", diagonal)
-    time_varying = _check_bool("time_varying", time_varying)
-    final_only = _check_bool("final_only", final_only)
+    diagonal = _validate.check_bool("diagonal", diagonal)
+    time_varying = _validate.check_bool("time_varying", time_varying)
+    final_only = _validate.check_bool("final_only", final_only)
     _validate.check_choice("method", method, RECURRENCE_METHODS)
     unroll = _validate.check_size("unroll", unroll)
     if method == "associative" and unroll != 1:
@@ -181,8 +163,8 @@ def linear_recurrence(
             f"`unroll` is only used with method='sequential', got unroll={unroll} with "
             "method='associative'."
         )
-    Ab = _as_inexact("Ab", Ab)
-    Bu = _as_inexact("Bu", Bu)
+    Ab = _validate.as_inexact("Ab", Ab)
+    Bu = _validate.as_inexact("Bu", Bu)
     if Bu.ndim < 2:
         raise ValueError(f"`Bu` must have shape (..., L, N) (time axis -2), got {Bu.shape}.")
     L, N = Bu.shape[-2:]
@@ -204,7 +186,7 @@ def linear_recurrence(
         )
     arrays = [Ab, Bu]
     if x0 is not None:
-        x0 = _as_inexact("x0", x0)
+        x0 = _validate.as_inexact("x0", x0)
         if x0.ndim < 1 or x0.shape[-1] != N or x0.ndim - 1 > len(Bu_batch):
             raise ValueError(
                 f"`x0` must have shape (..., N) with N={N} and at most {len(Bu_batch)} "
@@ -227,7 +209,12 @@ def linear_recurrence(
     return _associative(Ab, Bu, x0, batch, diagonal, time_varying, final_only)
 
 
-def _apply(Ab: jax.Array, x: jax.Array, diagonal: bool) -> jax.Array:
+def apply_transition(Ab: jax.Array, x: jax.Array, *, diagonal: bool = False) -> jax.Array:
+    """``Ab x`` for a diagonal ``(..., N)`` or dense ``(..., N, N)`` ``Ab`` and ``x (..., N)``.
+
+    One shared dense ``(N, N)`` matrix is applied as a single ``(batch, N) x (N, N)``
+    product.
+    """
     if diagonal:
         return Ab * x
     if Ab.ndim == 2:  # one shared matrix: a single (batch, N) x (N, N) product
@@ -244,14 +231,14 @@ def _sequential(Ab, Bu, x0, batch, diagonal, time_varying, unroll, final_only):
 
         def step(x, inputs):
             A_k, b_k = inputs
-            x = _apply(A_k, x, diagonal) + b_k
+            x = apply_transition(A_k, x, diagonal=diagonal) + b_k
             return x, (None if final_only else x)
 
         xs = (Ab_t, Bu_t)
     else:
 
         def step(x, b_k):
-            x = _apply(Ab, x, diagonal) + b_k
+            x = apply_transition(Ab, x, diagonal=diagonal) + b_k
             return x, (None if final_only else x)
 
         xs = Bu_t
@@ -274,7 +261,7 @@ def _associative(Ab, Bu, x0, batch, diagonal, time_varying, final_only):
     b = jnp.broadcast_to(Bu, (*batch, L, N))
     # Fold x0 into the first input: b_0 <- A_0 x0 + b_0.
     A_first = lax.index_in_dim(A, 0, axis, keepdims=False)
-    b0 = _apply(A_first, jnp.broadcast_to(x0, (*batch, N)), diagonal)
+    b0 = apply_transition(A_first, jnp.broadcast_to(x0, (*batch, N)), diagonal=diagonal)
     b = lax.dynamic_update_index_in_dim(
         b, lax.index_in_dim(b, 0, axis, keepdims=False) + b0, 0, axis
     )
