@@ -176,12 +176,25 @@ def shard_everything(mesh: Mesh, model: SequenceModel, params, rest, opt_state):
     )
     x_sh = NamedSharding(mesh, P("data", None, None))
     y_sh = NamedSharding(mesh, P("data"))
-    placed = (
-        jax.device_put(params, p_sh),
-        jax.device_put(rest, r_sh),
-        jax.device_put(opt_state, o_sh),
-    )
+    placed = (put(params, p_sh), put(rest, r_sh), put(opt_state, o_sh))
     return placed, (p_sh, r_sh, o_sh, x_sh, y_sh)
+
+
+def put(tree, shardings):
+    """`jax.device_put` of a pytree, also across processes for PRNG key leaves.
+
+    With `jax.distributed`, a mesh spans devices this process cannot address;
+    ``device_put`` places ordinary arrays there (every process passes the same value)
+    but not typed PRNG keys (the dropout RNG state), which go as their raw key data.
+    """
+
+    def one(x, s):
+        if isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+            data = jax.device_put(jax.random.key_data(x), s)
+            return jax.random.wrap_key_data(data, impl=jax.random.key_impl(x))
+        return jax.device_put(x, s)
+
+    return jax.tree.map(one, tree, shardings)
 
 
 def _max_diff(a, b) -> float:

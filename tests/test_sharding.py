@@ -116,7 +116,7 @@ _SCRIPT = textwrap.dedent(
 )
 
 
-def test_sharded_step_equals_single_device_step():
+def test_sharded_step_equals_single_device_step(tmp_path):
     env = dict(os.environ)
     env["XLA_FLAGS"] = (
         env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
@@ -128,7 +128,7 @@ def test_sharded_step_equals_single_device_step():
         capture_output=True,
         text=True,
         env=env,
-        cwd=ROOT,
+        cwd=tmp_path,  # not the repository: import the installed hippox, as users do
         timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
