@@ -81,9 +81,8 @@ def _check_even_N(N, *, name: str = "N") -> int:
 
 def _dtypes(dtype) -> tuple[np.dtype, np.dtype]:
     """(complex dtype of the result, real dtype used for random draws)."""
-    cdtype = _validate.complex_dtype(_validate.real_dtype(dtype))
-    rdtype = np.dtype(np.float64) if cdtype == np.complex128 else np.dtype(np.float32)
-    return cdtype, rdtype
+    rdtype = _validate.compute_dtype(_validate.real_dtype(dtype))
+    return _validate.complex_dtype(rdtype), rdtype
 
 
 def complex_normal(key, shape, rdtype) -> jax.Array:
