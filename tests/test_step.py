@@ -1,8 +1,8 @@
-"""Tests of hippox/_src/step.py: step mode and chunked processing with a carried state.
+"""Tests of hippox/_src/step.py: step mode (diagonal, dense and DPLR steps, scan_steps).
 
-References are independent float64 NumPy: the discrete systems are rebuilt here from
-the SSM conventions (diagonal closed forms and block-matrix expm, dense DPLR matrices
-assembled entry by entry, bilinear solves) and run through an explicit Python loop.
+References are independent float64 NumPy (tests/step_refs.py): the discrete systems are
+rebuilt from the SSM conventions and run through an explicit Python loop. Chunked
+processing is tested in tests/test_chunked.py.
 """
 
 import functools
@@ -11,132 +11,25 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-import scipy.linalg
-from jax.test_util import check_grads
+from step_refs import (
+    BSZ,
+    CDT,
+    TOL,
+    H,
+    L,
+    M,
+    cast,
+    np_bilinear,
+    np_diag_disc,
+    np_dplr_ref,
+    np_run,
+    rand_diag,
+    rand_dplr,
+    rand_state,
+    rel_err,
+)
 
 import hippox
-
-H, M, BSZ, L = 3, 4, 2, 24  # one set of sizes: compiled code is reused across tests
-TOL = {np.float64: 1e-10, np.float32: 1e-4}
-CDT = {np.float64: np.complex128, np.float32: np.complex64}
-
-
-def rel_err(a, b):
-    a, b = np.asarray(a, np.complex128), np.asarray(b, np.complex128)
-    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-300))
-
-
-def cast(x, dtype):
-    """Rounds a float64 NumPy array to `dtype` (complex counterpart for complex x), as NumPy."""
-    x = np.asarray(x)
-    return x.astype(CDT[dtype] if np.iscomplexobj(x) else dtype)
-
-
-# ----------------------------------------------------------------------- random systems
-
-
-def rand_diag(rng, H, M, dtype=np.float64):
-    Lam = -rng.uniform(0.1, 1.0, (H, M)) - 1j * rng.uniform(0.0, 4.0, (H, M))
-    B = rng.normal(size=(H, M)) + 1j * rng.normal(size=(H, M))
-    C = rng.normal(size=(H, M)) + 1j * rng.normal(size=(H, M))
-    dt = rng.uniform(0.05, 0.3, H)
-    D = rng.normal(size=H)
-    return tuple(cast(a, dtype) for a in (Lam, B, C, dt, D))
-
-
-def rand_dplr(rng, H, M, rank, dtype=np.float64):
-    Lam, B, C, dt, D = rand_diag(rng, H, M, np.float64)
-    P = 0.5 * (rng.normal(size=(rank, H, M)) + 1j * rng.normal(size=(rank, H, M)))
-    return tuple(cast(a, dtype) for a in (Lam, P, B, C, dt, D))
-
-
-# ----------------------------------------------------------------------- NumPy references
-
-
-def np_diag_disc(Lam, B, dt, method, L=None):
-    """Per-mode discretisation; zoh by the block-matrix exponential (not the closed form)."""
-    Lam, B, dt = (np.asarray(a, np.complex128) for a in (Lam, B, dt))
-    H, M = Lam.shape
-    Ab = np.empty((H, M), complex)
-    Bb = np.empty((H, M), complex)
-    for h in range(H):
-        for m in range(M):
-            lam, b, d = Lam[h, m], B[h, m], dt[h]
-            if method == "bilinear":
-                Ab[h, m] = (1 + d * lam / 2) / (1 - d * lam / 2)
-                Bb[h, m] = d * b / (1 - d * lam / 2)
-            else:
-                E = scipy.linalg.expm(np.array([[lam * d, b * d], [0, 0]]))
-                Ab[h, m], Bb[h, m] = E[0, 0], E[0, 1]
-                if method == "dss":
-                    Bb[h, m] /= Ab[h, m] ** L - 1
-    return Ab, Bb
-
-
-def np_dplr_A(Lam, P):
-    """Dense A[h, n, m] = Lambda[h, n] δ_nm - Σ_r P[r, h, n] conj(P[r, h, m]), entry by entry."""
-    Lam, P = np.asarray(Lam, complex), np.asarray(P, complex)
-    rank, H, M = P.shape
-    A = np.zeros((H, M, M), complex)
-    for h in range(H):
-        for n in range(M):
-            for m in range(M):
-                A[h, n, m] = (Lam[h, n] if n == m else 0) - sum(
-                    P[r, h, n] * np.conj(P[r, h, m]) for r in range(rank)
-                )
-    return A
-
-
-def np_bilinear(A, B, dt):
-    H, M, _ = A.shape
-    Ab = np.empty_like(A)
-    Bb = np.empty((H, M), complex)
-    for h in range(H):
-        lhs = np.eye(M) - dt[h] / 2 * A[h]
-        Ab[h] = np.linalg.solve(lhs, np.eye(M) + dt[h] / 2 * A[h])
-        Bb[h] = np.linalg.solve(lhs, dt[h] * B[h])
-    return Ab, Bb
-
-
-def np_dplr_ref(Lam, P, B, C, D, dt, conj_sym):
-    """The DPLR system in NumPy float64: returns ``run(u, x0=None) -> (y, x)``, Ab, Bb.
-
-    With conj_sym=True the system is the conjugate-closed one on [Lambda, conj Lambda],
-    [P, conj P], [B, conj B], [C, conj C] (y = Re(C_full x_full)); ``run`` takes and
-    returns the first half of its (conjugate-symmetric) state.
-    """
-    Lam, P, B, C = (np.asarray(a, np.complex128) for a in (Lam, P, B, C))
-    half = Lam.shape[-1]
-    if conj_sym:
-        Lam, P, B, C = (np.concatenate([a, a.conj()], axis=-1) for a in (Lam, P, B, C))
-    Ab, Bb = np_bilinear(np_dplr_A(Lam, P), B, np.asarray(dt, np.float64))
-
-    def run(u, x0=None):
-        if x0 is not None and conj_sym:
-            x0 = np.concatenate([x0, np.conj(x0)], axis=-1)
-        y, x = np_run(Ab, Bb, C, D, u, x0)
-        return y, x[..., :half]
-
-    return run, Ab, Bb
-
-
-def np_run(Ab, Bb, C, D, u, x0=None, scale=1.0):
-    """Loop x_k = Ab x_{k-1} + Bb u_k, y_k = Re(scale C x_k) + D u_k; Ab dense or diagonal."""
-    Ab, Bb, C = (np.asarray(a, np.complex128) for a in (Ab, Bb, C))
-    D, u = np.asarray(D, np.float64), np.asarray(u, np.float64)
-    H, N = Bb.shape
-    batch = u.shape[:-2]
-    x = np.zeros((*batch, H, N), complex) if x0 is None else np.asarray(x0, complex) + 0
-    x = np.broadcast_to(x, (*batch, H, N)).copy()
-    ys = np.empty(u.shape)
-    for l in range(u.shape[-1]):
-        ul = u[..., l]
-        if Ab.ndim == 3:
-            x = np.einsum("hnm,...hm->...hn", Ab, x) + Bb * ul[..., None]
-        else:
-            x = Ab * x + Bb * ul[..., None]
-        ys[..., l] = np.real(scale * np.sum(C * x, -1)) + D * ul
-    return ys, x
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -148,10 +41,6 @@ def lax_scan_steps(step, params, u, x0):
 
     x, ys = jax.lax.scan(body, jnp.asarray(x0), jnp.moveaxis(jnp.asarray(u), -1, 0))
     return jnp.moveaxis(ys, 0, -1), x
-
-
-def rand_state(rng, shape, dtype):
-    return cast(rng.normal(size=shape) + 1j * rng.normal(size=shape), dtype)
 
 
 # ----------------------------------------------------------------------- diagonal
@@ -376,94 +265,6 @@ def test_dense_from_discretize_matches_diag(rng):
     assert rel_err(y_dense, y_diag) < 1e-10
 
 
-# ----------------------------------------------------------------------- chunks
-
-
-CHUNKS = [7, 1, 7, 9]  # uneven (and few distinct lengths, to compile less), sum 24
-
-
-def _make(rng, form, dtype):
-    """(params, chunk function, NumPy reference run(u, x0=None) -> (y, x))."""
-    if form == "diag":
-        Lam, B, C, dt, D = rand_diag(rng, H, M, dtype)
-        p = hippox.diag_step_params(Lam, B, C, dt, D)
-        Ab, Bb = np_diag_disc(Lam, B, dt, "zoh")
-        run = functools.partial(np_run, Ab, Bb, C, D, scale=2.0)
-        return p, hippox.forward_chunk_diag, lambda u, x0=None: run(u, x0)
-    if form in ("dplr", "dplr_full"):
-        conj_sym = form == "dplr"
-        Lam, P, B, C, dt, D = rand_dplr(rng, H, M, 2, dtype)
-        p = hippox.dplr_step_dense_params(Lam, P, B, C, dt, D, conj_sym=conj_sym)
-        return p, hippox.forward_chunk_dense, np_dplr_ref(Lam, P, B, C, D, dt, conj_sym)[0]
-    Ab = rng.normal(size=(H, M, M))
-    Ab = 0.95 * Ab / np.linalg.norm(Ab, 2, axis=(1, 2))[:, None, None]
-    Bb, C, D = rng.normal(size=(H, M)), rng.normal(size=(H, M)), rng.normal(size=H)
-    Ab, Bb, C, D = (cast(a, dtype) for a in (Ab, Bb, C, D))
-    run = functools.partial(np_run, Ab, Bb, C, D)
-    return hippox.dense_step_params(Ab, Bb, C, D), hippox.forward_chunk_dense, run
-
-
-@pytest.mark.parametrize(
-    "form, dtype",
-    [(f, np.float64) for f in ("diag", "dplr", "dplr_full", "dense")]
-    + [("diag", np.float32), ("dplr", np.float32)],
-)
-def test_chunks_with_carried_state(rng, form, dtype):
-    p, chunk_fn, run = _make(rng, form, dtype)
-    assert sum(CHUNKS) == L
-    u = cast(rng.normal(size=(BSZ, H, L)), dtype)
-    x0 = (
-        rand_state(rng, (BSZ, H, M), dtype)
-        if jnp.iscomplexobj(p.Bb)
-        else cast(rng.normal(size=(BSZ, H, M)), dtype)
-    )
-    y_ref, x_ref = run(u, x0)
-    # one long call
-    y_one, x_one = chunk_fn(p, u, x0)
-    assert y_one.dtype == dtype and x_one.dtype == p.Bb.dtype
-    assert rel_err(y_one, y_ref) < TOL[dtype]
-    assert rel_err(x_one, x_ref) < TOL[dtype]
-    # uneven chunks, carrying the state
-    x, ys, start = jnp.asarray(x0), [], 0
-    for n in CHUNKS:
-        y_c, x = chunk_fn(p, u[..., start : start + n], x)
-        ys.append(y_c)
-        start += n
-    assert rel_err(jnp.concatenate(ys, -1), y_ref) < TOL[dtype]
-    assert rel_err(x, x_ref) < TOL[dtype]
-    # the step-by-step recurrence
-    y_s, x_s = hippox.scan_steps(p, u, x0)
-    assert rel_err(y_s, y_one) < TOL[dtype]
-    assert rel_err(x_s, x_one) < TOL[dtype]
-
-
-@pytest.mark.parametrize("form", ["diag", "dplr", "dense"])
-def test_chunk_without_state_is_the_convolution(rng, form):
-    """x0=None (zeros), a state without batch axes, and broadcasting of batch shapes."""
-    p, chunk_fn, run = _make(rng, form, np.float64)
-    u = rng.normal(size=(BSZ, H, L))
-    y, x = chunk_fn(p, u)
-    y_ref, x_ref = run(u)
-    assert y.shape == (BSZ, H, L) and x.shape == (BSZ, H, M)
-    assert rel_err(y, y_ref) < 1e-10 and rel_err(x, x_ref) < 1e-10
-    x0 = np.asarray(hippox.init_state(p)) + rng.normal(size=(H, M))  # shared by the batch
-    y, x = chunk_fn(p, u, x0)
-    y_ref, x_ref = run(u, x0)
-    assert rel_err(y, y_ref) < 1e-10 and rel_err(x, x_ref) < 1e-10
-
-
-@pytest.mark.parametrize("Lc", [1, pytest.param(16, marks=pytest.mark.slow), 33])
-@pytest.mark.parametrize("form", ["diag", "dplr"])
-def test_chunk_lengths(rng, form, Lc):
-    """Chunk lengths at and around powers of two (the dense Krylov doubling) and L = 1."""
-    p, chunk_fn, run = _make(rng, form, np.float64)
-    u = rng.normal(size=(H, Lc))
-    x0 = rand_state(rng, (H, M), np.float64)
-    y, x = jax.jit(chunk_fn)(p, u, x0)
-    y_ref, x_ref = run(u, x0)
-    assert rel_err(y, y_ref) < 1e-10 and rel_err(x, x_ref) < 1e-10
-
-
 # ----------------------------------------------------------------------- transformations
 
 
@@ -485,12 +286,6 @@ def test_jit_and_vmap(rng):
         x_v, y_v = jax.vmap(step, in_axes=(None, 0, 0))(p, x0, u[..., 0])
         for a, b in [(x_j, x_e), (y_j, y_e), (x_v, x_e), (y_v, y_e)]:
             np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
-    for chunk_fn, p in [(hippox.forward_chunk_diag, pdiag), (hippox.forward_chunk_dense, pdense)]:
-        y_e, x_e = chunk_fn(p, u, x0)
-        y_j, x_j = jax.jit(chunk_fn)(p, u, x0)
-        y_v, x_v = jax.vmap(chunk_fn, in_axes=(None, 0, 0))(p, u, x0)
-        for a, b in [(x_j, x_e), (y_j, y_e), (x_v, x_e), (y_v, y_e)]:
-            np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-11)
     # setup under jit (dt traced) and vmap over a stack of parameter sets
     p_j = jax.jit(lambda dt: hippox.dplr_step_linear_params(Lam, P, B, C, dt, D))(dt)
     for a, b in zip(p_j, plin, strict=True):
@@ -500,67 +295,6 @@ def test_jit_and_vmap(rng):
     y_v, _ = jax.vmap(hippox.scan_steps, in_axes=(0, None))(ps, u)
     y_1, _ = hippox.scan_steps(hippox.diag_step_params(Lam, B, C, 2 * dt, D), u)
     np.testing.assert_allclose(y_v[1], y_1, rtol=1e-12, atol=1e-12)
-
-
-def _split(z):
-    return np.real(z), np.imag(z)
-
-
-def test_grads_diag_chunk_and_step(rng):
-    Hs, Ms, Ls = 2, 2, 6
-    Lam, B, C, dt, D = rand_diag(rng, Hs, Ms)
-    u = rng.normal(size=(Hs, Ls))
-    x0 = rand_state(rng, (Hs, Ms), np.float64)
-
-    def loss(lr, li, br, ci, dt, x0r, chunk):
-        p = hippox.diag_step_params(lr + 1j * li, br + 0j, ci + 1j, dt, D)
-        if chunk:
-            y, x = hippox.forward_chunk_diag(p, u, x0r + 0.5j)
-        else:
-            y, x = hippox.scan_steps(p, u, x0r + 0.5j)
-        return jnp.sum(y**2) + jnp.sum(jnp.abs(x) ** 2)
-
-    args = (*_split(Lam), B.real, C.real, dt, x0.real)
-    f_chunk = jax.jit(functools.partial(loss, chunk=True))
-    check_grads(f_chunk, args, order=1, modes=["rev"], eps=1e-6)
-    # the chunked (FFT + Vandermonde) gradient equals the step-by-step one
-    grads = [
-        jax.jit(jax.grad(functools.partial(loss, chunk=chunk), argnums=range(6)))(*args)
-        for chunk in (True, False)
-    ]
-    for a, b in zip(*grads, strict=True):
-        assert np.all(np.isfinite(a))
-        np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-10)
-
-
-def test_grads_dplr_linear_and_dense_chunk(rng):
-    Hs, Ms, Ls = 2, 3, 5
-    Lam, P, B, C, dt, D = rand_dplr(rng, Hs, Ms, 1)
-    u = rng.normal(size=(Hs, Ls))
-
-    def loss(pr, pi, dt, linear):
-        if linear:
-            y, _ = hippox.scan_steps(
-                hippox.dplr_step_linear_params(Lam, pr + 1j * pi, B, C, dt, D), u
-            )
-        else:
-            y, _ = hippox.forward_chunk_dense(
-                hippox.dplr_step_dense_params(Lam, pr + 1j * pi, B, C, dt, D), u
-            )
-        return jnp.sum(jnp.sin(y))
-
-    args = (*_split(P), dt)
-    check_grads(
-        jax.jit(functools.partial(loss, linear=True)), args, order=1, modes=["rev"], eps=1e-6
-    )
-    # the dense closed-system chunk gives the same gradient as the Woodbury step
-    grads = [
-        jax.jit(jax.grad(functools.partial(loss, linear=linear), argnums=range(3)))(*args)
-        for linear in (True, False)
-    ]
-    for a, b in zip(*grads, strict=True):
-        assert np.all(np.isfinite(a))
-        np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-10)
 
 
 # ----------------------------------------------------------------------- dtypes and errors
@@ -629,12 +363,6 @@ def test_errors(rng):
         hippox.diag_step(p, np.zeros((4, 2, 3), complex), np.ones((5, 2)))
     with pytest.raises(TypeError, match="must be a DiagStepParams"):
         hippox.diag_step(tuple(p), x, np.ones(2))
-    with pytest.raises(TypeError, match="must be a DenseStepParams"):
-        hippox.forward_chunk_dense(p, np.ones((2, 4)))
-    with pytest.raises(ValueError, match="length L >= 1"):
-        hippox.forward_chunk_diag(p, np.ones((2, 0)))
-    with pytest.raises(ValueError, match=r"`u` must have shape \(\.\.\., H, L\)"):
-        hippox.forward_chunk_diag(p, np.ones((3, 4)))
     with pytest.raises(ValueError, match="`P` must have shape"):
         hippox.dplr_step_linear_params(Lam, P[0, 0], B, C, dt)
     with pytest.raises(ValueError, match="M=3 modes"):
