@@ -27,6 +27,7 @@ import numpy as np
 from _harness import Row, measure
 
 import hippox
+from hippox._src import dplr
 
 
 def _system(H: int, M: int, rank: int, seed: int = 0):
@@ -47,15 +48,28 @@ def _dense_dplr(Lam, P, B, dt):
 
     The system `kernel_dplr` computes with ``conj_sym=True``: ``x_full = [x, conj(x)]``.
     """
-    Lam, P, B = (jnp.concatenate([x, x.conj()], axis=-1) for x in (Lam, P, B))
-    M = Lam.shape[-1]
-    eye = jnp.eye(M, dtype=Lam.dtype)
-    A = Lam[:, :, None] * eye - jnp.einsum("rhn,rhm->hnm", P, P.conj())
-    half = (dt / 2)[:, None, None]
-    lhs = eye - half * A
-    Ab = jnp.linalg.solve(lhs, eye + half * A)
-    Bb = jnp.linalg.solve(lhs, (dt[:, None] * B)[..., None])[..., 0]
-    return Ab, Bb
+    Lam, P, B = dplr.closed_modes(Lam, P, B)
+    return hippox.discretize(dplr.dplr_matrix(Lam, P), B, dt, method="bilinear")
+
+
+def _naive_row(group, label, params, L, naive_L, args, repeats) -> Row:
+    """The `kernel_naive` baseline, timed at ``naive_L <= L`` and scaled linearly to L."""
+    scaled = naive_L < L
+    note = f"timed at L={naive_L}, scaled ×{L // naive_L} (linear in L)" if scaled else "lax.scan"
+    r = measure(
+        group,
+        label,
+        params,
+        functools.partial(hippox.kernel_naive, L=naive_L),
+        *args,
+        repeats=repeats,
+        baseline=True,
+        note=note,
+    )
+    if scaled:
+        r.median_s *= L / naive_L
+        r.memory_bytes = None
+    return r
 
 
 def _kernel_groups(H, N, lengths, naive_max_L, repeats) -> list[Row]:
@@ -65,31 +79,22 @@ def _kernel_groups(H, N, lengths, naive_max_L, repeats) -> list[Row]:
     Lam, P, B, C, dt = _system(H, M, rank=1)
     Ab_d, Bb_d = hippox.discretize_diag(Lam, B, dt, method="zoh")
     Ab_p, Bb_p = jax.jit(_dense_dplr)(Lam, P, B, dt)
-    C_full = jnp.concatenate([C, C.conj()], axis=-1)
+    (C_full,) = dplr.closed_modes(C)
     for L in lengths:
         params = f"H={H} N={N} (M={M}) L={L}"
         naive_L = min(L, naive_max_L)
-        scaled = naive_L < L
-        note = (
-            f"timed at L={naive_L}, scaled ×{L // naive_L} (linear in L)" if scaled else "lax.scan"
-        )
         # diagonal
-        r = measure(
-            "kernel_diag",
-            "kernel_naive (diag scan)",
-            params,
-            functools.partial(hippox.kernel_naive, L=naive_L),
-            Ab_d,
-            Bb_d,
-            C,
-            repeats=repeats,
-            baseline=True,
-            note=note,
+        diag_rows.append(
+            _naive_row(
+                "kernel_diag",
+                "kernel_naive (diag scan)",
+                params,
+                L,
+                naive_L,
+                (Ab_d, Bb_d, C),
+                repeats,
+            )
         )
-        if scaled:
-            r.median_s *= L / naive_L
-            r.memory_bytes = None
-        diag_rows.append(r)
         diag_rows.append(
             measure(
                 "kernel_diag",
@@ -104,22 +109,17 @@ def _kernel_groups(H, N, lengths, naive_max_L, repeats) -> list[Row]:
             )
         )
         # DPLR
-        r = measure(
-            "kernel_dplr",
-            "kernel_naive (dense scan)",
-            params,
-            functools.partial(hippox.kernel_naive, L=naive_L),
-            Ab_p,
-            Bb_p,
-            C_full,
-            repeats=max(1, repeats // 2),
-            baseline=True,
-            note=note,
+        dplr_rows.append(
+            _naive_row(
+                "kernel_dplr",
+                "kernel_naive (dense scan)",
+                params,
+                L,
+                naive_L,
+                (Ab_p, Bb_p, C_full),
+                max(1, repeats // 2),
+            )
         )
-        if scaled:
-            r.median_s *= L / naive_L
-            r.memory_bytes = None
-        dplr_rows.append(r)
         dplr_rows.append(
             measure(
                 "kernel_dplr",
