@@ -1,4 +1,4 @@
-"""Tests of the HiPPO-RNN cell: pure core (hippox/_src/memory.py, hippox/_src/layers/rnn.py), NNX and linen wrappers."""
+"""Tests of the HiPPO-RNN cell: the pure core (memory, layers/rnn), NNX and linen wrappers."""
 
 import flax.linen as nn
 import jax
@@ -399,3 +399,100 @@ def test_flax_errors():
     )
     np.testing.assert_array_equal(carry.h, 1.0)
     np.testing.assert_array_equal(carry.c, 0.0)
+
+
+# ----------------------------------------------------------------------------- seq_lengths
+
+
+@pytest.mark.parametrize("gated", [False, True])
+def test_seq_lengths_equal_unpadded(gated, rng):
+    cfg = hippox.HiPPORNNConfig(d_in=2, features=3, memory_size=2, N=4, gated=gated)
+    params = _random_params(cfg, rng)
+    L, lengths = 9, np.array([[9, 0, 4], [1, 6, 7]])
+    x = jnp.asarray(rng.normal(size=(2, 3, L, 2)))
+    state, h = cfg.apply(params, x, seq_lengths=jnp.asarray(lengths))
+    assert h.shape == (2, 3, L, 3)
+    for i in range(2):
+        for j in range(3):
+            n = int(lengths[i, j])
+            # padding outputs are exactly zero
+            np.testing.assert_array_equal(h[i, j, n:], 0.0)
+            if n == 0:
+                s0 = cfg.initial_state((), jnp.float64)
+                for a, b in zip(state, s0, strict=True):
+                    np.testing.assert_array_equal(a[i, j], b)
+                continue
+            s_ref, h_ref = cfg.apply(params, x[i, j, :n])
+            np.testing.assert_allclose(h[i, j, :n], h_ref, rtol=1e-12, atol=1e-13)
+            np.testing.assert_allclose(state.h[i, j], s_ref.h, rtol=1e-12, atol=1e-13)
+            np.testing.assert_allclose(state.c[i, j], s_ref.c, rtol=1e-12, atol=1e-13)
+            assert int(state.t[i, j]) == n
+    # changing the padding values changes nothing
+    x2 = jnp.where(jnp.arange(L)[:, None] < jnp.asarray(lengths)[..., None, None], x, 7.0)
+    state2, h2 = jax.jit(lambda x, n: cfg.apply(params, x, seq_lengths=n))(x2, lengths)
+    np.testing.assert_allclose(h2, h, rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(state2.c, state.c, rtol=1e-12, atol=1e-13)
+
+
+def test_seq_lengths_grads(rng):
+    cfg = hippox.HiPPORNNConfig(d_in=2, features=2, memory_size=1, N=3, gated=True)
+    params = _random_params(cfg, rng)
+    x = jnp.asarray(rng.normal(size=(2, 6, 2)))
+    lengths = jnp.array([4, 6])
+
+    def loss(p, x):
+        s, h = cfg.apply(p, x, seq_lengths=lengths)
+        return jnp.sum(h**2) + jnp.sum(s.h**2)
+
+    def loss_ref(p, x):
+        out = 0.0
+        for b, n in enumerate([4, 6]):
+            s, h = cfg.apply(p, x[b, :n])
+            out = out + jnp.sum(h**2) + jnp.sum(s.h**2)
+        return out
+
+    check_grads(loss, (params, x), order=1, modes=["rev"], atol=1e-6, rtol=1e-6)
+    g, gx = jax.grad(loss, argnums=(0, 1))(params, x)
+    g_ref, gx_ref = jax.grad(loss_ref, argnums=(0, 1))(params, x)
+    for k in g:
+        np.testing.assert_allclose(g[k], g_ref[k], rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(gx, gx_ref, rtol=1e-10, atol=1e-12)
+    np.testing.assert_array_equal(gx[0, 4:], 0.0)  # padding has no influence
+
+
+def test_seq_lengths_errors(rng):
+    cfg = hippox.HiPPORNNConfig(d_in=2, features=3, N=4)
+    params = _random_params(cfg, rng)
+    x = jnp.ones((2, 5, 2))
+    with pytest.raises(TypeError, match="`seq_lengths` must be an integer"):
+        cfg.apply(params, x, seq_lengths=jnp.array([1.0, 2.0]))
+    with pytest.raises(ValueError, match=r"`seq_lengths` must have the batch shape \(2,\)"):
+        cfg.apply(params, x, seq_lengths=jnp.array([1, 2, 3]))
+    with pytest.raises(ValueError, match=r"`seq_lengths` must lie in \[0, L\] with L=5"):
+        cfg.apply(params, x, seq_lengths=np.array([1, 6]))
+    with pytest.raises(ValueError, match=r"`seq_lengths` must lie in \[0, L\]"):
+        cfg.apply(params, x, seq_lengths=np.array([-1, 2]))
+    with pytest.raises(TypeError, match="`seq_lengths` must be"):
+        cfg.apply(params, x, seq_lengths="3")
+
+
+def test_check_state(rng):
+    cfg = hippox.HiPPORNNConfig(d_in=2, features=3, memory_size=2, N=4)
+    s = cfg.initial_state((5,), jnp.float32)
+    out = cfg.check_state(s, (5,), jnp.float32)
+    assert isinstance(out, hippox.HiPPORNNState)
+    cfg.check_state(s, (5,))
+    with pytest.raises(TypeError, match="`state` must be a HiPPORNNState"):
+        cfg.check_state(tuple(s), (5,))
+    with pytest.raises(ValueError, match=r"`state.h` must have shape \(4, 3\)"):
+        cfg.check_state(s, (4,))
+    with pytest.raises(ValueError, match=r"`carry.c` must have shape \(5, 2, 4\)"):
+        cfg.check_state(s._replace(c=jnp.zeros((5, 2, 3))), (5,), name="carry")
+    with pytest.raises(TypeError, match="`state.t` must be an integer"):
+        cfg.check_state(s._replace(t=jnp.zeros(5)), (5,))
+    with pytest.raises(TypeError, match="`state.h` must be real floating"):
+        cfg.check_state(s._replace(h=jnp.zeros((5, 3), jnp.int32)), (5,))
+    with pytest.raises(TypeError, match="share one dtype"):
+        cfg.check_state(s._replace(h=s.h.astype(jnp.float64)), (5,))
+    with pytest.raises(TypeError, match="must have dtype float64"):
+        cfg.check_state(s, (5,), jnp.float64)

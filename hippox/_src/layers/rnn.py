@@ -255,6 +255,7 @@ class HiPPORNNConfig(base.LayerConfig):
         state: HiPPORNNState | None = None,
         *,
         dtype: DTypeLike | None = None,
+        seq_lengths: ArrayLike | None = None,
     ) -> tuple[HiPPORNNState, jax.Array]:
         """The cell over a sequence (a `jax.lax.scan` of `step`).
 
@@ -263,17 +264,97 @@ class HiPPORNNConfig(base.LayerConfig):
           x: ``(..., L, d_in)`` real floating inputs (time on axis -2).
           state: initial carry (None: `initial_state` for the batch shape of ``x``).
           dtype: output dtype (None: ``x``'s dtype).
+          seq_lengths: optional integer array of shape ``x.shape[:-2]`` with entries in
+            ``[0, L]``: sequence ``b`` is ``x[b, :seq_lengths[b]]`` and the positions
+            ``l >= seq_lengths[b]`` are padding. Padding leaves the carry untouched
+            (the step counter too) and its outputs are 0, so the outputs at valid
+            positions equal the unpadded run and the returned state is the state after
+            each sequence's last valid step (as `flax.nnx.RNN` with ``seq_lengths``).
+            Shape, dtype and (for concrete values) range are checked eagerly.
 
         Returns:
           ``(final_state, h)`` with ``h`` ``(..., L, features)``.
+
+        Raises:
+          TypeError: non-integer ``seq_lengths`` (and the errors of `step`).
+          ValueError: ``seq_lengths`` of the wrong shape or outside ``[0, L]``.
         """
         x = _check_x(x, self.d_in, step=False)
         out = x.dtype if dtype is None else np.dtype(dtype)
+        lengths = None
+        if seq_lengths is not None:
+            lengths = check_seq_lengths(seq_lengths, x.shape[:-2], x.shape[-2])
         if state is None:
             pd = jnp.result_type(*self.check_params(params).values())
             state = self.initial_state(x.shape[:-2], pd)
         p, h, c, t, x = self._prepare(params, state, x, x.shape[:-2])
-        return _apply_jit(self, p, h, c, t, x, out)
+        if lengths is not None:
+            lengths = jnp.broadcast_to(lengths, t.shape)
+        return _apply_jit(self, p, h, c, t, x, lengths, out)
+
+    def check_state(
+        self,
+        state: HiPPORNNState,
+        batch_shape: Sequence[int],
+        param_dtype: DTypeLike | None = None,
+        *,
+        name: str = "state",
+    ) -> HiPPORNNState:
+        """Checks a carry against this config and an input's batch shape.
+
+        Args:
+          state: the carry to check.
+          batch_shape: batch shape of the input it will be used with (``x.shape[:-1]``
+            for a step, ``x.shape[:-2]`` for a sequence).
+          param_dtype: when given, the dtype the carry must have
+            (``promote(param_dtype, float32)``, as `initial_state` makes it).
+          name: the argument name used in error messages.
+
+        Returns:
+          ``state`` with its leaves as arrays.
+
+        Raises:
+          TypeError: not a `HiPPORNNState`, non-floating ``h``/``c``, non-integer ``t``,
+            or a dtype other than the one of ``param_dtype``.
+          ValueError: a shape other than ``h (*batch, features)``, ``c (*batch, F, N)``,
+            ``t (*batch)``.
+        """
+        if not isinstance(state, HiPPORNNState):
+            raise TypeError(
+                f"`{name}` must be a HiPPORNNState (h, c, t) from initial_state / "
+                f"initialize_carry, got {type(state).__name__}."
+            )
+        batch = _validate.check_batch_shape(batch_shape)
+        h, c, t = (_validate.as_array(f"{name}.{f}", a) for f, a in zip("hct", state, strict=True))
+        want = {
+            "h": (*batch, self.features),
+            "c": (*batch, self.memory_size, self.N),
+            "t": batch,
+        }
+        for field, leaf in zip("hct", (h, c, t), strict=True):
+            if leaf.shape != want[field]:
+                raise ValueError(
+                    f"`{name}.{field}` must have shape {want[field]} (batch {batch} of the "
+                    f"input, features={self.features}, memory_size={self.memory_size}, "
+                    f"N={self.N}), got {leaf.shape}."
+                )
+        for field, leaf in (("h", h), ("c", c)):
+            if not jnp.issubdtype(leaf.dtype, jnp.floating):
+                raise TypeError(f"`{name}.{field}` must be real floating, got {leaf.dtype}.")
+        if h.dtype != c.dtype:
+            raise TypeError(
+                f"`{name}.h` and `{name}.c` must share one dtype, got {h.dtype} and {c.dtype}."
+            )
+        if not jnp.issubdtype(t.dtype, jnp.integer):
+            raise TypeError(f"`{name}.t` must be an integer step counter, got {t.dtype}.")
+        if param_dtype is not None:
+            rd = base.state_dtype(param_dtype, complex_state=False)
+            if h.dtype != rd:
+                raise TypeError(
+                    f"`{name}` must have dtype {rd} (the carry of param_dtype "
+                    f"{np.dtype(param_dtype)}), got {h.dtype}."
+                )
+        return HiPPORNNState(h, c, t)
 
 
 def _step_core(cfg: HiPPORNNConfig, p, h_prev, c_prev, t, x):
@@ -294,11 +375,53 @@ def _step_jit(cfg, p, h, c, t, x, out):
     return state, y.astype(out)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 6))
-def _apply_jit(cfg, p, h, c, t, x, out):
-    def body(s, x_t):
-        s, y = _step_core(cfg, p, *s, x_t)
-        return s, y.astype(out)
+@functools.partial(jax.jit, static_argnums=(0, 7))
+def _apply_jit(cfg, p, h, c, t, x, lengths, out):
+    def body(s, inputs):
+        l, x_t = inputs
+        new, y = _step_core(cfg, p, *s, x_t)
+        if lengths is not None:
+            new, y = mask_step(l < lengths, s, new, y)
+        return new, y.astype(out)
 
-    state, y = jax.lax.scan(body, HiPPORNNState(h, c, t), jnp.moveaxis(x, -2, 0))
+    L = x.shape[-2]
+    xs = (jnp.arange(L), jnp.moveaxis(x, -2, 0))
+    state, y = jax.lax.scan(body, HiPPORNNState(h, c, t), xs)
     return state, jnp.moveaxis(y, 0, -2)
+
+
+def mask_step(valid: jax.Array, old, new, y: jax.Array):
+    """Keeps the carry ``old`` and zeroes the output where ``valid`` (batch shape) is False.
+
+    ``old`` and ``new`` are pytrees whose leaves have the batch shape of ``valid`` as
+    their leading axes; ``y`` is ``(*batch, features)``.
+    """
+
+    def pick(a, b):
+        v = valid.reshape(valid.shape + (1,) * (a.ndim - valid.ndim))
+        return jnp.where(v, b, a)
+
+    new = jax.tree.map(pick, old, new)
+    return new, jnp.where(valid[..., None], y, jnp.zeros((), y.dtype))
+
+
+def check_seq_lengths(seq_lengths: ArrayLike, batch: tuple[int, ...], L: int) -> jax.Array:
+    """``seq_lengths``: an integer array of shape ``batch`` with entries in ``[0, L]``.
+
+    The range is checked only when the values are concrete (not under `jax.jit`).
+    """
+    lengths = _validate.as_array("seq_lengths", seq_lengths)
+    if not jnp.issubdtype(lengths.dtype, jnp.integer):
+        raise TypeError(f"`seq_lengths` must be an integer array, got dtype {lengths.dtype}.")
+    if lengths.shape != tuple(batch):
+        raise ValueError(
+            f"`seq_lengths` must have the batch shape {tuple(batch)} of the input "
+            f"(x.shape[:-2]), got {lengths.shape}."
+        )
+    value = _validate.concrete_value(lengths)
+    if value is not None and value.size and (value.min() < 0 or value.max() > L):
+        raise ValueError(
+            f"`seq_lengths` must lie in [0, L] with L={L}, got values in "
+            f"[{value.min()}, {value.max()}]."
+        )
+    return lengths.astype(jnp.int32)
