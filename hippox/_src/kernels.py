@@ -333,16 +333,3 @@ def _kernel_diag(Lam, B, C, dt, *, L, method, conj_sym, chunk_size, batch):
     K = _vandermonde(W, logA, L, chunk_size)  # (rows, S, L)
     K = K[:, 0] + K[:, 1, ::-1] if method == "dss" else K[:, 0]
     return _real_part(K, conj_sym).astype(rtype).reshape(*batch, L)
-
-
-# The DPLR kernel moved to hippox/_src/dplr.py; its names stay importable from here until
-# every importer (ssm.py) reads them from there.
-_MOVED_TO_DPLR = ("kernel_dplr", "dplr_c_tilde", "dplr_c_from_tilde")
-
-
-def __getattr__(name: str):
-    if name in _MOVED_TO_DPLR:
-        from hippox._src import dplr
-
-        return getattr(dplr, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
