@@ -322,7 +322,7 @@ def test_conv_equals_step_float32(kind, kw, rng):
     np.testing.assert_allclose(ys, y, rtol=1e-5, atol=1e-5 * scale)
 
 
-def test_s4_shorter_inputs_truncate_the_l_max_kernel(rng):
+def test_s4_shorter_inputs_truncate_the_l_max_kernel_longer_ones_work(rng):
     cfg, params = _setup("S4", dict(H=2, l_max=24, N=4), rng)
     u = rng.normal(size=(7, 2))
     np.testing.assert_allclose(
@@ -331,8 +331,11 @@ def test_s4_shorter_inputs_truncate_the_l_max_kernel(rng):
     K = jax.jit(cfg.kernel, static_argnums=1)(params, 7)
     K24 = jax.jit(cfg.kernel, static_argnums=1)(params, 24)
     np.testing.assert_allclose(K, K24[:, :7], rtol=1e-12, atol=1e-14)
-    with pytest.raises(ValueError, match="<= l_max=24"):
-        cfg.apply(params, jnp.zeros((25, 2)))
+    # Longer inputs: C is converted from C_tilde(l_max) to C_tilde(L) (no error, exact).
+    u = rng.normal(size=(37, 2))
+    np.testing.assert_allclose(
+        _apply(cfg, params, jnp.asarray(u)), ref_s4(cfg, params, u), rtol=1e-9, atol=1e-11
+    )
 
 
 def test_s5_step_rescale(rng):

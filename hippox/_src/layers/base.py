@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike, DTypeLike
 
+from hippox import initializers as inits
 from hippox._src import _validate
 from hippox._src.conv import bidirectional_conv, causal_conv
 
@@ -182,11 +183,97 @@ def refuse_bidirectional_step(bidirectional: bool) -> None:
 def convolve(K, u: jax.Array, D: jax.Array, rd) -> jax.Array:
     """Channel-last FFT convolution: ``u`` ``(..., L, H)`` with ``K`` ``(H, L)`` + ``D u``.
 
-    ``K`` may be a pair ``(K_fwd, K_bwd)`` (`hippox.bidirectional_conv`).
+    ``K`` may be a pair ``(K_fwd, K_bwd)`` (`hippox.bidirectional_conv`). With several
+    output channels, ``K`` is ``(channels, H, L)`` and ``D`` ``(channels, H)``, and the
+    output is ``(..., L, channels * H)`` with feature index ``c * H + h`` (the reference's
+    ``(c h)`` order).
     """
     ut = jnp.swapaxes(u, -1, -2).astype(rd)  # (..., H, L)
+    multi = (K[0] if isinstance(K, tuple) else K).ndim == 3
+    if multi:
+        ut = ut[..., None, :, :]  # (..., 1, H, L) against (channels, H, L)
     if isinstance(K, tuple):
         y = bidirectional_conv(ut, K[0], K[1], D=D)
     else:
         y = causal_conv(ut, K, D=D)
+    if multi:
+        y = y.reshape(*y.shape[:-3], -1, y.shape[-1])
     return jnp.swapaxes(y, -1, -2)
+
+
+def merge_channels(y: jax.Array, channels: int) -> jax.Array:
+    """``(..., c, H, L)`` -> channel-last ``(..., L, H)`` (c = 1) or ``(..., L, c * H)``."""
+    y = y[..., 0, :, :] if channels == 1 else y.reshape(*y.shape[:-3], -1, y.shape[-1])
+    return jnp.swapaxes(y, -1, -2)
+
+
+# ------------------------------------------------------------------------ timescales
+
+#: The ``dt_transform`` choices: ``dt = f(log_dt)`` (the reference's names; its
+#: ``'none'`` is left out because it allows ``dt <= 0``).
+DT_TRANSFORMS: tuple[str, ...] = ("exp", "softplus", "sigmoid", "relu")
+
+
+def dt_from_param(raw: jax.Array, transform: str) -> jax.Array:
+    """The step ``dt`` from its stored leaf (``log_dt``) under ``dt_transform``.
+
+    ``exp``: ``exp(raw)``; ``softplus``: ``log(1 + exp(raw))``; ``sigmoid``:
+    ``1 / (1 + exp(-raw))``; ``relu``: ``max(raw, 0) + 1e-4`` (as in the reference S4).
+    """
+    if transform == "exp":
+        return jnp.exp(raw)
+    if transform == "softplus":
+        return jax.nn.softplus(raw)
+    if transform == "sigmoid":
+        return jax.nn.sigmoid(raw)
+    return jax.nn.relu(raw) + 1e-4
+
+
+def _dt_inverse_host(dt: np.ndarray, transform: str) -> np.ndarray:
+    """The stored leaf for a step ``dt`` (float64 host; the reference clamps dt >= 1e-4)."""
+    if transform == "exp":
+        return np.log(dt)
+    dt = np.maximum(dt, 1e-4)
+    if transform == "softplus":
+        return np.log(np.expm1(dt))
+    if transform == "sigmoid":
+        return np.log(dt) - np.log1p(-dt)
+    return dt
+
+
+def dt_initializer(
+    *, dt_min: float, dt_max: float, transform: str = "exp", deterministic: bool = False
+) -> Initializer:
+    """Initializer of the ``log_dt`` leaf under ``dt_transform`` (``init(key, shape, dtype)``).
+
+    Random (default): ``dt`` log-uniform on ``[dt_min, dt_max]`` per entry (for ``exp``
+    exactly `hippox.initializers.log_dt`), stored as the transform's inverse.
+    ``deterministic`` (the reference's option): ``dt_h = exp(linspace(log dt_min,
+    log dt_max, H))`` over the first axis of ``shape`` (``(H,)``), no key needed.
+    """
+    _validate.check_choice("dt_transform", transform, DT_TRANSFORMS)
+    if transform == "sigmoid" and dt_max >= 1:
+        raise ValueError(f"`dt_max` must be < 1 for dt_transform='sigmoid', got {dt_max}.")
+    log_init = inits.log_dt(dt_min=dt_min, dt_max=dt_max)  # validates dt_min, dt_max
+    if not deterministic and transform == "exp":
+        return log_init
+
+    def initializer(key, shape, dtype: DTypeLike | None = None) -> jax.Array:
+        shape = tuple(shape)
+        dtype = _validate.real_dtype(dtype, name="dtype")
+        if deterministic:
+            if len(shape) != 1:
+                raise ValueError(
+                    f"`shape` must be (H,) for a deterministic dt initialisation, got {shape}."
+                )
+            dt = np.exp(np.linspace(np.log(dt_min), np.log(dt_max), shape[0]))
+            return jnp.asarray(_dt_inverse_host(dt, transform), dtype)
+        _validate.require_key("key", key, "a random dt initialisation")
+        dt = jnp.exp(log_init(key, shape, dtype))
+        if transform == "softplus":
+            return jnp.log(jnp.expm1(jnp.maximum(dt, 1e-4)))
+        if transform == "sigmoid":
+            return jax.scipy.special.logit(jnp.maximum(dt, 1e-4))
+        return jnp.maximum(dt, 1e-4)
+
+    return initializer

@@ -6,13 +6,14 @@ import dataclasses
 from typing import Literal
 
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 
 from hippox import initializers as inits
 from hippox._src import _validate, diagonal, matrices
-from hippox._src.dplr import dplr_c_from_tilde, kernel_dplr
-from hippox._src.layers import base
+from hippox._src.dplr import dplr_c_from_tilde, dplr_c_tilde, kernel_dplr
+from hippox._src.layers import base, masking
 from hippox._src.layers.siso import SISOConfig
-from hippox._src.parameterization import complex_from_pair
+from hippox._src.parameterization import complex_from_pair, conj_closed
 from hippox._src.step import (
     dplr_step_dense,
     dplr_step_dense_params,
@@ -116,35 +117,113 @@ class S4Config(SISOConfig):
         }
 
     def _system(self, p: dict):
+        """``(Lambda, P, B, scale, dt)``: the system whose stored ``C̃`` refers to step ``dt``.
+
+        Tied step: the layer's ``Lambda``, ``P``, ``B`` and ``dt`` ``(H,)`` (``scale`` None).
+        Per-state step: ``Lambda' = dt ⊙ Lambda``, ``P' = √dt ⊙ P``, ``B' = √dt ⊙ B`` with
+        unit step, and ``scale = √dt`` for the output rows (module docstring of
+        `hippox._src.layers.siso`).
+        """
         H = self.H
         Lam = base.expand_groups(self._lambda(p), H)
         P = base.expand_groups(complex_from_pair(p["P"]), H, axis=1)
         B = base.expand_groups(complex_from_pair(p["B"]), H)
-        return Lam, P, B, jnp.exp(p["log_dt"])
+        dt = self._dt(p)
+        if dt.ndim == 1:
+            return Lam, P, B, None, dt
+        root = jnp.sqrt(dt)
+        return dt * Lam, root * P, root * B, root, jnp.ones((H,), dt.dtype)
 
-    def _kernel(self, p: dict, L: int):
-        if L > self.l_max:
-            raise ValueError(
-                f"the input length L must be <= l_max={self.l_max} (C is stored as C_tilde "
-                f"for length l_max), got L={L}."
-            )
-        Lam, P, B, dt = self._system(p)
+    def _c_tilde(self, p: dict, name: str, scale):
+        """``(channels, H, M)`` C̃ rows of leaf ``name`` (bandlimit applied, per-state scaled)."""
+        Lam_stored = base.expand_groups(self._lambda(p), self.H)
+        C = self._c_rows(p, name, Lam_stored, self._dt(p))
+        return C if scale is None else scale * C
+
+    def _plain_c(self, p: dict, name: str):
+        """The system, its step and plain ``C`` ``(channels, H, M)`` of leaf ``name``."""
+        Lam, P, B, scale, dt = self._system(p)
+        Ct = self._c_tilde(p, name, scale)
+        C = dplr_c_from_tilde(Ct, Lam, P, dt, self.l_max, conj_sym=self.conj_sym)
+        return Lam, P, B, dt, C
+
+    def _kernel(self, p: dict, L: int, step_rescale=1.0):
+        static_one = isinstance(step_rescale, float) and step_rescale == 1.0
+        names = ("C", "C_bwd") if self.bidirectional else ("C",)
         kw = dict(conj_sym=self.conj_sym)
-        K = kernel_dplr(Lam, P, B, complex_from_pair(p["C"]), dt, self.l_max, **kw)[..., :L]
-        if not self.bidirectional:
-            return K
-        Kb = kernel_dplr(Lam, P, B, complex_from_pair(p["C_bwd"]), dt, self.l_max, **kw)
-        return K, Kb[..., :L]
+        out = []
+        for name in names:
+            if static_one and L <= self.l_max:
+                # C̃ refers to (dt, l_max): the length-l_max kernel, truncated (exact).
+                Lam, P, B, scale, dt = self._system(p)
+                Ct = self._c_tilde(p, name, scale)
+                K = kernel_dplr(Lam, P, B, Ct, dt, self.l_max, **kw)[..., :L]
+            else:
+                # Another length or step: plain C, then C̃ for (dt * step_rescale, L).
+                Lam, P, B, dt, C = self._plain_c(p, name)
+                dt_r = dt * step_rescale
+                Ct = dplr_c_tilde(C, Lam, P, dt_r, L, **kw)
+                K = kernel_dplr(Lam, P, B, Ct, dt_r, L, **kw)
+            out.append(K[0] if self.channels == 1 else K)
+        return tuple(out) if self.bidirectional else out[0]
 
-    def step_params(self, params: base.Params):
-        """Step parameters: plain ``C`` from ``C_tilde``, then the bilinear DPLR step setup."""
+    def _state_pass(self, p: dict, u, x0, lengths, step_rescale, need_state):
+        return self._apply_with_state(p, u, x0, lengths, step_rescale, need_state)
+
+    def _apply_with_state(self, p: dict, u, x0, lengths, step_rescale, need_state):
+        """Free response of ``x0`` and final state, through the dense 2M-state form.
+
+        The bilinear DPLR system (`hippox.dplr_step_dense_params` with the plain ``C``)
+        is closed to its ``2M`` modes for ``conj_sym`` (``[x, conj(x)]``), and the
+        Krylov sequences ``C Ab^l``, ``Ab^l Bb`` are built by doubling
+        (`hippox._src.layers.masking.dense_state_pass`; the maths of
+        `hippox.forward_chunk_dense`).
+
+        Args:
+          p: prepared parameters.
+          u: ``(..., H, L)`` real input, padding zeroed.
+          x0: ``(..., H, M)`` complex state, or None.
+          lengths: ``(...)`` valid lengths, or None.
+          step_rescale: multiplies the step.
+          need_state: compute the final state.
+
+        Returns:
+          ``(y_free, x)``: ``(..., channels, H, L)`` real free response (None without
+          ``x0``) and the ``(..., H, M)`` final state (None unless ``need_state``).
+        """
+        Lam, P, B, dt, C = self._plain_c(p, "C")
+        sp = dplr_step_dense_params(Lam, P, B, C[0], dt * step_rescale, conj_sym=self.conj_sym)
+        M = self.M
+        if self.conj_sym:
+            Ab = jnp.concatenate(
+                [
+                    jnp.concatenate([sp.Ab, sp.Abc], -1),
+                    jnp.concatenate([jnp.conj(sp.Abc), jnp.conj(sp.Ab)], -1),
+                ],
+                -2,
+            )
+            Bb = conj_closed(sp.Bb)
+            C = jnp.concatenate([2.0 * C, jnp.zeros_like(C)], -1).astype(Ab.dtype)
+            x0 = None if x0 is None else conj_closed(x0)
+        else:
+            Ab, Bb, C = sp.Ab, sp.Bb, C.astype(sp.Ab.dtype)
+        y_free, x = masking.dense_state_pass(Ab, Bb, C, x0, u, lengths, need_state=need_state)
+        return y_free, None if x is None else x[..., :M]
+
+    def step_params(self, params: base.Params, *, step_rescale: float | ArrayLike = 1.0):
+        """Step parameters: plain ``C`` from ``C_tilde``, then the bilinear DPLR step setup.
+
+        ``step_rescale`` multiplies the step (the conversion uses the stored one).
+        `ChannelsStepParams` with several output channels.
+        """
         base.refuse_bidirectional_step(self.bidirectional)
-        p, _ = self.prepared(params)
-        Lam, P, B, dt = self._system(p)
-        C_tilde = complex_from_pair(p["C"])
-        C = dplr_c_from_tilde(C_tilde, Lam, P, dt, self.l_max, conj_sym=self.conj_sym)
+        p, rd = self.prepared(params)
+        r = self._rescale(step_rescale, rd)
+        Lam, P, B, dt, C = self._plain_c(p, "C")
         setup = dplr_step_linear_params if self.step_mode == "linear" else dplr_step_dense_params
-        return setup(Lam, P, B, C, dt, p["D"], conj_sym=self.conj_sym)
+        D = p["D"] if self.channels == 1 else p["D"][0]
+        sp = setup(Lam, P, B, C[0], dt * r, D, conj_sym=self.conj_sym)
+        return sp if self.channels == 1 else self._wrap_channels(sp, C, p["D"])
 
     def _step_function(self):
         return dplr_step_linear if self.step_mode == "linear" else dplr_step_dense

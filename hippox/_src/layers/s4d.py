@@ -6,10 +6,12 @@ import dataclasses
 from typing import Literal
 
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 
 from hippox._src import _validate
+from hippox._src.discretize import discretize_diag
 from hippox._src.kernels import kernel_diag
-from hippox._src.layers import base
+from hippox._src.layers import base, masking
 from hippox._src.layers.siso import SISOConfig
 from hippox._src.parameterization import complex_from_pair
 from hippox._src.step import diag_step, diag_step_params
@@ -64,40 +66,83 @@ class S4DConfig(SISOConfig):
     def param_initializers(self) -> dict[str, base.Initializer]:
         return self._initializers()
 
-    def _system(self, p: dict):
+    def _check_apply_options(self, seq_lengths, initial_state, return_state) -> None:
+        if self.disc == "dss" and (seq_lengths is not None or initial_state is not None):
+            raise ValueError(
+                "`seq_lengths` and `initial_state` must be None with disc='dss' (its B is "
+                "normalised by the length of the call, so a padded or continued sequence is a "
+                "different system), got "
+                f"{'seq_lengths' if seq_lengths is not None else 'initial_state'} set."
+            )
+
+    def _system(self, p: dict, step_rescale=1.0):
+        """``(Lambda, B, dt)`` to discretise: ``(H, M)``, ``(H, M)``, ``(H,)`` (rescaled).
+
+        Per-state steps are folded into ``Lambda`` and ``B`` with unit step (module
+        docstring of `hippox._src.layers.siso`).
+        """
         H = self.H
         Lam = base.expand_groups(self._lambda(p), H)
         B = base.expand_groups(complex_from_pair(p["B"]), H)
-        return Lam, B, jnp.exp(p["log_dt"])
+        dt = self._dt(p)
+        if dt.ndim == 2:
+            Lam, B = dt * Lam, dt * B
+            dt = jnp.ones((H,), dt.dtype)
+        return Lam, B, dt * step_rescale
 
-    def _kernel(self, p: dict, L: int):
-        Lam, B, dt = self._system(p)
+    def _rows(self, p: dict, name: str):
+        """``(channels, H, M)`` (or ``(H, M)`` for one channel) output rows of leaf ``name``."""
+        Lam = base.expand_groups(self._lambda(p), self.H)
+        C = self._c_rows(p, name, Lam, self._dt(p))
+        return C[0] if self.channels == 1 else C
+
+    def _kernel(self, p: dict, L: int, step_rescale=1.0):
+        Lam, B, dt = self._system(p, step_rescale)
         kw = dict(method=self.disc, conj_sym=self.conj_sym)
-        K = kernel_diag(Lam, B, complex_from_pair(p["C"]), dt, L, **kw)
+        K = kernel_diag(Lam, B, self._rows(p, "C"), dt, L, **kw)
         if self.bidirectional:
-            return K, kernel_diag(Lam, B, complex_from_pair(p["C_bwd"]), dt, L, **kw)
+            return K, kernel_diag(Lam, B, self._rows(p, "C_bwd"), dt, L, **kw)
         return K
 
-    def step_params(self, params: base.Params, *, L: int | None = None):
-        """Discretised step parameters (`hippox.DiagStepParams`); ``L`` only for ``dss``."""
+    def _state_pass(self, p: dict, u, x0, lengths, step_rescale, need_state):
+        """Free response and final state through the diagonal form (no step loop)."""
+        Lam, B, dt = self._system(p, step_rescale)
+        L = u.shape[-1] if self.disc == "dss" else None
+        Ab, Bb = discretize_diag(Lam, B, dt, method=self.disc, L=L)
+        C = self._c_rows(p, "C", Lam, self._dt(p)) * (2.0 if self.conj_sym else 1.0)
+        return masking.diag_state_pass(Ab, Bb, C, x0, u, lengths, need_state=need_state)
+
+    def step_params(
+        self,
+        params: base.Params,
+        *,
+        L: int | None = None,
+        step_rescale: float | ArrayLike = 1.0,
+    ):
+        """Discretised step parameters (`hippox.DiagStepParams`; `ChannelsStepParams` with
+        several output channels). ``L`` only for ``dss`` (the normalisation's length);
+        ``step_rescale`` multiplies every step."""
         base.refuse_bidirectional_step(self.bidirectional)
         if self.disc == "dss" and L is None:
             raise ValueError(
                 "`L` must be given for step mode with disc='dss' (its normalisation depends on "
                 "the kernel length), got None."
             )
-        p, _ = self.prepared(params)
-        Lam, B, dt = self._system(p)
-        return diag_step_params(
+        p, rd = self.prepared(params)
+        Lam, B, dt = self._system(p, self._rescale(step_rescale, rd))
+        C = self._rows(p, "C")
+        D = p["D"]
+        sp = diag_step_params(
             Lam,
             B,
-            complex_from_pair(p["C"]),
+            C if self.channels == 1 else C[0],
             dt,
-            p["D"],
+            D if self.channels == 1 else D[0],
             method=self.disc,
             conj_sym=self.conj_sym,
             L=L if self.disc == "dss" else None,
         )
+        return sp if self.channels == 1 else self._wrap_channels(sp, C, D)
 
     def _step_function(self):
         return diag_step

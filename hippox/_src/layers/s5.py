@@ -13,7 +13,7 @@ from jax.typing import ArrayLike, DTypeLike
 from hippox import initializers as inits
 from hippox._src import _validate
 from hippox._src.discretize import discretize_diag
-from hippox._src.layers import base
+from hippox._src.layers import base, masking
 from hippox._src.parameterization import LambdaReTransform, complex_from_pair, lambda_from_params
 from hippox._src.recurrence import linear_recurrence
 
@@ -65,6 +65,8 @@ class S5Config(base.LayerConfig):
       c_init: `hippox.initializers.s5_c` init.
       lambda_transform: ``clip`` (S5's choice), ``exp`` or ``softplus``.
       dt_min, dt_max: range of the log-uniform initial ``dt`` (per mode).
+      dt_transform: ``exp`` (default), ``softplus``, ``sigmoid`` or ``relu``: ``dt =
+        f(log_dt)`` (the leaf keeps its name).
       bidirectional: add the backward scan.
       scan: ``associative`` (parallel) or ``sequential`` (`hippox.linear_recurrence`).
     """
@@ -79,6 +81,7 @@ class S5Config(base.LayerConfig):
     lambda_transform: LambdaReTransform = "clip"
     dt_min: float = 1e-3
     dt_max: float = 1e-1
+    dt_transform: str = "exp"
     bidirectional: bool = False
     scan: Literal["associative", "sequential"] = "associative"
 
@@ -97,6 +100,7 @@ class S5Config(base.LayerConfig):
         )
         _validate.check_choice("disc", self.disc, ("zoh", "bilinear"))
         _validate.check_choice("scan", self.scan, ("associative", "sequential"))
+        _validate.check_choice("dt_transform", self.dt_transform, base.DT_TRANSFORMS)
         self.param_initializers()  # validates the remaining options eagerly
 
     @property
@@ -121,12 +125,15 @@ class S5Config(base.LayerConfig):
             "C": inits.s5_c(self.c_init, **kw),
             "C_bwd": inits.s5_c(self.c_init, **kw),
             "D": inits.d(),
-            "log_dt": inits.log_dt(dt_min=self.dt_min, dt_max=self.dt_max),
+            "log_dt": base.dt_initializer(
+                dt_min=self.dt_min, dt_max=self.dt_max, transform=self.dt_transform
+            ),
         }
 
     def _discrete(self, p: dict, step_rescale):
         Lam = lambda_from_params(p["Lambda_re"], p["Lambda_im"], transform=self.lambda_transform)
-        dt = jnp.exp(p["log_dt"]) * base.check_step_rescale(step_rescale, p["log_dt"].dtype)
+        dt = base.dt_from_param(p["log_dt"], self.dt_transform)
+        dt = dt * base.check_step_rescale(step_rescale, p["log_dt"].dtype)
         # One step per mode: Lambda (M, 1) with a (M, 1, H) input matrix and dt (M,).
         B = complex_from_pair(p["B"])[:, None, :]
         Ab, Bb = discretize_diag(Lam[:, None], B, dt, method=self.disc)
@@ -138,26 +145,57 @@ class S5Config(base.LayerConfig):
         u: ArrayLike,
         *,
         dtype: DTypeLike | None = None,
+        seq_lengths: ArrayLike | None = None,
+        initial_state: ArrayLike | None = None,
+        return_state: bool = False,
         step_rescale: float | ArrayLike = 1.0,
-    ) -> jax.Array:
+    ):
         """The layer with a parallel scan: ``u`` ``(..., L, H)`` -> ``y`` ``(..., L, H)``.
 
-        ``step_rescale`` multiplies every ``dt`` (e.g. for a different sampling rate).
+        Args:
+          params: the parameter dict (`param_shapes`).
+          u: ``(..., L, H)`` real input.
+          dtype: output dtype (None: the input's).
+          seq_lengths: None, or ``(...)`` ints in ``[0, L]``: positions at or after a
+            sequence's length are padding (zero input and output; the backward scan of a
+            bidirectional layer starts at each sequence's end).
+          initial_state: None (zeros) or the ``(..., M)`` complex state to start from
+            (`hippox.linear_recurrence`'s ``x0``).
+          return_state: also return the state after each sequence's last valid step.
+          step_rescale: multiplies every ``dt`` (e.g. for a different sampling rate).
+
+        Returns:
+          ``y`` ``(..., L, H)``, or ``(state, y)`` with ``return_state`` (``state``
+          ``(..., M)``, continuing in `step`).
+
+        Raises:
+          ValueError / TypeError: bad ``u``, ``seq_lengths`` or ``initial_state`` (naming
+            the argument); a state with ``bidirectional=True``.
         """
         u = base.check_sequence_input(u, self.H)
+        batch, L = u.shape[:-2], u.shape[-2]
+        return_state = _validate.check_bool("return_state", return_state)
+        masking.refuse_bidirectional_state(self.bidirectional, initial_state, return_state)
+        lengths = masking.check_seq_lengths(seq_lengths, batch, L)
+        x0 = None if initial_state is None else self.check_state(initial_state, batch)
         p, rd = self.prepared(params, u)
         Ab, Bb = self._discrete(p, step_rescale)
-        ur = u.astype(rd)
+        ur = masking.zero_padding(u.astype(rd), lengths, axis=-2)
         Bu = jnp.einsum("mh,...lh->...lm", Bb, ur.astype(Bb.dtype))
         scan = dict(diagonal=True, method=self.scan)
         fac = 2.0 if self.conj_sym else 1.0
-        xs = linear_recurrence(Ab, Bu, **scan)
+        if x0 is not None:
+            x0 = x0.astype(Bb.dtype)
+        xs = linear_recurrence(Ab, Bu, x0=x0, **scan)
         y = fac * jnp.einsum("hm,...lm->...lh", complex_from_pair(p["C"]), xs).real
         if self.bidirectional:
             xb = jnp.flip(linear_recurrence(Ab, jnp.flip(Bu, -2), **scan), -2)
             y = y + fac * jnp.einsum("hm,...lm->...lh", complex_from_pair(p["C_bwd"]), xb).real
         y = y + p["D"] * ur
-        return y.astype(base.output_dtype(dtype, u))
+        y = masking.zero_padding(y, lengths, axis=-2).astype(base.output_dtype(dtype, u))
+        if not return_state:
+            return y
+        return masking.last_valid(xs, lengths, x0), y
 
     def step_params(
         self, params: base.Params, *, step_rescale: float | ArrayLike = 1.0
@@ -175,6 +213,37 @@ class S5Config(base.LayerConfig):
         """Zero state ``(*batch_shape, M)`` (shared by the channels), complex."""
         batch = _validate.check_batch_shape(batch_shape)
         return jnp.zeros((*batch, self.M), base.state_dtype(param_dtype))
+
+    def check_state(
+        self,
+        state,
+        batch_shape: Sequence[int],
+        param_dtype: DTypeLike | None = None,
+        *,
+        name: str = "initial_state",
+    ) -> jax.Array:
+        """Validates a carried state: one complex array ``(*batch_shape, M)``.
+
+        Args:
+          state: the state (from `initial_state`, `step` or ``apply(return_state=True)``).
+          batch_shape: the batch shape of the input it goes with.
+          param_dtype: if given, the state must have dtype ``initial_state``'s for it.
+          name: the argument's name in error messages (``initial_carry`` in the wrappers).
+
+        Raises:
+          TypeError: not a single array, not complex, or not the dtype for ``param_dtype``.
+          ValueError: another shape (a layer of another size, another batch).
+        """
+        batch = _validate.check_batch_shape(batch_shape)
+        dtype = None if param_dtype is None else base.state_dtype(param_dtype)
+        return masking.check_state(
+            state,
+            (*batch, self.M),
+            complex_state=True,
+            dtype=dtype,
+            name=name,
+            what=f"(..., M) with M={self.M}",
+        )
 
     def step(
         self,
