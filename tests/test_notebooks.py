@@ -9,10 +9,12 @@ up by the glob.
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import json
 import pathlib
 import re
+import sys
 
 import pytest
 
@@ -141,3 +143,45 @@ def test_notebook_matches_its_source(path):
     assert [(c.cell_type, c.source) for c in committed.cells] == [
         (c.cell_type, c.source) for c in built.cells
     ], f"{path.name} is stale: rerun `python notebooks/_build/build.py {path.stem[:2]}`"
+
+
+@pytest.mark.parametrize("where", ["wheel_here", "wheel_in_dist", "clone", "other_clone", "none"])
+def test_install_cell_picks_wheel_clone_or_pypi(where, tmp_path, monkeypatch):
+    """The install cell, run by a real IPython shell with hippox missing, asks %pip for
+    a wheel when one is at hand, else the clone the notebook sits in, else PyPI (>= 0.1,
+    the rewritten hippox). No repository URL is involved."""
+    interactiveshell = pytest.importorskip("IPython.core.interactiveshell")
+    cell = _build_module().install_cell()
+    assert "github" not in cell and "git+" not in cell
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    expected = {
+        "wheel_here": "hippox-0.1.0-py3-none-any.whl[examples]",
+        "wheel_in_dist": "../dist/hippox-0.1.0-py3-none-any.whl[examples]",
+        "clone": "..[examples]",
+        "other_clone": "hippox[examples]>=0.1",
+        "none": "hippox[examples]>=0.1",
+    }[where]
+    if where == "wheel_here":
+        (notebooks / "hippox-0.1.0-py3-none-any.whl").write_bytes(b"")
+    elif where == "wheel_in_dist":
+        (tmp_path / "dist").mkdir()
+        (tmp_path / "dist" / "hippox-0.1.0-py3-none-any.whl").write_bytes(b"")
+    elif where == "clone":
+        (tmp_path / "pyproject.toml").write_text('[project]\nname = "hippox"\n')
+    elif where == "other_clone":
+        (tmp_path / "pyproject.toml").write_text('[project]\nname = "other"\n')
+    monkeypatch.chdir(notebooks)
+    installed = importlib.import_module("hippox")
+    calls = []
+
+    def fake_pip(line):  # "installs" by making hippox importable again
+        calls.append(line)
+        sys.modules["hippox"] = installed
+
+    shell = interactiveshell.InteractiveShell.instance()
+    shell.register_magic_function(fake_pip, magic_kind="line", magic_name="pip")
+    monkeypatch.setitem(sys.modules, "hippox", None)  # `import hippox` raises ImportError
+    result = shell.run_cell(cell)
+    assert result.success, result.error_in_exec
+    assert calls == [f'install -q "{expected}"']

@@ -37,22 +37,42 @@ import nbformat
 HERE = pathlib.Path(__file__).resolve().parent
 NOTEBOOK_DIR = HERE.parent
 
-#: GitHub repository the notebooks install from and open in Colab (placeholder).
+# ---------------------------------------------------------------------------------------
+# THE REPOSITORY URL: set it here, and only here. It is used for the "Open in Colab"
+# badges (and the README's Colab links follow the same pattern). The install cell does not
+# need it: it installs from a wheel or the clone when present, else from PyPI.
 REPO = "hippox-dev/hippox"
-#: pip requirement of the install cell.
-PIP_SPEC = f"hippox[examples] @ git+https://github.com/{REPO}"
+# ---------------------------------------------------------------------------------------
+#: Requirement installed from PyPI when no wheel or clone is at hand (>= 0.1: the
+#: rewritten hippox, not the 0.0.x releases).
+PYPI_SPEC = "hippox[examples]>=0.1"
 
 _MARKER = re.compile(r"^# %%(?:\s*\[(?P<kind>\w+)\])?\s*$")
 
 
 def install_cell() -> str:
-    """The first code cell of every notebook: install hippox when it is missing."""
+    """The first code cell of every notebook: install hippox when it is missing.
+
+    In order: a wheel next to the notebook or in ``../dist`` (``python -m build``), the
+    clone the notebook sits in (``../pyproject.toml`` of hippox), else PyPI.
+    """
     return (
-        "# Installs hippox when it is not importable (e.g. on Google Colab).\n"
+        "# Installs hippox when it is not importable (e.g. on Google Colab): from a wheel\n"
+        "# next to this notebook or in ../dist, from the clone it sits in, else from PyPI.\n"
         "try:\n"
         "    import hippox\n"
         "except ImportError:\n"
-        f'    %pip install -q "{PIP_SPEC}"\n'
+        "    import glob\n"
+        "    import pathlib\n"
+        "\n"
+        '    wheels = sorted(glob.glob("hippox-*.whl") + glob.glob("../dist/hippox-*.whl"))\n'
+        '    clone = pathlib.Path("../pyproject.toml")\n'
+        "    if wheels:\n"
+        '        %pip install -q "{wheels[-1]}[examples]"\n'
+        "    elif clone.is_file() and 'name = \"hippox\"' in clone.read_text():\n"
+        '        %pip install -q "..[examples]"\n'
+        "    else:\n"
+        f'        %pip install -q "{PYPI_SPEC}"\n'
         "    import hippox"
     )
 
