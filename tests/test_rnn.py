@@ -34,33 +34,75 @@ def _gbt_np(A, B, dt, method):
     return (np.linalg.solve(lhs, np.eye(N) + (1 - alpha) * dt * A), np.linalg.solve(lhs, dt * B))
 
 
-def _cell_np(params, x, *, measure, N, F, method="bilinear", dt=None, gated=False):
+def _legs_dt(t, schedule):
+    return {"shifted": 1.0 / (t + 1), "reference": 1.0 / t, "log": np.log((t + 1.0) / t)}[schedule]
+
+
+def _cell_np(
+    params,
+    x,
+    *,
+    measure,
+    N,
+    F,
+    method="bilinear",
+    dt=None,
+    gate="N",
+    schedule="reference",
+    hh=False,
+    um=False,
+    ux=True,
+    hx=True,
+    timestamped=False,
+):
     """Float64 NumPy HiPPO-RNN over x (L, d_in), dense matrices; returns (hs, cs)."""
     p = {k: np.asarray(v, np.float64) for k, v in params.items()}
     L, _ = x.shape
-    H = p["b_h"].shape[0]
+    H = p["W_h"].shape[1]
     if measure == "legs":
         A, B = _legs_np(N)
     else:
         A, B = (np.asarray(a, np.float64) for a in hippox.transition(measure, N, dtype=np.float64))
-    h, c = np.zeros(H), np.zeros((F, N))
+    h, c, t_prev = np.zeros(H), np.zeros((F, N)), 0.0
     hs, cs = [], []
+    sig = lambda v: 1.0 / (1.0 + np.exp(-v))  # noqa: E731
     for t in range(L):
-        u = np.concatenate([x[t], h]) @ p["W_u"] + p["b_u"]
-        if measure == "legs":
+        xt = x[t]
+        if timestamped:
+            ts, xt = xt[0], xt[1:]
+        u = np.concatenate([xt if ux else xt[:0], h]) @ p["W_u"] + p.get("b_u", 0.0)
+        if um:
+            u = u + (c * p["W_um"]).sum(-1)
+        if timestamped:
+            if measure == "legs" and ts == 0:
+                c = np.zeros((F, N))
+                c[:, 0] = u
+            else:
+                step = (ts - t_prev) / ts if measure == "legs" else dt * (ts - t_prev)
+                Ab, Bb = _gbt_np(A, B, step, method)
+                c = c @ Ab.T + u[:, None] * Bb
+            t_prev = ts
+        elif measure == "legs":
             if t == 0:
                 c = np.zeros((F, N))
                 c[:, 0] = u
             else:
-                Ab, Bb = _gbt_np(A, B, 1.0 / (t + 1), method)
+                Ab, Bb = _gbt_np(A, B, _legs_dt(t, schedule), method)
                 c = c @ Ab.T + u[:, None] * Bb
         else:
             Ab, Bb = _gbt_np(A, B, dt, method)
             c = c @ Ab.T + u[:, None] * Bb
-        xc = np.concatenate([x[t], c.reshape(-1)])
-        ht = np.tanh(xc @ p["W_h"] + p["b_h"])
-        if gated:
-            g = 1.0 / (1.0 + np.exp(-(xc @ p["W_g"] + p["b_g"])))
+        z = np.concatenate([xt if hx else xt[:0], c.reshape(-1)])
+        pre = z @ p["W_h"] + p.get("b_h", 0.0)
+        if hh:
+            pre = pre + h @ p["W_hh"] + p.get("b_hh", 0.0)
+        ht = np.tanh(pre)
+        if gate != "N":
+            zg = np.concatenate([z, h]) if hh else z
+            g = sig(zg @ p["W_g"] + p.get("b_g", 0.0))
+            if gate in ("R", "UR"):
+                r = sig(zg @ p["W_r"] + p.get("b_r", 0.0))
+                g = (1 - 2 * r) * g**2 + 2 * r * g
             ht = (1 - g) * h + g * ht
         h = ht
         hs.append(h)
@@ -104,8 +146,9 @@ def test_memory_equals_hippo_project(measure, method, dt, rng):
     # W_u routes input feature f to memory channel f (identity), h does not feed u:
     # then the cell's memory is the online HiPPO projection of each input feature.
     N, F, L = 8, 2, 40
+    sched = {"schedule": "shifted"} if measure == "legs" else {}
     cfg = hippox.HiPPORNNConfig(
-        d_in=F, features=3, memory_size=F, N=N, measure=measure, method=method, dt=dt
+        d_in=F, features=3, memory_size=F, N=N, measure=measure, method=method, dt=dt, **sched
     )
     params = _random_params(cfg, rng)
     W_u = np.zeros((F + 3, F))
@@ -148,24 +191,17 @@ def test_memory_transition_and_default_dt():
 # ----------------------------------------------------------------------------- full cell
 
 
-@pytest.mark.parametrize("gated", [False, True])
+@pytest.mark.parametrize("gate", ["N", "G", "UR"])
 @pytest.mark.parametrize("measure,method,dt", [("legs", "bilinear", None), ("legt", "zoh", 0.05)])
-def test_cell_matches_numpy(measure, method, dt, gated, rng):
+def test_cell_matches_numpy(measure, method, dt, gate, rng):
     d_in, H, F, N, L = 3, 4, 2, 6, 25
     cfg = hippox.HiPPORNNConfig(
-        d_in=d_in,
-        features=H,
-        memory_size=F,
-        N=N,
-        measure=measure,
-        method=method,
-        dt=dt,
-        gated=gated,
+        d_in=d_in, features=H, memory_size=F, N=N, measure=measure, method=method, dt=dt, gate=gate
     )
     params = _random_params(cfg, rng)
     x = rng.normal(size=(L, d_in))
     state, h = cfg.apply(params, jnp.asarray(x))
-    hs, cs = _cell_np(params, x, measure=measure, N=N, F=F, method=method, dt=dt, gated=gated)
+    hs, cs = _cell_np(params, x, measure=measure, N=N, F=F, method=method, dt=dt, gate=gate)
     np.testing.assert_allclose(h, hs, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(state.c, cs[-1], rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(state.h, hs[-1], rtol=1e-10, atol=1e-12)
@@ -174,8 +210,8 @@ def test_cell_matches_numpy(measure, method, dt, gated, rng):
 
 def test_gate_limits(rng):
     d_in, H, F, N, L = 2, 3, 1, 4, 12
-    base = hippox.HiPPORNNConfig(d_in=d_in, features=H, memory_size=F, N=N)
-    gated = hippox.HiPPORNNConfig(d_in=d_in, features=H, memory_size=F, N=N, gated=True)
+    base = hippox.HiPPORNNConfig(d_in=d_in, features=H, memory_size=F, N=N, gate="N")
+    gated = hippox.HiPPORNNConfig(d_in=d_in, features=H, memory_size=F, N=N)
     params = _random_params(gated, rng)
     x = jnp.asarray(rng.normal(size=(L, d_in)))
     plain = {k: v for k, v in params.items() if k not in ("W_g", "b_g")}
@@ -194,7 +230,7 @@ def test_gate_limits(rng):
         measure="legs",
         N=N,
         F=F,
-        gated=True,
+        gate="G",
     )
     np.testing.assert_allclose(h_half, hs, rtol=1e-10, atol=1e-12)
 
@@ -259,11 +295,11 @@ def test_dtypes(rng):
 
 def test_errors(rng):
     with pytest.raises(ValueError, match="random ablation"):
-        hippox.hippo_memory("random", 4)
+        hippox.hippo_memory("diagonal", 4)
     with pytest.raises(ValueError, match="`dt` must be None"):
         hippox.hippo_memory("legs", 4, dt=0.1)
-    with pytest.raises(ValueError, match="zoh"):
-        hippox.hippo_memory("legs", 4, method="zoh")
+    with pytest.raises(ValueError, match="`l_max` is for 'legs' with method 'zoh'"):
+        hippox.hippo_memory("legs", 4, l_max=10)
     with pytest.raises(ValueError, match="`dt` must be > 0"):
         hippox.hippo_memory("legt", 4, dt=-1.0)
     with pytest.raises(ValueError, match="`measure` must be one of"):

@@ -63,6 +63,9 @@ from hippox._src import _validate, matrices
 from hippox._src.discretize import Discretized, discretize
 
 LegsMethod = Literal["bilinear", "forward_euler", "backward_euler"]
+LegsSchedule = Literal["shifted", "reference", "log"]
+#: Step schedules of the scale-invariant LegS memory over uniform samples (`legs_dt`).
+LEGS_SCHEDULES: tuple[str, ...] = ("shifted", "reference", "log")
 #: GBT parameter of each method of the structured LegS recurrence.
 LEGS_ALPHA: dict[str, float] = {"forward_euler": 0.0, "bilinear": 0.5, "backward_euler": 1.0}
 LEGS_METHODS: tuple[str, ...] = tuple(LEGS_ALPHA)
@@ -242,12 +245,82 @@ def _step(c: jax.Array, f: jax.Array, dt: jax.Array, alpha: float) -> jax.Array:
     return _solve(y, alpha * dt)
 
 
+def check_legs_schedule(schedule) -> str:
+    """Validates a LegS step schedule name (`LEGS_SCHEDULES`)."""
+    return _validate.check_choice("schedule", schedule, LEGS_SCHEDULES)
+
+
+def legs_dt(k: ArrayLike, *, schedule: LegsSchedule = "shifted", dtype: DTypeLike | None = None):
+    """The step size of the LegS memory at the 0-based uniform sample ``k >= 1``.
+
+    The scale-invariant memory ``dc/dt = (A c + B f) / t`` over uniform samples
+    ``f_0, f_1, …`` starts with ``c_0 = f_0 e_0`` and takes one step per later sample.
+    The schedules place the samples differently in time and so step differently:
+
+    * ``'shifted'`` (hippox's `hippo_project` default): samples at ``t_k = k + 1``,
+      step ``dt_k = (t_k - t_{k-1}) / t_k = 1 / (k + 1)``;
+    * ``'reference'`` (the authors' HiPPO-LegS cell and C++ LegS extension): step
+      ``dt_k = 1 / k`` (so ``dt_1 = 1``), the ``1 / t`` factor taken at the start
+      ``t = k`` of the step from ``k`` to ``k + 1``;
+    * ``'log'`` (exact): ``dt_k = log((k + 1) / k)``. In log-time ``s = log t`` the
+      memory is time-invariant, ``dc/ds = A c + B f``, and the interval ``[k, k + 1]``
+      spans ``log((k + 1) / k)``, so ``zoh`` with this step integrates a
+      piecewise-constant input exactly (``c_k`` is then the projection of the step
+      function ``f(t) = f_j`` on ``[j, j + 1)``, over ``[0, k + 1]``). The authors'
+      ``zoh`` LegS cell uses this step.
+
+    All three agree as ``k`` grows (``1/(k+1) < log((k+1)/k) < 1/k``) and differ at
+    small ``k``: for an impulse ``f_0 = 1`` the bilinear ``c_0`` after 40 samples is
+    ``3/81 = 0.0370`` (shifted), ``1/79 = 0.0127`` (reference); the exact value
+    (``zoh`` + ``log``) is ``1/40 = 0.025``.
+
+    Args:
+      k: integer sample index(es), ``>= 1`` (checked when concrete; ``'shifted'``
+        also accepts ``k = 0``, step 1).
+      schedule: ``'shifted'``, ``'reference'`` or ``'log'``.
+      dtype: real floating dtype of the result (default float32).
+
+    Returns:
+      Array of step sizes with the shape of ``k``.
+
+    Raises:
+      ValueError: unknown schedule, a concrete ``k`` out of range.
+      TypeError: non-integer ``k``.
+
+    Examples:
+      >>> from hippox._src.legs import legs_dt
+      >>> [round(float(legs_dt(2, schedule=s)), 4) for s in ("shifted", "reference", "log")]
+      [0.3333, 0.5, 0.4055]
+    """
+    check_legs_schedule(schedule)
+    dtype = _validate.real_dtype(dtype)
+    k = _validate.as_array("k", k)
+    if not jnp.issubdtype(k.dtype, jnp.integer):
+        raise TypeError(f"`k` must be an integer sample index, got dtype {k.dtype}.")
+    low = 0 if schedule == "shifted" else 1
+    k_val = _validate.concrete_value(k)
+    if k_val is not None and np.any(k_val < low):
+        raise ValueError(f"`k` must be >= {low} for schedule {schedule!r}, got {k_val}.")
+    return schedule_dt(k, schedule, dtype)
+
+
+def schedule_dt(k: jax.Array, schedule: str, dtype) -> jax.Array:
+    """`legs_dt` without checks (``k`` an integer array; traced values welcome)."""
+    kf = k.astype(dtype)
+    if schedule == "shifted":
+        return 1.0 / (kf + 1.0)
+    if schedule == "reference":
+        return 1.0 / kf
+    return jnp.log1p(1.0 / kf)
+
+
 def legs_transition(
     N: int,
     k: ArrayLike | None = None,
     *,
     dt: ArrayLike | None = None,
     method: str = "bilinear",
+    schedule: LegsSchedule = "shifted",
     dtype: DTypeLike | None = None,
 ) -> Discretized:
     """Dense ``(Ab, Bb)`` of one step of the scale-invariant LegS memory.
@@ -259,12 +332,16 @@ def legs_transition(
 
     Args:
       N: state size (int >= 1).
-      k: 0-based step index (``dt = 1 / (k + 1)``); an int or an integer array.
-        Exactly one of ``k`` and ``dt`` must be given.
+      k: 0-based step index; an int or an integer array. Its step size is
+        `legs_dt` ``(k, schedule=schedule)`` (``1 / (k + 1)`` by default). Exactly
+        one of ``k`` and ``dt`` must be given.
       dt: step size(s) (scalar or array); ``(t_k - t_{k-1}) / t_k`` for irregular
         samples.
       method: any `hippox.discretize` method (``zoh``, ``bilinear``,
-        ``forward_euler``, ``backward_euler``).
+        ``forward_euler``, ``backward_euler``). ``method='zoh'`` with
+        ``schedule='log'`` is the exact scale-invariant step (`legs_dt`).
+      schedule: step schedule of ``k`` (`legs_dt`): ``'shifted'``, ``'reference'``
+        or ``'log'`` (the last two need ``k >= 1``).
       dtype: real floating dtype (default float32; float64 needs x64).
 
     Returns:
@@ -291,10 +368,9 @@ def legs_transition(
         k = jnp.asarray(k)
         if not jnp.issubdtype(k.dtype, jnp.integer):
             raise TypeError(f"`k` must be an integer step index, got dtype {k.dtype}.")
-        k_val = _validate.concrete_value(k)
-        if k_val is not None and np.any(k_val < 0):
-            raise ValueError(f"`k` must be >= 0, got {k_val}.")
-        dt = 1.0 / (k.astype(dtype) + 1.0)
+        dt = legs_dt(k, schedule=schedule, dtype=dtype)
+    else:
+        check_legs_schedule(schedule)
     A, B = matrices.transition_np("legs", N)
     return discretize(
         jnp.asarray(A, dtype), jnp.asarray(B, dtype), jnp.asarray(dt, dtype), method=method

@@ -12,8 +12,9 @@ history onto the measure's orthogonal basis (see `hippox.transition`).
   ``dc/dt = (A c + B f) / t``: the first sample sets ``c_0 = f_0 e_0`` (the projection
   of a constant), and step ``k >= 1`` discretises ``(A, B)`` with step
   ``dt_k = (t_k - t_{k-1}) / t_k``, which is ``1 / (k + 1)`` for the default samples
-  at ``t_k = k + 1``. It runs in ``O(N)`` per step with the structured LegS
-  operations of ``hippox/_src/legs.py`` (no ``N × N`` matrix). Its coefficients
+  at ``t_k = k + 1`` (``schedule`` chooses another step, `hippox.legs_dt`). It runs
+  in ``O(N)`` per step with the structured LegS operations of ``hippox/_src/legs.py``
+  (no ``N × N`` matrix). Its coefficients
   reconstruct the past on the unit interval,
   ``f(x t) ≈ Σ_n c_n sqrt(2n + 1) P_n(2x - 1)`` for ``x`` in ``[0, 1]``.
 
@@ -96,6 +97,7 @@ def hippo_project(
     dt: ArrayLike | None = None,
     timestamps: ArrayLike | None = None,
     method: str = "bilinear",
+    schedule: str | None = None,
     final_only: bool = False,
     **params,
 ) -> jax.Array:
@@ -128,7 +130,15 @@ def hippo_project(
         steps are computed in float64 on the host when ``timestamps`` are concrete
         (large absolute times keep their resolution with a float32 ``f``).
       method: ``'bilinear'``, ``'forward_euler'``, ``'backward_euler'`` or ``'zoh'``
-        (``zoh`` not for ``legs``: use `hippox.legs_transition` for dense zoh steps).
+        (for ``legs``, ``zoh`` takes a dense ``N × N`` matrix exponential per step and
+        needs a ``schedule``; with ``schedule='log'`` it is exact for a
+        piecewise-constant signal).
+      schedule: ``legs`` over uniform samples only: the step schedule of
+        `hippox.legs_dt`. None (default) is ``'shifted'`` (samples at
+        ``t_k = k + 1``, step ``1 / (k + 1)``); ``'reference'`` (step ``1 / k``) is the
+        recurrence of the authors' HiPPO-LegS cell and C++ LegS extension (formerly
+        reproduced with ``timestamps`` ``t_k = k``); ``'log'`` steps by
+        ``log((k + 1) / k)``. Must be None with ``timestamps`` and other measures.
       final_only: return only the last coefficients. Memory is then ``O(N)`` for
         the state plus ``O(L)`` per-step scalars (the same order as ``f``).
       **params: measure parameters, as for `hippox.transition` (e.g. ``theta``).
@@ -178,9 +188,36 @@ def hippo_project(
         N = _validate.check_size("N", N)
         if params:
             raise TypeError(f"measure 'legs' takes no parameters, got {tuple(params)}.")
-        legs.check_legs_method(method)
-        steps = None if timestamps is None else _timestamp_steps(timestamps, f, relative=True)
+        if schedule is not None and timestamps is not None:
+            raise ValueError(
+                "`schedule` is for uniform samples; with `timestamps` the steps come from "
+                f"the timestamps, got schedule={schedule!r}."
+            )
+        if method == "zoh" and schedule is None:
+            raise ValueError(
+                "`method` 'zoh' for 'legs' needs a `schedule` ('log' is the exact "
+                "scale-invariant step), got schedule=None."
+            )
+        if schedule is not None:
+            legs.check_legs_schedule(schedule)
+            _validate.check_choice("method", method, PROJECT_METHODS)
+            if method == "zoh":
+                return _project_legs_zoh(f, N, schedule, final_only)
+        else:
+            legs.check_legs_method(method)
+        if timestamps is not None:
+            steps = _timestamp_steps(timestamps, f, relative=True)
+        elif schedule is None or schedule == "shifted":
+            steps = None
+        else:
+            k = jnp.arange(f.shape[-1])
+            steps = legs.schedule_dt(jnp.maximum(k, 1), schedule, f.dtype)  # step 0: init
         return _project_legs(f, steps, N, method, final_only)
+    if schedule is not None:
+        raise ValueError(
+            f"`schedule` is for the scale-invariant measure 'legs' only, got {schedule!r} "
+            f"for {measure!r}."
+        )
     _validate.check_choice("method", method, PROJECT_METHODS)
     A, B = matrices.transition_np(measure, N, **params)
     A, B = jnp.asarray(A, f.dtype), jnp.asarray(B, f.dtype)
@@ -222,6 +259,33 @@ def _project_legs(f, steps, N, method, final_only):
     g = jnp.broadcast_to(jnp.where(active, s * f0, jnp.where(init, f0, 0.0)), shape)
     init = jnp.broadcast_to(init, shape)
     return legs.legs_scan_skewed(a, b, g, init, N, final_only=final_only)
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2, 3))
+def _project_legs_zoh(f, N, schedule, final_only):
+    """Dense zoh LegS steps (an N × N matrix exponential per step); NaN skips a step."""
+    A, B = matrices.transition_np("legs", N)
+    A, B = jnp.asarray(A, f.dtype), jnp.asarray(B, f.dtype)
+    L = f.shape[-1]
+    valid = ~jnp.isnan(f)
+    f0 = jnp.where(valid, f, 0.0)
+    init = valid & (jnp.cumsum(valid, axis=-1) == 1)
+    k = jnp.arange(L)
+    Ab, Bb = discretize(A, B, legs.schedule_dt(jnp.maximum(k, 1), schedule, f.dtype), method="zoh")
+    e0 = (jnp.arange(N) == 0).astype(f.dtype)
+
+    def step(x, inputs):
+        f_k, v_k, i_k, Ab_k, Bb_k = inputs
+        new = apply_transition(Ab_k, x) + Bb_k * f_k[..., None]
+        new = jnp.where(i_k[..., None], f_k[..., None] * e0, new)
+        x = jnp.where(v_k[..., None], new, x)
+        return x, (None if final_only else x)
+
+    moved = (jnp.moveaxis(a, -1, 0) for a in (f0, valid, init))
+    x_last, states = lax.scan(step, jnp.zeros((*f.shape[:-1], N), f.dtype), (*moved, Ab, Bb))
+    if final_only:
+        return x_last
+    return jnp.moveaxis(states, 0, -2)
 
 
 @functools.partial(jax.jit, static_argnums=(5, 6))

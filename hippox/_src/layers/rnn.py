@@ -1,72 +1,88 @@
 """The HiPPO-RNN cell (Gu et al., 2020): an RNN whose hidden state reads a HiPPO memory.
 
 One step, with input ``x_t`` (``d_in`` features), hidden state ``h`` (``features``),
-and ``F = memory_size`` memory channels, each an order-``N`` HiPPO memory::
+and ``F = memory_size`` memory channels, each an order-``N`` HiPPO memory
+(``hippox._src.memory``)::
 
-    u_t = [x_t, h_{t-1}] @ W_u + b_u                        (F,)    memory inputs
-    c_t[f] = Ab_t c_{t-1}[f] + Bb_t u_t[f]                  (F, N)  HiPPO memory update
-    h~_t = tanh([x_t, vec(c_t)] @ W_h + b_h)                (features,)
-    h_t = h~_t                                               (plain cell)
-    h_t = (1 - g_t) h_{t-1} + g_t h~_t,                      (gated cell)
-          g_t = sigmoid([x_t, vec(c_t)] @ W_g + b_g)
+    u_t = act_u([x_t, h_{t-1}] @ W_u + b_u + sum_n c_{t-1}[:, n] W_um[:, n])  (F,)
+    c_t[f] = Ab_t c_{t-1}[f] + Bb_t u_t[f]                                    (F, N)
+    z_t = [x_t, vec(c_t)]                                       hidden-update input
+    h~_t = act_h(z_t @ W_h + b_h + h_{t-1} @ W_hh + b_hh)
+    h_t = (1 - g_t) h_{t-1} + g_t h~_t
 
-``vec(c_t)`` flattens the ``(F, N)`` memory channel-major (channel ``f`` occupies
-entries ``f N … f N + N - 1``). Weights use the ``x @ W`` layout of Flax ``Dense`` and
-Haiku ``Linear``: ``W_u`` ``(d_in + features, F)``, ``W_h`` and ``W_g``
-``(d_in + F N, features)``. The cell's output is ``h_t``.
+with the gate ``g_t`` of ``gate`` (the authors' mechanisms): ``'N'`` ``g = 1`` (no
+gate, ``h_t = h~_t``); ``'G'`` ``g = sigmoid(z' @ W_g + b_g)``; ``'R'`` a refine gate
+``g = (1 - 2r) s^2 + 2 r s`` with ``s = sigmoid(z' @ W_g + b_g)``,
+``r = sigmoid(z' @ W_r + b_r)``; ``'UR'`` the same with ``b_g`` initialised
+uniformly over the gate's range (Gu et al. 2020, "Improving the Gating Mechanism of
+Recurrent Neural Networks"), where ``z' = [z_t, h_{t-1}]`` when ``hh`` else ``z_t``.
+
+The architecture flags (the authors' ``architecture`` dict) choose the wiring: ``ux``
+(``x`` feeds the memory input), ``hx`` (``x`` feeds the hidden update), ``hm`` (the
+memory feeds the hidden update), ``hh`` (``h_{t-1}`` feeds it through ``W_hh``), ``um``
+(the memory feeds its own input through ``W_um``), ``bias`` (every linear map has a
+bias). Absent pieces have no parameter. ``vec(c_t)`` flattens the memory
+channel-major. Weights use the ``x @ W`` layout of Flax ``Dense``: ``W_u``
+``(d_x + features, F)``, ``W_h`` ``(d_x + F N, features)``, and so on, with the rows
+ordered as the concatenations above.
 
 Ordering: the memory is updated first and the hidden state reads the fresh memory
-``c_t``, so ``h_t`` sees ``x_t`` twice (directly and through ``u_t``). The HiPPO
-paper's figure feeds ``c_{t-1}`` to the hidden update and then writes ``h_t`` into the
-memory; both orderings carry the same information, the one here makes ``h_t`` a
-function of the memory after the current sample.
+``c_t`` (the authors' cell).
 
-`HiPPORNNConfig` holds the hyperparameters (frozen, hashable) and its methods are pure
-functions of a flat parameter dict ``{"W_u": ..., "b_u": ..., "W_h": ..., "b_h": ...}``
-(plus ``"W_g"``, ``"b_g"`` when gated): `HiPPORNNConfig.step` for one step,
-`HiPPORNNConfig.apply` for a sequence. The Flax, Haiku and Equinox cells
-(`hippox.nnx.HiPPORNNCell`, `hippox.linen.HiPPORNNCell`, `hippox.haiku.HiPPORNNCell`,
-`hippox.equinox.HiPPORNNCell`) only create those parameters and call these methods, so
-the same parameter values give the same outputs in every framework.
+**Defaults follow the authors' cell** (the ``state-spaces`` ``MemoryCell``): the gated
+update ``gate='G'`` (hippox's cell was ungated before; on a small digits benchmark the
+ungated cell scored about 20 points lower), the LegS step schedule ``'reference'``
+(``1 / t``; `hippox.legs_dt`) and the authors' initializers (``init='reference'``):
+``W_u`` Kaiming uniform ``U(±gain sqrt(3 / fan_in))`` (gain of ``memory_activation``),
+``W_h`` and ``W_hh`` Xavier normal ``N(0, 2 / (fan_in + fan_out))``, ``W_g`` / ``W_r``
+PyTorch ``nn.Linear``'s default ``U(±1 / sqrt(fan_in))``, every bias
+``U(±1 / sqrt(fan_in))`` of its layer, ``W_um`` zero. ``init='lmu'`` is the
+initialisation of the authors' LMU cell (``W_u``'s input rows one, hidden rows zero;
+``W_h``'s input rows zero, memory rows Xavier normal; ``W_hh``, ``W_um`` zero), and
+``init='lecun'`` hippox's earlier one (LeCun normal weights, zero biases). Pass
+``gate='N'`` (or ``gated=False``) and ``schedule='shifted'``, ``init='lecun'`` for the
+earlier hippox cell. Deviation: with ``'UR'``, the authors keep the uniform gate bias
+as a separate frozen buffer added to the trained bias; here it is the initial value
+of the trained ``b_g`` (the same initial gate).
 
-Dtypes: the cell computes and carries its state in ``promote(parameters, input,
-float32)`` (float64 only for float64 inputs or parameters; bfloat16 activations are
-computed in float32, since a long memory recurrence in half precision loses its
-accuracy) and returns ``h_t`` in the input's dtype.
+``N = -1`` means ``N = features`` (the authors' ``memory_order=-1``).
+
+Timestamped cells (``timestamped=True``, the authors' ``tlsi``/``tlti``): the first
+input channel is the timestamp ``t_k``, the other ``d_in - 1`` channels are the
+features, and the memory steps by the time gap (`hippox.HiPPOMemory.update_timed`);
+the carry's ``t`` holds the last timestamp (a float) instead of the step counter.
+
+`hippo_cell_options` gives the authors' presets (LegS, LegT, LagT, GLagT, LMU,
+HiPPO-Rand, and the timestamped cells). The Flax, Haiku and Equinox cells
+(`hippox.nnx.HiPPORNNCell`, ...) create the parameters and call these methods, so the
+same parameter values give the same outputs in every framework.
 
 References:
   Gu, Dao, Ermon, Rudra, Ré. "HiPPO: Recurrent Memory with Optimal Polynomial
   Projections." NeurIPS 2020.
+  Voelker, Kajić, Eliasmith. "Legendre Memory Units: Continuous-Time Representation
+  in Recurrent Neural Networks." NeurIPS 2019.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
-from collections.abc import Mapping, Sequence
-from typing import NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.typing import ArrayLike, DTypeLike
 
 from hippox._src import _validate
 from hippox._src.layers import base
+from hippox._src.layers import cell_base as cb
+from hippox._src.layers.cell_base import check_seq_lengths as check_seq_lengths
+from hippox._src.layers.cell_base import mask_step as mask_step
 from hippox._src.memory import HiPPOMemory, hippo_memory
 
-
-def _check_x(x: ArrayLike, d_in: int, *, step: bool) -> jax.Array:
-    x = _validate.as_array("x", x)
-    if not jnp.issubdtype(x.dtype, jnp.floating):
-        raise TypeError(f"`x` must be a real floating array, got dtype {x.dtype}.")
-    if step and (x.ndim < 1 or x.shape[-1] != d_in):
-        raise ValueError(f"`x` must have shape (..., d_in) with d_in={d_in}, got {x.shape}.")
-    if not step and (x.ndim < 2 or x.shape[-1] != d_in or x.shape[-2] < 1):
-        raise ValueError(
-            f"`x` must have shape (..., L, d_in) with L >= 1 and d_in={d_in}, got {x.shape}."
-        )
-    return x
+GATES: tuple[str, ...] = ("N", "G", "R", "UR")
+INITS: tuple[str, ...] = ("reference", "lmu", "lecun")
+ARCHITECTURE: tuple[str, ...] = ("ux", "hx", "hm", "hh", "um", "bias")
 
 
 class HiPPORNNState(NamedTuple):
@@ -75,7 +91,8 @@ class HiPPORNNState(NamedTuple):
     Attributes:
       h: ``(..., features)`` hidden state ``h_{t-1}``.
       c: ``(..., F, N)`` memory ``c_{t-1}``.
-      t: ``(...)`` int32 index of the next step (0 before the first input).
+      t: ``(...)`` int32 index of the next step (0 before the first input); for a
+        timestamped cell the last timestamp (floating, 0 at the start).
     """
 
     h: jax.Array
@@ -84,26 +101,38 @@ class HiPPORNNState(NamedTuple):
 
 
 @dataclasses.dataclass(frozen=True)
-class HiPPORNNConfig(base.LayerConfig):
+class HiPPORNNConfig(cb.RecurrentConfig):
     """The HiPPO-RNN cell (module docstring) as a frozen, hashable config of pure methods.
 
-    Parameters (name: shape, ``x @ W`` layout): ``W_u`` (d_in + features, F), ``b_u``
-    (F,), ``W_h`` (d_in + F N, features), ``b_h`` (features,), and for ``gated=True``
-    ``W_g`` (d_in + F N, features), ``b_g`` (features,). Weights are LeCun normal
-    (fan-in the input rows), biases zero. The memory ``(A, B)`` is fixed (no
-    parameter).
+    Parameters (``x @ W`` layout; ``d_x`` = input features, ``d_in`` or ``d_in - 1``
+    when timestamped): ``W_u`` (d_x·ux + features, F), ``W_h`` (d_x·hx + F N·hm,
+    features), with ``bias`` ``b_u`` (F,), ``b_h`` (features,); with ``um`` ``W_um``
+    (F, N); with ``hh`` ``W_hh`` (features, features) (+ ``b_hh``); with a gate
+    ``W_g`` (rows of ``W_h`` + features·hh, features), ``b_g`` (``'UR'``: always), and
+    for ``'R'``/``'UR'`` also ``W_r``, ``b_r``. The memory ``(A, B)`` is fixed.
 
     Attributes:
-      d_in: input features.
+      d_in: input features (the timestamp channel included when timestamped).
       features: hidden size.
       memory_size: number F of memory channels.
-      N: memory order.
-      measure: ``legs`` or a time-invariant measure (`hippo_memory`).
+      N: memory order (``-1``: ``features``).
+      measure: ``legs``, a time-invariant measure, or ``random`` (`hippo_memory`).
       method: discretisation method of the memory (`hippo_memory`).
-      dt: step of a time-invariant memory (None: ``1e-2``; must be None for ``legs``).
-      gated: use the gated update ``h = (1 - g) h_prev + g tanh(...)``.
-      measure_params: measure parameters as ``(name, value)`` pairs, e.g.
-        ``(("theta", 1.0),)``.
+      dt: step of a time-invariant memory (None: ``1e-2``; timestamped: the time scale,
+        default 1; must be None for ``legs``).
+      gate: ``'N'``, ``'G'`` (default, the authors'), ``'R'`` or ``'UR'``.
+      gated: legacy flag: True means ``gate='G'``, False ``gate='N'`` (None: use
+        ``gate``); normalised to None.
+      measure_params: measure parameters as ``(name, value)`` pairs.
+      schedule: LegS step schedule (None: ``'reference'``; `hippox.legs_dt`).
+      l_max: tabulated ``zoh`` LegS steps (None: 1024).
+      seed: seed of ``random``'s fixed ``(A, B)`` (None: 0).
+      timestamped: the first input channel is the timestamp.
+      ux, hx, hm, hh, um, bias: the architecture flags (module docstring; defaults
+        those of the authors' cell: ``ux``, ``hx``, ``hm``, ``bias`` on).
+      memory_activation: ``'id'`` (default), ``'tanh'``, ``'relu'`` or ``'sigmoid'``.
+      hidden_activation: ``'tanh'`` (default), ``'relu'``, ``'sigmoid'`` or ``'id'``.
+      init: ``'reference'`` (default), ``'lmu'`` or ``'lecun'`` (module docstring).
 
     Examples:
       >>> import jax, jax.numpy as jnp
@@ -111,7 +140,7 @@ class HiPPORNNConfig(base.LayerConfig):
       >>> cfg = hippox.HiPPORNNConfig(d_in=3, features=5, memory_size=2, N=4)
       >>> params = cfg.init_params(jax.random.key(0))
       >>> {k: v.shape for k, v in params.items()}
-      {'W_u': (8, 2), 'b_u': (2,), 'W_h': (11, 5), 'b_h': (5,)}
+      {'W_u': (8, 2), 'b_u': (2,), 'W_h': (11, 5), 'b_h': (5,), 'W_g': (11, 5), 'b_g': (5,)}
       >>> state, h = cfg.apply(params, jnp.ones((7, 10, 3), jnp.float32))
       >>> h.shape, state.c.shape, state.t[0].item()
       ((7, 10, 5), (7, 2, 4), 10)
@@ -125,15 +154,47 @@ class HiPPORNNConfig(base.LayerConfig):
     measure: str = "legs"
     method: str = "bilinear"
     dt: float | None = None
-    gated: bool = False
+    gate: str = "G"
+    gated: bool | None = None
     measure_params: tuple = ()
+    schedule: str | None = None
+    l_max: int | None = None
+    seed: int | None = None
+    timestamped: bool = False
+    ux: bool = True
+    hx: bool = True
+    hm: bool = True
+    hh: bool = False
+    um: bool = False
+    bias: bool = True
+    memory_activation: str = "id"
+    hidden_activation: str = "tanh"
+    init: str = "reference"
+
+    state_class: ClassVar[type] = HiPPORNNState
 
     def __post_init__(self):
         _set = base.set_field
         _set(self, "d_in", _validate.check_size("d_in", self.d_in))
         _set(self, "features", _validate.check_size("features", self.features))
         _set(self, "memory_size", _validate.check_size("memory_size", self.memory_size))
-        _set(self, "gated", _validate.check_bool("gated", self.gated))
+        if self.N == -1:
+            _set(self, "N", self.features)
+        _validate.check_choice("gate", self.gate, GATES)
+        if self.gated is not None:
+            gated = _validate.check_bool("gated", self.gated)
+            if (gated and self.gate == "N") or (not gated and self.gate in ("R", "UR")):
+                raise ValueError(
+                    f"`gated` ({gated}) contradicts `gate` ({self.gate!r}); pass only `gate`."
+                )
+            _set(self, "gate", self.gate if gated else "N")
+            _set(self, "gated", None)
+        for flag in ARCHITECTURE:
+            _set(self, flag, _validate.check_bool(flag, getattr(self, flag)))
+        _set(self, "timestamped", _validate.check_bool("timestamped", self.timestamped))
+        _validate.check_choice("memory_activation", self.memory_activation, tuple(cb.ACTIVATIONS))
+        _validate.check_choice("hidden_activation", self.hidden_activation, tuple(cb.ACTIVATIONS))
+        _validate.check_choice("init", self.init, INITS)
         try:
             mp = tuple(sorted((str(k), v) for k, v in dict(self.measure_params).items()))
         except (TypeError, ValueError):
@@ -142,7 +203,9 @@ class HiPPORNNConfig(base.LayerConfig):
                 f"{self.measure_params!r}."
             ) from None
         _set(self, "measure_params", mp)
-        mem = hippo_memory(self.measure, self.N, method=self.method, dt=self.dt, **dict(mp))
+        if self.seed is not None and not isinstance(self.seed, (int, np.integer)):
+            _set(self, "seed", seed_from_key(self.seed))
+        mem = self.memory
         _set(self, "measure", mem.measure)
         _set(self, "N", mem.N)
 
@@ -150,278 +213,224 @@ class HiPPORNNConfig(base.LayerConfig):
     def memory(self) -> HiPPOMemory:
         """The cell's `HiPPOMemory`."""
         return hippo_memory(
-            self.measure, self.N, method=self.method, dt=self.dt, **dict(self.measure_params)
+            self.measure,
+            self.N,
+            method=self.method,
+            dt=self.dt,
+            schedule=self.schedule,
+            l_max=self.l_max,
+            seed=self.seed,
+            timestamped=self.timestamped,
+            **dict(self.measure_params),
         )
 
+    @property
+    def d_x(self) -> int:
+        """Input features (``d_in``, less the timestamp channel when timestamped)."""
+        return self.d_in - 1 if self.timestamped else self.d_in
+
+    def _rows(self) -> tuple[int, int, int]:
+        """(rows of W_u, rows of W_h, rows of W_g)."""
+        d, H, F, N = self.d_x, self.features, self.memory_size, self.N
+        rows_h = d * self.hx + F * N * self.hm
+        return d * self.ux + H, rows_h, rows_h + H * self.hh
+
     def param_shapes(self) -> dict[str, tuple[int, ...]]:
-        d, H, F, N = self.d_in, self.features, self.memory_size, self.N
-        shapes = {"W_u": (d + H, F), "b_u": (F,), "W_h": (d + F * N, H), "b_h": (H,)}
-        if self.gated:
-            shapes.update(W_g=(d + F * N, H), b_g=(H,))
+        H, F, N = self.features, self.memory_size, self.N
+        ru, rh, rg = self._rows()
+        shapes: dict[str, tuple[int, ...]] = {"W_u": (ru, F)}
+        if self.bias:
+            shapes["b_u"] = (F,)
+        if self.um:
+            shapes["W_um"] = (F, N)
+        shapes["W_h"] = (rh, H)
+        if self.bias:
+            shapes["b_h"] = (H,)
+        if self.hh:
+            shapes["W_hh"] = (H, H)
+            if self.bias:
+                shapes["b_hh"] = (H,)
+        if self.gate != "N":
+            shapes["W_g"] = (rg, H)
+            if self.bias or self.gate == "UR":
+                shapes["b_g"] = (H,)
+        if self.gate in ("R", "UR"):
+            shapes["W_r"] = (rg, H)
+            if self.bias:
+                shapes["b_r"] = (H,)
         return shapes
 
     def param_initializers(self) -> dict[str, base.Initializer]:
-        """``{name: init(key, shape, dtype)}`` (LeCun normal weights, zero biases)."""
-        kernel = jax.nn.initializers.lecun_normal()
-        bias = jax.nn.initializers.zeros
-        inits = {"W_u": kernel, "b_u": bias, "W_h": kernel, "b_h": bias, "W_g": kernel, "b_g": bias}
+        """``{name: init(key, shape, dtype)}`` of ``init`` (module docstring)."""
+        ru, rh, rg = self._rows()
+        H, zeros = self.features, jax.nn.initializers.zeros
+        if self.init == "lecun":
+            lecun = jax.nn.initializers.lecun_normal()
+            inits = dict.fromkeys(("W_u", "W_h", "W_hh", "W_g", "W_r"), lecun)
+            inits.update(dict.fromkeys(("b_u", "b_h", "b_hh", "b_g", "b_r", "W_um"), zeros))
+        else:
+            gain = cb.GAINS[self.memory_activation]
+            inits = {
+                "W_u": cb.kaiming_uniform(gain),
+                "b_u": cb.bias_uniform(ru),
+                "W_um": zeros,
+                "W_h": cb.xavier_normal,
+                "b_h": cb.bias_uniform(rh),
+                "W_hh": cb.xavier_normal,
+                "b_hh": cb.bias_uniform(H),
+                "W_g": cb.fan_in_uniform,
+                "b_g": cb.bias_uniform(rg) if self.bias else zeros,
+                "W_r": cb.fan_in_uniform,
+                "b_r": cb.bias_uniform(rg),
+            }
+            if self.init == "lmu":
+                dm, dh = self.d_x * self.ux, self.d_x * self.hx
+                one = cb.constant_init(1.0)
+                inits["W_u"] = cb.stacked_init((dm, one), (H, zeros))
+                inits["W_h"] = cb.stacked_init((dh, zeros), (rh - dh, cb.xavier_normal))
+                inits["W_hh"] = zeros
+        if self.gate == "UR":
+            inits["b_g"] = _uniform_gate_bias(inits["b_g"], H)
         return {name: inits[name] for name in self.param_shapes()}
 
-    def initial_state(
-        self, batch_shape: Sequence[int] = (), param_dtype: DTypeLike = jnp.float32
-    ) -> HiPPORNNState:
-        """The zero carry.
-
-        Args:
-          batch_shape: leading batch shape (an int or a sequence of ints).
-          param_dtype: parameter dtype; the state is kept in ``promote(param_dtype,
-            float32)`` (a long memory recurrence in half precision loses accuracy).
-
-        Returns:
-          `HiPPORNNState`: ``h`` ``(*batch_shape, features)``, ``c``
-          ``(*batch_shape, F, N)`` zeros and ``t`` ``(*batch_shape)`` int32 zeros.
-        """
-        batch = _validate.check_batch_shape(batch_shape)
-        rd = base.state_dtype(param_dtype, complex_state=False)
-        return HiPPORNNState(
-            h=jnp.zeros((*batch, self.features), rd),
-            c=jnp.zeros((*batch, self.memory_size, self.N), rd),
-            t=jnp.zeros(batch, jnp.int32),
-        )
-
-    def step(
-        self,
-        params: Mapping[str, ArrayLike],
-        state: HiPPORNNState,
-        x: ArrayLike,
-        *,
-        dtype: DTypeLike | None = None,
-    ) -> tuple[HiPPORNNState, jax.Array]:
-        """One step of the cell.
-
-        Args:
-          params: ``{name: array}`` with the shapes of `param_shapes`.
-          state: `HiPPORNNState` ``(h_{t-1}, c_{t-1}, t)``; batch shape broadcasting
-            with ``x``'s.
-          x: ``(..., d_in)`` real floating input ``x_t``.
-          dtype: output dtype (None: ``x``'s dtype).
-
-        Returns:
-          ``(new_state, h_t)``: the state in the compute dtype
-          (``promote(params, state, x, float32)``) and ``h_t`` ``(..., features)`` in
-          ``dtype``.
-
-        Raises:
-          ValueError: a missing parameter or a wrong shape.
-          TypeError: a non-floating ``x`` or a state that is not a `HiPPORNNState`.
-        """
-        x = _check_x(x, self.d_in, step=True)
-        out = x.dtype if dtype is None else np.dtype(dtype)
-        p, h, c, t, x = self._prepare(params, state, x, x.shape[:-1])
-        return _step_jit(self, p, h, c, t, x, out)
-
-    def _prepare(self, params, state, x, x_batch):
-        """Validates, casts to the compute dtype and broadcasts to the common batch shape."""
-        if not isinstance(state, HiPPORNNState):
-            raise TypeError(
-                f"`state` must be a HiPPORNNState (from initial_state), got {type(state).__name__}."
-            )
-        h, c, t = (_validate.as_array("state", a) for a in state)
-        if h.shape[-1:] != (self.features,) or c.shape[-2:] != (self.memory_size, self.N):
-            raise ValueError(
-                f"`state` must have h (..., {self.features}) and c (..., {self.memory_size}, "
-                f"{self.N}), got {h.shape} and {c.shape}."
-            )
-        if not jnp.issubdtype(t.dtype, jnp.integer):
-            raise TypeError(f"`state.t` must be an integer step counter, got dtype {t.dtype}.")
-        p, rd = self.prepared(params, x, h, c)
-        try:
-            batch = jnp.broadcast_shapes(x_batch, h.shape[:-1], c.shape[:-2], t.shape)
-        except ValueError:
-            raise ValueError(
-                f"`state` batch shapes (h {h.shape}, c {c.shape}, t {t.shape}) must broadcast "
-                f"with the batch shape {x_batch} of `x`."
-            ) from None
-        h = jnp.broadcast_to(h.astype(rd), (*batch, self.features))
-        c = jnp.broadcast_to(c.astype(rd), (*batch, self.memory_size, self.N))
-        t = jnp.broadcast_to(t.astype(jnp.int32), batch)
-        x = jnp.broadcast_to(x.astype(rd), (*batch, *x.shape[len(x_batch) :]))
-        return p, h, c, t, x
-
-    def apply(
-        self,
-        params: Mapping[str, ArrayLike],
-        x: ArrayLike,
-        state: HiPPORNNState | None = None,
-        *,
-        dtype: DTypeLike | None = None,
-        seq_lengths: ArrayLike | None = None,
-    ) -> tuple[HiPPORNNState, jax.Array]:
-        """The cell over a sequence (a `jax.lax.scan` of `step`).
-
-        Args:
-          params: ``{name: array}`` with the shapes of `param_shapes`.
-          x: ``(..., L, d_in)`` real floating inputs (time on axis -2).
-          state: initial carry (None: `initial_state` for the batch shape of ``x``).
-          dtype: output dtype (None: ``x``'s dtype).
-          seq_lengths: optional integer array of shape ``x.shape[:-2]`` with entries in
-            ``[0, L]``: sequence ``b`` is ``x[b, :seq_lengths[b]]`` and the positions
-            ``l >= seq_lengths[b]`` are padding. Padding leaves the carry untouched
-            (the step counter too) and its outputs are 0, so the outputs at valid
-            positions equal the unpadded run and the returned state is the state after
-            each sequence's last valid step (as `flax.nnx.RNN` with ``seq_lengths``).
-            Shape, dtype and (for concrete values) range are checked eagerly.
-
-        Returns:
-          ``(final_state, h)`` with ``h`` ``(..., L, features)``.
-
-        Raises:
-          TypeError: non-integer ``seq_lengths`` (and the errors of `step`).
-          ValueError: ``seq_lengths`` of the wrong shape or outside ``[0, L]``.
-        """
-        x = _check_x(x, self.d_in, step=False)
-        out = x.dtype if dtype is None else np.dtype(dtype)
-        lengths = None
-        if seq_lengths is not None:
-            lengths = check_seq_lengths(seq_lengths, x.shape[:-2], x.shape[-2])
-        if state is None:
-            pd = jnp.result_type(*self.check_params(params).values())
-            state = self.initial_state(x.shape[:-2], pd)
-        p, h, c, t, x = self._prepare(params, state, x, x.shape[:-2])
-        if lengths is not None:
-            lengths = jnp.broadcast_to(lengths, t.shape)
-        return _apply_jit(self, p, h, c, t, x, lengths, out)
-
-    def check_state(
-        self,
-        state: HiPPORNNState,
-        batch_shape: Sequence[int],
-        param_dtype: DTypeLike | None = None,
-        *,
-        name: str = "state",
-    ) -> HiPPORNNState:
-        """Checks a carry against this config and an input's batch shape.
-
-        Args:
-          state: the carry to check.
-          batch_shape: batch shape of the input it will be used with (``x.shape[:-1]``
-            for a step, ``x.shape[:-2]`` for a sequence).
-          param_dtype: when given, the dtype the carry must have
-            (``promote(param_dtype, float32)``, as `initial_state` makes it).
-          name: the argument name used in error messages.
-
-        Returns:
-          ``state`` with its leaves as arrays.
-
-        Raises:
-          TypeError: not a `HiPPORNNState`, non-floating ``h``/``c``, non-integer ``t``,
-            or a dtype other than the one of ``param_dtype``.
-          ValueError: a shape other than ``h (*batch, features)``, ``c (*batch, F, N)``,
-            ``t (*batch)``.
-        """
-        if not isinstance(state, HiPPORNNState):
-            raise TypeError(
-                f"`{name}` must be a HiPPORNNState (h, c, t) from initial_state / "
-                f"initialize_carry, got {type(state).__name__}."
-            )
-        batch = _validate.check_batch_shape(batch_shape)
-        h, c, t = (_validate.as_array(f"{name}.{f}", a) for f, a in zip("hct", state, strict=True))
-        want = {
-            "h": (*batch, self.features),
-            "c": (*batch, self.memory_size, self.N),
-            "t": batch,
+    def state_spec(self) -> dict[str, tuple[tuple[int, ...], str]]:
+        return {
+            "h": ((self.features,), "float"),
+            "c": ((self.memory_size, self.N), "float"),
+            "t": ((), "float" if self.timestamped else "int"),
         }
-        for field, leaf in zip("hct", (h, c, t), strict=True):
-            if leaf.shape != want[field]:
-                raise ValueError(
-                    f"`{name}.{field}` must have shape {want[field]} (batch {batch} of the "
-                    f"input, features={self.features}, memory_size={self.memory_size}, "
-                    f"N={self.N}), got {leaf.shape}."
-                )
-        for field, leaf in (("h", h), ("c", c)):
-            if not jnp.issubdtype(leaf.dtype, jnp.floating):
-                raise TypeError(f"`{name}.{field}` must be real floating, got {leaf.dtype}.")
-        if h.dtype != c.dtype:
-            raise TypeError(
-                f"`{name}.h` and `{name}.c` must share one dtype, got {h.dtype} and {c.dtype}."
-            )
-        if not jnp.issubdtype(t.dtype, jnp.integer):
-            raise TypeError(f"`{name}.t` must be an integer step counter, got {t.dtype}.")
-        if param_dtype is not None:
-            rd = base.state_dtype(param_dtype, complex_state=False)
-            if h.dtype != rd:
-                raise TypeError(
-                    f"`{name}` must have dtype {rd} (the carry of param_dtype "
-                    f"{np.dtype(param_dtype)}), got {h.dtype}."
-                )
-        return HiPPORNNState(h, c, t)
+
+    def _cell(self, p, state, x):
+        act_u = cb.ACTIVATIONS[self.memory_activation]
+        act_h = cb.ACTIVATIONS[self.hidden_activation]
+        h_prev, c_prev, t = state
+        batch = h_prev.shape[:-1]
+        if self.timestamped:
+            ts, x = x[..., 0], x[..., 1:]
+        empty = x[..., :0]
+        pre_u = jnp.concatenate([x if self.ux else empty, h_prev], axis=-1) @ p["W_u"]
+        if self.bias:
+            pre_u = pre_u + p["b_u"]
+        if self.um:
+            pre_u = pre_u + jnp.sum(c_prev * p["W_um"], axis=-1)
+        u = act_u(pre_u)  # (..., F)
+        if self.timestamped:
+            c = self.memory.update_timed(c_prev, u, t[..., None], ts[..., None])
+            t_next = ts
+        else:
+            c = self.memory.update(c_prev, u, t[..., None])
+            t_next = t + 1
+        parts = [x] if self.hx else []
+        if self.hm:
+            parts.append(c.reshape(*batch, self.memory_size * self.N))
+        z = jnp.concatenate(parts, axis=-1) if parts else empty
+        pre_h = z @ p["W_h"]
+        if self.bias:
+            pre_h = pre_h + p["b_h"]
+        if self.hh:
+            pre_h = pre_h + h_prev @ p["W_hh"]
+            if self.bias:
+                pre_h = pre_h + p["b_hh"]
+        hidden = act_h(pre_h)
+        if self.gate == "N":
+            h = hidden
+        else:
+            zg = jnp.concatenate([z, h_prev], axis=-1) if self.hh else z
+            pre_g = zg @ p["W_g"]
+            if "b_g" in p:
+                pre_g = pre_g + p["b_g"]
+            g = jax.nn.sigmoid(pre_g)
+            if self.gate in ("R", "UR"):
+                pre_r = zg @ p["W_r"]
+                if self.bias:
+                    pre_r = pre_r + p["b_r"]
+                r = jax.nn.sigmoid(pre_r)
+                g = (1.0 - 2.0 * r) * g**2 + 2.0 * r * g
+            h = (1.0 - g) * h_prev + g * hidden
+        return HiPPORNNState(h=h, c=c, t=t_next.astype(t.dtype)), h
 
 
-def _step_core(cfg: HiPPORNNConfig, p, h_prev, c_prev, t, x):
-    batch = t.shape
-    u = jnp.concatenate([x, h_prev], axis=-1) @ p["W_u"] + p["b_u"]  # (..., F)
-    c = cfg.memory.update(c_prev, u, t[..., None])  # (..., F, N)
-    xc = jnp.concatenate([x, c.reshape(*batch, cfg.memory_size * cfg.N)], axis=-1)
-    h = jnp.tanh(xc @ p["W_h"] + p["b_h"])
-    if cfg.gated:
-        g = jax.nn.sigmoid(xc @ p["W_g"] + p["b_g"])
-        h = (1.0 - g) * h_prev + g * h
-    return HiPPORNNState(h=h, c=c, t=t + 1), h
+def _uniform_gate_bias(bias_init, H: int):
+    """The UR gate's bias: ``log(1/s - 1)``, ``s ~ U(1/H, 1 - 1/H)``, plus ``bias_init``."""
+
+    def init(key, shape, dtype=jnp.float32):
+        k1, k2 = jax.random.split(key)
+        lo = 1.0 / H if H > 2 else 0.25
+        s = jax.random.uniform(k1, shape, jnp.float32, lo, 1.0 - lo)
+        return (jnp.log(1.0 / s - 1.0) + bias_init(k2, shape, jnp.float32)).astype(dtype)
+
+    return init
 
 
-@functools.partial(jax.jit, static_argnums=(0, 6))
-def _step_jit(cfg, p, h, c, t, x, out):
-    state, y = _step_core(cfg, p, h, c, t, x)
-    return state, y.astype(out)
+def seed_from_key(key) -> int:
+    """An int seed from a jax PRNG key (for HiPPO-Rand's host-drawn fixed ``A``)."""
+    try:
+        data = np.asarray(jax.random.key_data(key)).ravel()
+    except (TypeError, ValueError):
+        raise TypeError(f"`seed` must be an int or a jax PRNG key, got {key!r}.") from None
+    return int(np.uint64(data.astype(np.uint64)[-1]) % np.uint64(2**31 - 1))
 
 
-@functools.partial(jax.jit, static_argnums=(0, 7))
-def _apply_jit(cfg, p, h, c, t, x, lengths, out):
-    def body(s, inputs):
-        l, x_t = inputs
-        new, y = _step_core(cfg, p, *s, x_t)
-        if lengths is not None:
-            new, y = mask_step(l < lengths, s, new, y)
-        return new, y.astype(out)
+_PRESETS: dict[str, dict[str, Any]] = {
+    "legs": dict(measure="legs", method="bilinear", schedule="reference"),
+    "legt": dict(measure="legt", method="bilinear", dt=0.01),
+    "lagt": dict(measure="lagt", method="bilinear", dt=1.0),
+    "glagt": dict(measure="glagt", method="bilinear", dt=1.0),
+    "lmu": dict(
+        measure="lmu",
+        method="zoh",
+        gate="N",
+        ux=True,
+        um=True,
+        hx=True,
+        hm=True,
+        hh=True,
+        bias=False,
+        init="lmu",
+    ),
+    "random": dict(measure="random", method="zoh", dt=0.01),
+    "tlsi": dict(measure="legs", method="bilinear", timestamped=True),
+    "tlti": dict(measure="legt", method="bilinear", dt=1.0, timestamped=True),
+}
+#: Names of `hippo_cell_options`' presets.
+HIPPO_CELLS: tuple[str, ...] = tuple(_PRESETS)
 
-    L = x.shape[-2]
-    xs = (jnp.arange(L), jnp.moveaxis(x, -2, 0))
-    state, y = jax.lax.scan(body, HiPPORNNState(h, c, t), xs)
-    return state, jnp.moveaxis(y, 0, -2)
 
+def hippo_cell_options(name: str, *, theta: float = 100.0, **overrides) -> dict[str, Any]:
+    """The keyword options of the authors' HiPPO-RNN cells, for `HiPPORNNConfig` and wrappers.
 
-def mask_step(valid: jax.Array, old, new, y: jax.Array):
-    """Keeps the carry ``old`` and zeroes the output where ``valid`` (batch shape) is False.
+    Presets (the authors' cell configs): ``'legs'`` (HiPPO-LegS, bilinear, ``1 / t``
+    schedule), ``'legt'`` (HiPPO-LegT, bilinear, ``dt = 0.01``), ``'lagt'`` (HiPPO-LagT,
+    bilinear, ``dt = 1``), ``'glagt'`` (generalised Laguerre, ``dt = 1``), ``'lmu'``
+    (the Legendre Memory Unit's wiring: ``u = e_x x + e_h h + e_m c``, ``h =
+    tanh(W_x x + W_h h + W_m c)``, no gate, no biases, ``zoh`` at ``dt = 1 / theta``;
+    the LMU's initialisation ``init='lmu'``), ``'random'`` (HiPPO-Rand: a fixed random
+    ``A``, ``zoh`` at ``dt = 0.01``; set ``seed``), ``'tlsi'`` / ``'tlti'``
+    (timestamped LegS / LegT, bilinear; ``dt`` the time scale of ``tlti``). Each step
+    size is an option: pass ``dt`` (or ``theta`` for the LMU) to change it; the memory
+    window of LegT/LMU spans ``theta_measure / dt`` samples.
 
-    ``old`` and ``new`` are pytrees whose leaves have the batch shape of ``valid`` as
-    their leading axes; ``y`` is ``(*batch, features)``.
+    Args:
+      name: one of `HIPPO_CELLS`.
+      theta: the LMU's window in samples (``dt = 1 / theta``; the authors' default
+        100, their permuted-MNIST config 784). Only for ``'lmu'``.
+      **overrides: options that replace the preset's.
+
+    Returns:
+      ``{option: value}`` to pass as ``**options``.
+
+    Examples:
+      >>> import hippox
+      >>> from hippox._src.layers.rnn import hippo_cell_options
+      >>> cfg = hippox.HiPPORNNConfig(1, 8, N=4, **hippo_cell_options("lmu", theta=784))
+      >>> cfg.gate, cfg.method, round(cfg.dt, 6), sorted(cfg.param_shapes())
+      ('N', 'zoh', 0.001276, ['W_h', 'W_hh', 'W_u', 'W_um'])
     """
-
-    def pick(a, b):
-        v = valid.reshape(valid.shape + (1,) * (a.ndim - valid.ndim))
-        return jnp.where(v, b, a)
-
-    new = jax.tree.map(pick, old, new)
-    return new, jnp.where(valid[..., None], y, jnp.zeros((), y.dtype))
-
-
-def check_seq_lengths(seq_lengths: ArrayLike, batch: tuple[int, ...], L: int) -> jax.Array:
-    """``seq_lengths``: an integer array of shape ``batch`` with entries in ``[0, L]``.
-
-    The range is checked only when the values are concrete (not under `jax.jit`).
-    """
-    lengths = _validate.as_array("seq_lengths", seq_lengths)
-    if not jnp.issubdtype(lengths.dtype, jnp.integer):
-        raise TypeError(f"`seq_lengths` must be an integer array, got dtype {lengths.dtype}.")
-    if lengths.shape != tuple(batch):
-        raise ValueError(
-            f"`seq_lengths` must have the batch shape {tuple(batch)} of the input "
-            f"(x.shape[:-2]), got {lengths.shape}."
-        )
-    value = _validate.concrete_value(lengths)
-    if value is not None and value.size and (value.min() < 0 or value.max() > L):
-        raise ValueError(
-            f"`seq_lengths` must lie in [0, L] with L={L}, got values in "
-            f"[{value.min()}, {value.max()}]."
-        )
-    return lengths.astype(jnp.int32)
+    _validate.check_choice("name", name, HIPPO_CELLS)
+    opts = dict(_PRESETS[name])
+    if name == "lmu":
+        opts["dt"] = 1.0 / _validate.check_real("theta", theta, positive=True)
+    elif theta != 100.0:
+        raise ValueError(f"`theta` is an option of the 'lmu' cell only, got it for {name!r}.")
+    opts.update(overrides)
+    return opts
