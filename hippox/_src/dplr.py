@@ -88,8 +88,13 @@ def closed_modes(*arrays: jax.Array) -> tuple[jax.Array, ...]:
 def identity_minus_power(Lambda: jax.Array, P: jax.Array, dt: jax.Array, L: int) -> jax.Array:
     """``I - Ab^L`` of the bilinear discretisation of the dense DPLR matrix (traceable).
 
-    ``Ab = (I - dt/2 A)^{-1} (I + dt/2 A)`` with ``A = dplr_matrix(Lambda, P)``, one dense
-    solve, and ``Ab^L`` by repeated squaring (``O(M³ log L)``).
+    ``Ab = (I - dt/2 A)^{-1} (I + dt/2 A)`` with ``A = dplr_matrix(Lambda, P)``. The power
+    is never formed: ``I - Ab^L`` is close to 0 along the slow modes (``|dt L A| << 1``),
+    where ``I - (something ≈ I)`` would lose every digit in float32. Instead the
+    differences ``Y_n = Ab^n - I`` are carried from ``Y_1 = Ab - I = (I - dt/2 A)^{-1} dt A``
+    (one dense solve, no cancellation) by binary powering with ``Y_{2n} = Y_n (Y_n + 2I)``
+    and ``Y_{a+b} = Y_a + Y_b + Y_a Y_b``: ``O(M³ log L)``, relative accuracy kept for the
+    small eigenvalues.
 
     Args:
       Lambda: ``(..., M)`` complex diagonal.
@@ -102,9 +107,18 @@ def identity_minus_power(Lambda: jax.Array, P: jax.Array, dt: jax.Array, L: int)
     """
     A = dplr_matrix(Lambda, P)
     eye = jnp.eye(A.shape[-1], dtype=A.dtype)
-    half = (dt / 2)[..., None, None].astype(A.dtype)
-    Ab = jnp.linalg.solve(eye - half * A, eye + half * A)
-    return eye - jnp.linalg.matrix_power(Ab, L)
+    dtc = dt[..., None, None].astype(A.dtype)
+    Y = jnp.linalg.solve(eye - (dtc / 2) * A, dtc * A)  # Y_1 = Ab - I
+    out = None
+    n = int(L)
+    while True:
+        if n & 1:
+            out = Y if out is None else out + Y + out @ Y
+        n >>= 1
+        if not n:
+            break
+        Y = Y @ (Y + 2 * eye)
+    return -out
 
 
 # --------------------------------------------------------------------------- validation
@@ -161,22 +175,75 @@ def _dplr_flatten(Lam, P, B, C, dt, batch):
 # --------------------------------------------------------------------------- kernel
 
 
-def _woodbury(k: jax.Array, b: jax.Array) -> jax.Array:
-    """``k00 - b k01 (I + b k11)^{-1} k10`` from the Cauchy sums ``k`` (..., 1+R, 1+R)."""
-    R = k.shape[-1] - 1
-    k00, k01, k10, k11 = k[..., 0, 0], k[..., 0, 1:], k[..., 1:, 0], k[..., 1:, 1:]
-    b = b[..., None]
-    if R == 1:
-        return k00 - b[..., 0] * k01[..., 0] * k10[..., 0] / (1.0 + b[..., 0] * k11[..., 0, 0])
-    Mx = jnp.eye(R, dtype=k.dtype) + b[..., None] * k11
-    if R == 2:
-        a, bb, c, d = Mx[..., 0, 0], Mx[..., 0, 1], Mx[..., 1, 0], Mx[..., 1, 1]
-        det = a * d - bb * c
-        x0 = (d * k10[..., 0] - bb * k10[..., 1]) / det
-        x1 = (a * k10[..., 1] - c * k10[..., 0]) / det
-        return k00 - b[..., 0] * (k01[..., 0] * x0 + k01[..., 1] * x1)
-    x = jnp.linalg.solve(Mx, k10[..., None])[..., 0]
-    return k00 - b[..., 0] * jnp.sum(k01 * x, axis=-1)
+def _det(m: jax.Array) -> jax.Array:
+    """Determinant of a batch of small square matrices (Laplace expansion up to 4 × 4)."""
+    n = m.shape[-1]
+    if n == 1:
+        return m[..., 0, 0]
+    if n == 2:
+        return m[..., 0, 0] * m[..., 1, 1] - m[..., 0, 1] * m[..., 1, 0]
+    if n > 4:
+        return jnp.linalg.det(m)
+    out = 0
+    for j in range(n):
+        minor = jnp.concatenate([m[..., 1:, :j], m[..., 1:, j + 1 :]], axis=-1)
+        out = out + (-1) ** j * m[..., 0, j] * _det(minor)
+    return out
+
+
+def _woodbury_deflated(inv, d, left, right, v, b):
+    """``k00 - b k01 (I + b k11)^{-1} k10`` with the nearest pole taken out analytically.
+
+    The Cauchy sums ``k_ij = Σ_m left_i,m right_j,m / d_m`` are dominated, at a node close
+    to a pole of the diagonal part (``|d_m| ~ dt |Re Lambda|``, tiny for the HiPPO spectra
+    with ``Re(Lambda) ≈ 0`` such as ``legt``), by one term ``l rᵀ / d``, which the Woodbury
+    correction cancels: in float32 that cancellation cost up to 1e-2 relative in the
+    spectrum. Writing ``k = s + l rᵀ / d`` (``s`` the sums without that mode), the result
+    is the ratio of two bordered determinants in which ``1/d`` never appears::
+
+        g = det([[Q0, l'], [-rᵀ, d]]) / det([[I + b s11, b l1], [-r1ᵀ, d]])
+
+    with ``Q0 = [[s00, s01], [b s10, I + b s11]]`` and ``l' = (l0, b l1)`` (the matrix
+    determinant lemma applied to the Schur complement ``det(Q) / det(Q11)``).
+
+    Args:
+      inv: ``(rows, z, K)`` the reciprocals ``1/d`` of the K pole distances.
+      d: ``(rows, z, K)`` the pole distances.
+      left, right: ``(rows, 1+R, K)`` numerator factors (``v = left ⊗ right``).
+      v: ``(rows, (1+R)², K)`` the numerators.
+      b: ``(rows, z)``.
+    """
+    rows, R1, K = left.shape
+    idx = jnp.argmin(jnp.abs(d), axis=-1)  # (rows, z): the nearest pole
+    keep = jnp.arange(K) != idx[..., None]
+    s = jnp.einsum("hzm,hvm->hzv", jnp.where(keep, inv, 0), v)
+    s = s.reshape(*s.shape[:2], R1, R1)
+    dm = jnp.take_along_axis(d, idx[..., None], axis=-1)[..., 0]  # (rows, z)
+    gather = lambda x: jnp.take_along_axis(x[:, None], idx[:, :, None, None], axis=-1)[..., 0]
+    lm, rm = gather(left), gather(right)  # (rows, z, 1+R)
+    bb = b[..., None]
+    eye = jnp.eye(R1 - 1, dtype=s.dtype)
+    lower = eye + bb[..., None] * s[..., 1:, 1:]
+    q0 = jnp.concatenate(
+        [s[..., :1, :], jnp.concatenate([bb[..., None] * s[..., 1:, :1], lower], axis=-1)],
+        axis=-2,
+    )
+    lp = jnp.concatenate([lm[..., :1], bb * lm[..., 1:]], axis=-1)
+    num = jnp.concatenate(
+        [
+            jnp.concatenate([q0, lp[..., None]], axis=-1),
+            jnp.concatenate([-rm, dm[..., None]], axis=-1)[..., None, :],
+        ],
+        axis=-2,
+    )
+    den = jnp.concatenate(
+        [
+            jnp.concatenate([lower, (bb * lm[..., 1:])[..., None]], axis=-1),
+            jnp.concatenate([-rm[..., 1:], dm[..., None]], axis=-1)[..., None, :],
+        ],
+        axis=-2,
+    )
+    return _det(num) / _det(den)
 
 
 def kernel_dplr(
@@ -286,9 +353,10 @@ def _kernel_dplr(Lam, P, B, Ct, dt, batch, *, L, conj_sym, chunk_size):
     left = jnp.concatenate([Ct[:, None], P.conj()], axis=1)
     right = jnp.concatenate([B[:, None], P], axis=1)
     v = (left[:, :, None] * right[:, None]).reshape(rows, (R + 1) ** 2, M)
+    left, right = left.astype(ctype), right.astype(ctype)
 
     nf = L // 2 + 1  # the nodes z = e^{iθ} irfft needs; each also gives its conjugate
-    per_node = rows * (2 * M + 3 * (R + 1) ** 2)
+    per_node = rows * (8 * M + 3 * (R + 1) ** 2 + (R + 3) ** 2)
     zc = chunk_size if chunk_size is not None else max(1, kernels.MEMORY_BUDGET // per_node)
     zc = min(zc, nf)
     nchunk = -(-nf // zc)
@@ -304,14 +372,18 @@ def _kernel_dplr(Lam, P, B, Ct, dt, batch, *, L, conj_sym, chunk_size):
         a, c, phase = nodes
         b = dt[:, None] * c  # (rows, zc)
         bl = b[..., None] * Lam[:, None, :]  # (rows, zc, M)
-        shape = (rows, a.shape[0], R + 1, R + 1)
-        k_z = jnp.einsum("hzm,hvm->hzv", 1.0 / (a[None, :, None] - bl), v).reshape(shape)
-        k_c = jnp.einsum("hzm,hvm->hzv", 1.0 / (-a[None, :, None] - bl), v).reshape(shape)
+        d_z = a[None, :, None] - bl  # pole distances at z
+        d_c = -a[None, :, None] - bl  # ... and at conj(z)
         if conj_sym:
-            # Σ over the closed set: the half at z plus the conjugate of the half at conj(z).
-            g = _woodbury(k_z + k_c.conj(), b)
+            # Σ over the closed set at z: the half (poles Lambda) plus the conjugate half
+            # (poles conj(Lambda), numerators conj(v)), whose distances are conj(d_c).
+            d = jnp.concatenate([d_z, d_c.conj()], axis=-1)
+            lr = (jnp.concatenate([x, x.conj()], axis=-1) for x in (left, right))
+            g = _woodbury_deflated(1.0 / d, d, *lr, jnp.concatenate([v, v.conj()], -1), b)
         else:
-            g = 0.5 * (_woodbury(k_z, b) + _woodbury(k_c, b).conj())
+            g_z = _woodbury_deflated(1.0 / d_z, d_z, left, right, v, b)
+            g_c = _woodbury_deflated(1.0 / d_c, d_c, left, right, v, b)
+            g = 0.5 * (g_z + g_c.conj())
         return (dt[:, None] * phase) * g
 
     nodes = (a_nodes, c_nodes, phase_nodes)
@@ -345,6 +417,14 @@ def dplr_c_tilde(
     and its first half is returned. ``Ab^L`` is computed by repeated squaring of the dense
     ``M × M`` (``2M × 2M`` with ``conj_sym``) matrix, ``O(M^3 log L)`` per channel: meant
     for initialisation or length changes, not for every training step.
+
+    Precision: ``I - Ab^L`` is formed from the differences ``Ab^n - I`` (never as ``I -
+    (something ≈ I)``), but it is ill-conditioned along slow modes (``|dt L A| << 1``)
+    and every float32 matrix product perturbs those. With float32/complex64 inputs the
+    transform therefore runs in complex128 whenever that exists (``jax_enable_x64`` on,
+    a CPU or GPU backend) and is cast back; otherwise it runs in complex64, where ``C``
+    can be off by ~1e-3 relative for spectra with ``Re(Lambda) ≈ 0`` at ``dt L ≈ 4``
+    (measured: ``fout``, ``dt = 2e-3``, ``L = 4096``).
 
     Args:
       C: ``(..., M)`` output vector (the first half of ``C_full`` with ``conj_sym``).
@@ -424,9 +504,28 @@ def _c_tilde_transform(C, Lambda, P, dt, L, c_name: str, *, inverse: bool, conj_
     return _c_tilde(*arrays, L=L, inverse=inverse, conj_sym=bool(conj_sym))
 
 
+def _wide_available() -> bool:
+    """Whether complex128 can be used internally: x64 on and a backend that has it (not TPU)."""
+    return bool(jax.config.jax_enable_x64) and jax.default_backend() != "tpu"
+
+
 @functools.partial(jax.jit, static_argnames=("batch", "L", "inverse", "conj_sym"))
 def _c_tilde(Lam, P, B, C, dt, batch, *, L, inverse, conj_sym):
-    Lam, P, _, C, dt, _ = _dplr_flatten(Lam, P, B, C, dt, batch)
+    Lam, P, _, C, dt, rtype = _dplr_flatten(Lam, P, B, C, dt, batch)
+    ctype = Lam.dtype
+    if rtype != np.float64 and _wide_available():
+        # ``I - Ab^L`` is ill-conditioned along the slow modes (``|dt L A| << 1``): every
+        # float32 product of the powering perturbs them by ~eps |Ab|, up to 2e-3 relative
+        # in C at dt = 1e-3, L = 4096 (fout). The transform is small (once per parameter
+        # set), so where complex128 exists it runs in complex128 and is cast back.
+        Lam, P, C = (x.astype(np.complex128) for x in (Lam, P, C))
+        dt = dt.astype(np.float64)
+    out = _c_tilde_core(Lam, P, C, dt, L=L, inverse=inverse, conj_sym=conj_sym)
+    return out.astype(ctype).reshape(*batch, out.shape[-1])
+
+
+def _c_tilde_core(Lam, P, C, dt, *, L, inverse, conj_sym):
+    """``C (I - Ab^L)`` or ``C (I - Ab^L)^{-1}`` on flattened rows (traced)."""
     M = Lam.shape[-1]
     if conj_sym:  # the conjugate-closed 2M-mode system; its C and C̃ are conj-symmetric
         Lam, P, C = closed_modes(Lam, P, C)
@@ -435,4 +534,4 @@ def _c_tilde(Lam, P, B, C, dt, batch, *, L, inverse, conj_sym):
         out = jnp.linalg.solve(jnp.swapaxes(IA, -1, -2), C[..., None])[..., 0]
     else:
         out = jnp.einsum("hn,hnm->hm", C, IA)
-    return out[:, :M].reshape(*batch, M)
+    return out[:, :M]
