@@ -532,3 +532,120 @@ def test_check_state(rng):
         cfg.check_state(s._replace(h=s.h.astype(jnp.float64)), (5,))
     with pytest.raises(TypeError, match="must have dtype float64"):
         cfg.check_state(s, (5,), jnp.float64)
+
+
+# ----------------------------------------------------------------------------- reference options
+
+
+from hippox._src.layers.rnn import hippo_cell_options  # noqa: E402  (exported by the lead)
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(gate="R", hh=True, um=True),
+        dict(gate="N", ux=False, hx=False, bias=False),
+        dict(gate="UR", hh=True, bias=False),
+    ],
+)
+def test_architecture_flags_match_numpy(kw, rng):
+    d_in, H, F, N, L = 2, 3, 2, 4, 12
+    cfg = hippox.HiPPORNNConfig(d_in, H, memory_size=F, N=N, **kw)
+    params = _random_params(cfg, rng)
+    x = rng.normal(size=(L, d_in))
+    _, h = cfg.apply(params, jnp.asarray(x))
+    flags = {k: v for k, v in kw.items() if k in ("gate", "hh", "um", "ux", "hx")}
+    hs, _ = _cell_np(params, x, measure="legs", N=N, F=F, **flags)
+    np.testing.assert_allclose(h, hs, rtol=1e-10, atol=1e-12)
+
+
+def test_timestamped_cell_matches_numpy(rng):
+    for name, measure, dt in [("tlsi", "legs", None), ("tlti", "legt", 1.0)]:
+        cfg = hippox.HiPPORNNConfig(3, 4, memory_size=2, N=5, **hippo_cell_options(name))
+        params = _random_params(cfg, rng)
+        ts = np.concatenate([[0.0], np.cumsum(rng.uniform(0.1, 1.0, size=9))])
+        x = np.concatenate([ts[:, None], rng.normal(size=(10, 2))], axis=1)
+        state, h = cfg.apply(params, jnp.asarray(x))
+        hs, _ = _cell_np(params, x, measure=measure, N=5, F=2, dt=dt, gate="G", timestamped=True)
+        np.testing.assert_allclose(h, hs, rtol=1e-9, atol=1e-11)
+        assert state.t.dtype == jnp.float64 and float(state.t) == ts[-1]
+
+
+def _moments_ok(w, *, std=None, bound=None):
+    w = np.asarray(w, np.float64).ravel()
+    if bound is not None:
+        assert np.abs(w).max() <= bound * (1 + 1e-6) and np.abs(w).max() > 0.95 * bound
+        std = bound / np.sqrt(3.0)
+    np.testing.assert_allclose(w.std(), std, rtol=0.08)
+    assert abs(w.mean()) < 4 * std / np.sqrt(w.size)
+
+
+def test_reference_initializers():
+    # the authors' cell: W_u Kaiming uniform (linear gain), W_h Xavier normal, gate nn.Linear
+    # default U(+-1/sqrt(fan_in)), biases U(+-1/sqrt(fan_in)) of their layer, W_um zero
+    d_in, H, F, N = 30, 40, 8, 25
+    cfg = hippox.HiPPORNNConfig(d_in, H, memory_size=F, N=N, hh=True, um=True)
+    p = cfg.init_params(jax.random.key(0), param_dtype=jnp.float64)
+    fu, fh, fg = d_in + H, d_in + F * N, d_in + F * N + H
+    _moments_ok(p["W_u"], bound=np.sqrt(3.0 / fu))
+    _moments_ok(p["W_h"], std=np.sqrt(2.0 / (fh + H)))
+    _moments_ok(p["W_hh"], std=np.sqrt(2.0 / (2 * H)))
+    _moments_ok(p["W_g"], bound=1 / np.sqrt(fg))
+    assert np.abs(p["b_u"]).max() <= 1 / np.sqrt(fu) and np.abs(p["b_h"]).max() <= 1 / np.sqrt(fh)
+    assert np.abs(p["b_g"]).max() <= 1 / np.sqrt(fg) and np.abs(p["b_hh"]).max() <= 1 / np.sqrt(H)
+    np.testing.assert_array_equal(p["W_um"], 0.0)
+    # tanh memory activation: Kaiming gain 5/3
+    p2 = hippox.HiPPORNNConfig(d_in, H, memory_size=F, N=N, memory_activation="tanh").init_params(
+        jax.random.key(1), param_dtype=jnp.float64
+    )
+    _moments_ok(p2["W_u"], bound=5 / 3 * np.sqrt(3.0 / fu))
+    # legacy hippox init: LeCun (truncated) normal weights, zero biases
+    p3 = hippox.HiPPORNNConfig(d_in, H, memory_size=F, N=N, init="lecun").init_params(
+        jax.random.key(2), param_dtype=jnp.float64
+    )
+    _moments_ok(p3["W_h"], std=1 / np.sqrt(fh))
+    np.testing.assert_array_equal(p3["b_h"], 0.0)
+
+
+def test_lmu_preset_and_init():
+    # the LMU's wiring and initialisation (authors' LMU cell): e_x = 1, e_h = e_m = 0,
+    # W_x = W_h = 0, W_m Xavier normal over the memory rows; no bias, no gate; zoh dt = 1/theta
+    d_in, H, N = 3, 20, 30
+    cfg = hippox.HiPPORNNConfig(d_in, H, N=N, **hippo_cell_options("lmu", theta=50.0))
+    assert (cfg.gate, cfg.method, cfg.bias, cfg.hh, cfg.um) == ("N", "zoh", False, True, True)
+    assert cfg.dt == pytest.approx(1 / 50)
+    p = cfg.init_params(jax.random.key(0), param_dtype=jnp.float64)
+    np.testing.assert_array_equal(p["W_u"][:d_in], 1.0)
+    np.testing.assert_array_equal(p["W_u"][d_in:], 0.0)
+    np.testing.assert_array_equal(p["W_h"][:d_in], 0.0)
+    np.testing.assert_array_equal(p["W_hh"], 0.0)
+    np.testing.assert_array_equal(p["W_um"], 0.0)
+    _moments_ok(p["W_h"][d_in:], std=np.sqrt(2.0 / (N + H)))
+    # the LMU matrices (Voelker et al.): A_ij = (2i+1) * (-1 if i < j else (-1)^(i-j+1)),
+    # B_i = (2i+1) (-1)^i, here scaled by dt = 1/theta and discretised with zoh
+    i, j = np.meshgrid(np.arange(N), np.arange(N), indexing="ij")
+    A = (2 * i + 1) * np.where(i < j, -1.0, (-1.0) ** (i - j + 1))
+    B = (2 * np.arange(N) + 1) * (-1.0) ** np.arange(N)
+    Ab, Bb = cfg.memory.transition(np.float64)
+    np.testing.assert_allclose(Ab, scipy.linalg.expm(A / 50), rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(A @ Bb, (np.asarray(Ab) - np.eye(N)) @ B, rtol=1e-8, atol=1e-8)
+
+
+def test_presets_and_options_errors():
+    assert hippox.HiPPORNNConfig(2, 6, N=-1).N == 6
+    assert hippox.HiPPORNNConfig(2, 6, gated=False).gate == "N"
+    assert hippox.HiPPORNNConfig(2, 6, gated=True).gated is None
+    cfg = hippox.HiPPORNNConfig(2, 6, N=4, **hippo_cell_options("random", seed=jax.random.key(3)))
+    assert isinstance(cfg.seed, int) and hash(cfg)
+    with pytest.raises(ValueError, match="`gate` must be one of"):
+        hippox.HiPPORNNConfig(2, 6, gate="X")
+    with pytest.raises(ValueError, match="contradicts"):
+        hippox.HiPPORNNConfig(2, 6, gate="UR", gated=False)
+    with pytest.raises(ValueError, match="`name` must be one of"):
+        hippo_cell_options("gru")
+    with pytest.raises(ValueError, match="`theta` is an option of the 'lmu' cell only"):
+        hippo_cell_options("legt", theta=10.0)
+    with pytest.raises(TypeError, match="`hh` must be a bool"):
+        hippox.HiPPORNNConfig(2, 6, hh="yes")
+    with pytest.raises(ValueError, match="`init` must be one of"):
+        hippox.HiPPORNNConfig(2, 6, init="he")
