@@ -58,10 +58,14 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes (smoke test)")
     parser.add_argument("--only", nargs="*", choices=discover(), help="benchmarks to run")
     parser.add_argument("--markdown", help="also write the table to this Markdown file")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar, only the table")
     args = parser.parse_args(argv)
+    from tqdm.auto import tqdm
+
     rows: list[Row] = []
-    for name in args.only or discover():
-        print(f"# running bench_{name} ...", flush=True)
+    bar = tqdm(args.only or discover(), desc="benchmarks", disable=args.quiet or None)
+    for name in bar:
+        bar.set_postfix(running=f"bench_{name}")
         mod = importlib.import_module(f"bench_{name}")
         rows.extend(mod.run(quick=args.quick))
     text = f"Machine: {machine()}\n\n" + table(rows)

@@ -137,19 +137,24 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="out/online_approximation.png", help="PNG path")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar, only the table")
     args = parser.parse_args(argv)
+    from tqdm.auto import tqdm  # the examples extra
+
+    say = (lambda s: None) if args.quiet else tqdm.write
 
     cutoff = args.cutoff if args.cutoff is not None else max(2.0, args.N / 4)
     f = band_limited_noise(args.steps, cutoff, args.seed)
     window = args.window if args.window is not None else max(100, args.steps // 50)
     window = min(window, args.steps // max(1, args.lti_windows))
-    print(
+    say(
         f"signal: {args.steps:,} samples of band-limited noise (cutoff {cutoff:g} cycles), "
         f"N = {args.N}, jax on {jax.devices()[0].platform}"
     )
     rows, results = [], {}
-    for measure in args.measures:
-        print(f"  running {measure} ...", flush=True)
+    bar = tqdm(args.measures, desc="memories", unit="measure", disable=args.quiet or None)
+    for measure in bar:
+        bar.set_postfix(measure=measure)
         if measure == "legs":
             idx, approx, truth, elapsed = run_legs(f, args.N, 4000)
             steps = args.steps
@@ -159,9 +164,8 @@ def main(argv=None) -> int:
             )
         results[measure] = (idx, approx)
         rows.append((measure, steps, args.N, rel_rms(approx, truth), elapsed))
-        print(f"    done in {elapsed:.2f} s", flush=True)
+        say(f"  {measure} done in {elapsed:.2f} s")
 
-    print()
     print("| measure | steps | N | rel. RMS error | time (s, incl. compile) |")
     print("|---|---|---|---|---|")
     for measure, steps, N, err, elapsed in rows:

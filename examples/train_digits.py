@@ -36,6 +36,7 @@ Usage (from the repository root)::
     .venv/bin/python examples/train_digits.py --models s4d hippo_rnn --tasks seq --epochs 10
     .venv/bin/python examples/train_digits.py --quick              # 1 epoch on a subset
     .venv/bin/python examples/train_digits.py --out digits.md      # also write the table
+    .venv/bin/python examples/train_digits.py --quiet              # the table only (no bar)
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
+from tqdm.auto import tqdm
 
 import hippox
 from hippox.nnx import HiPPORNNCell, SequenceModel
@@ -313,6 +315,7 @@ def train(
     hp: Hyper = Hyper(),
     seed: int = 0,
     log=print,
+    progress: bool | None = False,
 ) -> Result:
     """Trains one model on one task and evaluates it on the test set.
 
@@ -320,6 +323,9 @@ def train(
       `Result` with the mean training loss of the first and last epochs, the final
       training and test accuracy, and the wall time (model construction, compilation
       and the per-epoch test evaluation included).
+
+    ``log`` receives one line per epoch; ``progress`` shows a tqdm bar over the training
+    steps (None: only on a terminal).
     """
     t0 = time.perf_counter()
     model = build_model(name, size, seed=seed)
@@ -334,6 +340,13 @@ def train(
     predict = make_eval(graphdef)
     rng = np.random.default_rng(seed)
     first_loss = last_loss = math.nan
+    bar = tqdm(
+        total=epochs * steps_per_epoch,
+        desc=f"{name} {task}",
+        unit="step",
+        leave=False,
+        disable=None if progress is None else not progress,
+    )
     for epoch in range(epochs):
         order = rng.permutation(n)
         losses = []
@@ -347,14 +360,17 @@ def train(
                 jnp.asarray(data.y_train[idx]),
             )
             losses.append(loss)
+            bar.update()
         last_loss = float(np.mean(jax.device_get(losses)))
         if epoch == 0:
             first_loss = last_loss
         test_acc = accuracy(predict, params, rest, data.x_test, data.y_test)
+        bar.set_postfix(loss=f"{last_loss:.3f}", test_acc=f"{test_acc:.3f}")
         log(
             f"  {name:>9s} {task:>4s} epoch {epoch + 1:3d}/{epochs}  loss {last_loss:.4f}  "
             f"test acc {test_acc:.4f}  ({time.perf_counter() - t0:.1f} s)"
         )
+    bar.close()
     train_acc = accuracy(predict, params, rest, data.x_train, data.y_train)
     test_acc = accuracy(predict, params, rest, data.x_test, data.y_test)
     return Result(
@@ -400,6 +416,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--lr", type=float, default=Hyper.lr, help="peak learning rate")
     parser.add_argument("--ssm-lr", type=float, default=Hyper.ssm_lr, help="SSM group's rate")
     parser.add_argument("--out", help="also write the table (Markdown) to this file")
+    parser.add_argument(
+        "--quiet", action="store_true", help="no progress bar and no per-epoch lines"
+    )
     args = parser.parse_args(argv)
     epochs = args.epochs if args.epochs is not None else (1 if args.quick else 30)
     if epochs < 1:
@@ -409,14 +428,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.dropout is not None:
         size = dataclasses.replace(size, dropout=args.dropout)
     subset = 256 if args.quick else None
-    print(f"jax {jax.__version__} on {jax.devices()[0].platform}; epochs={epochs}", flush=True)
+    if not args.quiet:
+        print(f"jax {jax.__version__} on {jax.devices()[0].platform}; epochs={epochs}", flush=True)
     results = []
     for task in args.tasks:
         data = load_task(task, seed=args.seed, subset=subset)
         for name in args.models:
-            log = lambda s: print(s, flush=True)  # noqa: E731
+            log = (lambda s: None) if args.quiet else tqdm.write
+            progress = False if args.quiet else None  # a bar on a terminal
             results.append(
-                train(name, task, data, epochs=epochs, size=size, hp=hp, seed=args.seed, log=log)
+                train(
+                    name, task, data, epochs=epochs, size=size, hp=hp, seed=args.seed, log=log,
+                    progress=progress,
+                )
             )
     text = table(results)
     print(text)
