@@ -144,8 +144,9 @@ def api_page(namespace: str) -> str:
     for name in public_names(namespace):
         obj = getattr(module, name)
         if inspect.ismodule(obj):
-            parts.append(f"## `{name}`\n\nThe [`{obj.__name__}`]({page_path(obj.__name__)[4:]}) "
-                         "namespace.\n")
+            parts.append(
+                f"## `{name}`\n\nThe [`{obj.__name__}`]({page_path(obj.__name__)[4:]}) namespace.\n"
+            )
             continue
         parts.append(f"::: {namespace}.{name}\n")
     return "\n".join(parts)

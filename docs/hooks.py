@@ -30,6 +30,8 @@ def on_files(files, config):
         )
     for namespace, _ in api_pages.NAMESPACES:
         files.append(
-            File.generated(config, api_pages.page_path(namespace), content=api_pages.api_page(namespace))
+            File.generated(
+                config, api_pages.page_path(namespace), content=api_pages.api_page(namespace)
+            )
         )
     return files

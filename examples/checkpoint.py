@@ -195,10 +195,14 @@ def main(argv=None) -> int:
         train = resume_training(root / "train")
         stream = resume_stream(root / "stream")
     print(f"training: losses {[round(v, 4) for v in train['losses']]}")
-    print(f"  resumed run: max |loss diff| {train['loss_diff']:.1e}, "
-          f"max |param diff| {train['param_diff']:.1e}, optimizer step {train['step']}")
-    print(f"streaming: max |output diff| after restoring the carry {stream['stream_diff']:.1e} "
-          f"(step vs forward: {stream['forward_diff']:.1e})")
+    print(
+        f"  resumed run: max |loss diff| {train['loss_diff']:.1e}, "
+        f"max |param diff| {train['param_diff']:.1e}, optimizer step {train['step']}"
+    )
+    print(
+        f"streaming: max |output diff| after restoring the carry {stream['stream_diff']:.1e} "
+        f"(step vs forward: {stream['forward_diff']:.1e})"
+    )
     ok = train["loss_diff"] == 0 and train["param_diff"] == 0 and stream["stream_diff"] == 0
     return 0 if ok else 1
 

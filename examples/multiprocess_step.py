@@ -104,7 +104,6 @@ def run_worker(out: pathlib.Path, layer: str, process_id: int, num_processes: in
     from flax import nnx
     from jax.experimental import multihost_utils
     from jax.sharding import NamedSharding
-    from jax.sharding import PartitionSpec as P
 
     sys.path.insert(0, str(HERE))
     import sharded_step
@@ -117,9 +116,7 @@ def run_worker(out: pathlib.Path, layer: str, process_id: int, num_processes: in
 
     model, tx = _build(layer)
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-    p_sh = jax.tree.map(
-        lambda s: NamedSharding(mesh, s), sharded_step.param_specs(model, params)
-    )
+    p_sh = jax.tree.map(lambda s: NamedSharding(mesh, s), sharded_step.param_specs(model, params))
     opt_state = jax.jit(tx.init)(jax.device_put(params, p_sh))
     (ps, rs, os_), sh = sharded_step.shard_everything(mesh, model, params, rest, opt_state)
     x, y = _data()
@@ -139,8 +136,14 @@ def run_worker(out: pathlib.Path, layer: str, process_id: int, num_processes: in
         **_flat(gathered),
     )
     (out / f"process{process_id}.json").write_text(
-        json.dumps({"process_count": jax.process_count(), "devices": jax.device_count(),
-                    "local_devices": n_local, "layer0_specs": specs})
+        json.dumps(
+            {
+                "process_count": jax.process_count(),
+                "devices": jax.device_count(),
+                "local_devices": n_local,
+                "layer0_specs": specs,
+            }
+        )
     )
     jax.distributed.shutdown()
 
@@ -186,8 +189,17 @@ def launch(
     me = str(pathlib.Path(__file__).resolve())
     common = ["--out", str(out), "--layer", layer]
     cmds = [
-        [sys.executable, me, *common, "--worker", str(i), "--num-processes",
-         str(num_processes), "--port", str(port)]
+        [
+            sys.executable,
+            me,
+            *common,
+            "--worker",
+            str(i),
+            "--num-processes",
+            str(num_processes),
+            "--port",
+            str(port),
+        ]
         for i in range(num_processes)
     ]
     cmds.append([sys.executable, me, *common, "--single"])
@@ -223,9 +235,7 @@ def launch(
     multi = [np.load(out / f"process{i}.npz") for i in range(num_processes)]
     workers = [json.loads((out / f"process{i}.json").read_text()) for i in range(num_processes)]
     keys = sorted(k for k in single.files if k != "loss")
-    diffs = [
-        float(np.max(np.abs(m[k] - single[k]))) for m in multi for k in keys
-    ]
+    diffs = [float(np.max(np.abs(m[k] - single[k]))) for m in multi for k in keys]
     assert all(sorted(m.files) == sorted(single.files) for m in multi)
     return {
         "layer": layer,

@@ -438,7 +438,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             progress = False if args.quiet else None  # a bar on a terminal
             results.append(
                 train(
-                    name, task, data, epochs=epochs, size=size, hp=hp, seed=args.seed, log=log,
+                    name,
+                    task,
+                    data,
+                    epochs=epochs,
+                    size=size,
+                    hp=hp,
+                    seed=args.seed,
+                    log=log,
                     progress=progress,
                 )
             )

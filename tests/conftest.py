@@ -30,10 +30,25 @@ jax.config.update("jax_enable_x64", True)
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 #: Optional top-level modules (the extras), and the hippox namespaces that need them.
-OPTIONAL = ("flax", "optax", "orbax", "haiku", "equinox", "sklearn", "matplotlib", "nbclient",
-            "nbformat", "ipykernel", "tqdm")
-NEEDS = {"hippox.nnx": "flax", "hippox.linen": "flax", "hippox.haiku": "haiku",
-         "hippox.equinox": "equinox"}
+OPTIONAL = (
+    "flax",
+    "optax",
+    "orbax",
+    "haiku",
+    "equinox",
+    "sklearn",
+    "matplotlib",
+    "nbclient",
+    "nbformat",
+    "ipykernel",
+    "tqdm",
+)
+NEEDS = {
+    "hippox.nnx": "flax",
+    "hippox.linen": "flax",
+    "hippox.haiku": "haiku",
+    "hippox.equinox": "equinox",
+}
 
 
 @functools.cache

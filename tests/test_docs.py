@@ -121,7 +121,9 @@ def test_nav_lists_every_page_and_only_existing_ones():
     config = yaml.safe_load((ROOT / "mkdocs.yml").read_text())
     nav = set(_nav_targets(config["nav"]))
     generated = {api.page_path(n) for n, _ in api.NAMESPACES}
-    pages = {p.relative_to(DOCS).as_posix() for p in DOCS.rglob("*.md") if "notebooks" not in p.parts}
+    pages = {
+        p.relative_to(DOCS).as_posix() for p in DOCS.rglob("*.md") if "notebooks" not in p.parts
+    }
     notebooks = {f"notebooks/{p.name}" for p in (ROOT / "notebooks").glob("*.ipynb")}
     assert nav == pages | generated | notebooks
     assert len(notebooks) >= 5 and {"migration/pytorch.md", "migration/hippox-0.0.x.md"} <= nav
@@ -144,8 +146,20 @@ def test_included_readme_sections_are_marked():
 
 def test_pytorch_guide_covers_the_reference_options():
     text = (DOCS / "migration" / "pytorch.md").read_text()
-    for option in ("init=", "mode=", "disc=", "dt_min", "dt_max", "lr=", "n_ssm", "channels",
-                   "bidirectional", "transposed", "C̃", "conj"):
+    for option in (
+        "init=",
+        "mode=",
+        "disc=",
+        "dt_min",
+        "dt_max",
+        "lr=",
+        "n_ssm",
+        "channels",
+        "bidirectional",
+        "transposed",
+        "C̃",
+        "conj",
+    ):
         assert option in text, option
 
 
@@ -155,8 +169,18 @@ def test_pytorch_guide_cites_real_hippox_arguments():
 
     s4 = inspect.signature(nnx.S4.__init__).parameters
     s4d = inspect.signature(nnx.S4D.__init__).parameters
-    for name in ("ssm_init", "l_max", "rank", "n_ssm", "conj_sym", "dt_min", "dt_max",
-                 "bidirectional", "lambda_transform", "b_init"):
+    for name in (
+        "ssm_init",
+        "l_max",
+        "rank",
+        "n_ssm",
+        "conj_sym",
+        "dt_min",
+        "dt_max",
+        "bidirectional",
+        "lambda_transform",
+        "b_init",
+    ):
         assert name in s4, name
     assert "disc" in s4d
     seq = inspect.signature(nnx.SequenceModel.__init__).parameters

@@ -137,9 +137,7 @@ SSM = {"Lambda_re", "Lambda_im", "P", "B", "log_dt", "A"}
 def test_per_tensor_rates_and_no_decay_match_numpy_adam(rng):
     params = _s4_params("s4")
     rates = {"Lambda_re": 3e-3, "Lambda_im": 2e-3, "P": 5e-4, "log_dt": 1e-2}
-    tx = ssm_optimizer(
-        1e-2, ssm_learning_rate=1e-3, tensor_learning_rates=rates, weight_decay=0.1
-    )
+    tx = ssm_optimizer(1e-2, ssm_learning_rate=1e-3, tensor_learning_rates=rates, weight_decay=0.1)
     grads = _grads(params, rng, 3)
     got, _ = _run(tx, params, grads)
 
@@ -211,9 +209,7 @@ def test_schedules_pass_through_and_custom_names(rng):
 
 
 def test_trains_an_nnx_model_with_nnx_optimizer():
-    model = SequenceModel(
-        1, 2, d_model=4, n_layers=1, layer_kwargs={"N": 4}, rngs=nnx.Rngs(0)
-    )
+    model = SequenceModel(1, 2, d_model=4, n_layers=1, layer_kwargs={"N": 4}, rngs=nnx.Rngs(0))
     tx = ssm_optimizer(1e-2, tensor_learning_rates={"log_dt": 0.0})
     opt = nnx.Optimizer(model, tx, wrt=nnx.Param)
     log_dt0 = np.asarray(model.layers[0].log_dt[...])

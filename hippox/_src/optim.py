@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Callable, Collection, Mapping
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING
 
 import jax
 
@@ -21,7 +21,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import optax
 
 #: A learning rate: a number or an optax schedule ``step -> rate``.
-LearningRate = Union[float, Callable[[jax.Array], jax.Array]]
+LearningRate = float | Callable[[jax.Array], jax.Array]
 
 #: Parameter names `optax_labels` puts in the ``'ssm'`` group.
 SSM_PARAM_NAMES: frozenset[str] = frozenset({"Lambda_re", "Lambda_im", "P", "B", "log_dt", "A"})
