@@ -37,14 +37,26 @@ class S4Config(SISOConfig):
     and the system is ``[Lambda, conj(Lambda)]``, ``[P, conj(P)]``, ... (the low-rank
     term couples the halves, as in S4; for an NPLR init this is exactly the real HiPPO
     operator), output ``2 Re(C x)`` of the half state. Bilinear discretisation with
-    ``dt = exp(log_dt)``, ``y = K * u + D u``. The parameterisation and dtypes are
+    ``dt = f(log_dt) * step_rescale`` (``f = exp`` by default), ``y = K * u + D u``. The parameterisation and dtypes are
     described in `hippox._src.layers.siso`.
 
     The parameter ``C`` holds S4's ``C_tilde = C (I - Ab^l_max)`` for the fixed length
-    ``l_max``: the kernel is the length-``l_max`` generating function evaluated at the
-    roots of unity, truncated to the input length ``L <= l_max`` (exact). The step
-    mode converts it back with `hippox.dplr_c_from_tilde` (O(M³ log l_max) per channel,
-    once per `step_params`). To start from a plain ``C``, store
+    ``l_max`` and the stored step: for ``L <= l_max`` (and ``step_rescale=1``) the
+    kernel is the length-``l_max`` generating function evaluated at the roots of unity,
+    truncated to ``L`` (exact). Any other length or step goes through the plain ``C``
+    (`hippox.dplr_c_from_tilde`, then `hippox.dplr_c_tilde` for ``(dt * step_rescale,
+    L)``; O(M³ log L) per channel and call): inputs of any length work without
+    touching ``l_max``. The step mode converts with `hippox.dplr_c_from_tilde` too
+    (once per `step_params`).
+
+    ``apply(params, u, *, dtype, seq_lengths, initial_state, return_state,
+    step_rescale)``: padded batches and carried states (`hippox._src.layers.masking`).
+    The zero-state output is the Cauchy-kernel convolution; a carried state's free
+    response and the final state go through the dense closed ``2M``-state form
+    (``_apply_with_state``: `hippox.dplr_step_dense_params` and the maths of
+    `hippox.forward_chunk_dense`, no step loop). The options (per-state steps, output
+    channels, bandlimit on ``C_tilde``, ``dt_transform``) are described in
+    `hippox._src.layers.siso`. To start from a plain ``C``, store
     ``hippox.dplr_c_tilde(C, Lambda, P, dt, l_max)``. The random initial ``C`` is
     drawn directly as ``C_tilde`` (complex normal; ``C -> C_tilde`` is a bijection).
     Precision note: when ``l_max * dt * |A|`` is small, ``I - Ab^l_max`` is close to
@@ -52,14 +64,15 @@ class S4Config(SISOConfig):
     unaffected); with ``l_max * dt = O(1)`` or more, the usual S4 regime, step and
     convolution agree to float32 precision.
 
-    Parameters (G = ``n_ssm``, M = N/2 or N, r = ``rank``): ``Lambda_re`` (G, M),
-    ``Lambda_im`` (G, M), ``P`` (r, G, M, 2), ``B`` (G, M, 2), ``C`` (H, M, 2),
-    ``C_bwd`` (H, M, 2) if bidirectional, ``D`` (H,), ``log_dt`` (H,). Channel h uses
-    copy ``h // (H / G)`` of ``Lambda``, ``P``, ``B``.
+    Parameters (G = ``n_ssm``, M = N/2 or N, r = ``rank``, c = ``channels``):
+    ``Lambda_re`` (G, M), ``Lambda_im`` (G, M), ``P`` (r, G, M, 2), ``B`` (G, M, 2),
+    ``C`` (H, M, 2) (``(c, H, M, 2)`` for c > 1), ``C_bwd`` likewise if bidirectional,
+    ``D`` (H,) (``(c, H)``), ``log_dt`` (H,) (``(H, M)`` with ``dt_tie=False``). Channel
+    h uses copy ``h // (H / G)`` of ``Lambda``, ``P``, ``B``.
 
     Attributes:
       H: channels.
-      l_max: the length ``C_tilde`` refers to; inputs may have any ``L <= l_max``.
+      l_max: the length ``C_tilde`` refers to (inputs may have any length).
       N: state size of the real system (even).
       ssm_init: an NPLR measure (``legs``, ``legt``, ``lagt``, ``fout``, ...: its
         `hippox.nplr` Lambda, P and B) or a diagonal init (``lin``, ``inv``, ...: P = 0).
@@ -71,7 +84,13 @@ class S4Config(SISOConfig):
       lambda_transform: ``exp``, ``softplus`` or ``clip``.
       real_scale, imag_scale: scales of the initial Lambda.
       dt_min, dt_max: range of the log-uniform initial ``dt``.
-      bidirectional: add an anti-causal kernel (its own ``C_bwd``).
+      dt_transform: ``exp``, ``softplus``, ``sigmoid`` or ``relu`` (``dt = f(log_dt)``).
+      dt_tie: one step per channel (True) or per state (False, ``log_dt`` ``(H, M)``).
+      deterministic: log-spaced initial ``dt`` over the channels (needs ``dt_tie``).
+      bandlimit: None, or zero ``C_tilde`` for modes of frequency ``dt |Im Lambda| / 2π
+        >= bandlimit / 2``.
+      channels: output rows per channel; the output has ``channels * H`` features.
+      bidirectional: add an anti-causal kernel (its own ``C_bwd``); no carried state.
       step_mode: ``linear`` (O(M·rank) Woodbury step, `hippox.dplr_step_linear`) or
         ``dense`` (O(M²), `hippox.dplr_step_dense`).
     """

@@ -23,13 +23,23 @@ class S4DConfig(SISOConfig):
 
     Per channel ``h``: ``dx/dt = diag(Lambda_h) x + B_h u``, ``y = 2 Re(C_h x) + D_h u``
     (``conj_sym=True``; ``Re`` without the 2 for ``conj_sym=False``), discretised with
-    ``dt_h = exp(log_dt_h)`` by ``disc``. The parameterisation and dtypes are described
-    in `hippox._src.layers.siso`.
+    ``dt_h = f(log_dt_h) * step_rescale`` (``f`` the ``dt_transform``, ``exp`` by
+    default) by ``disc``. The parameterisation, the options (per-state steps, output
+    channels, bandlimit) and dtypes are described in `hippox._src.layers.siso`.
 
-    Parameters (name: shape; G = ``n_ssm``, M = N/2 for conj_sym else N):
-    ``Lambda_re`` (G, M), ``Lambda_im`` (G, M), ``B`` (G, M, 2), ``C`` (H, M, 2),
-    ``C_bwd`` (H, M, 2) if bidirectional, ``D`` (H,), ``log_dt`` (H,). Channel h uses
-    the copy ``h // (H / G)`` of ``Lambda`` and ``B`` (contiguous groups).
+    ``apply(params, u, *, dtype, seq_lengths, initial_state, return_state,
+    step_rescale)``: padded batches and carried states (`hippox._src.layers.masking`).
+    The zero-state output is the FFT convolution with the layer's kernel; a carried
+    state adds its free response ``Re(C Ab^{l+1} x0)`` and the final state is a
+    Vandermonde contraction (no step loop). With ``disc='dss'`` ``B`` is normalised by
+    the call's length, so ``seq_lengths`` and ``initial_state`` are refused (a
+    ``return_state`` continues in ``step_params(L=<that length>)``).
+
+    Parameters (name: shape; G = ``n_ssm``, M = N/2 for conj_sym else N, c =
+    ``channels``): ``Lambda_re`` (G, M), ``Lambda_im`` (G, M), ``B`` (G, M, 2), ``C``
+    (H, M, 2) (``(c, H, M, 2)`` for c > 1), ``C_bwd`` likewise if bidirectional, ``D``
+    (H,) (``(c, H)``), ``log_dt`` (H,) (``(H, M)`` with ``dt_tie=False``). Channel h
+    uses the copy ``h // (H / G)`` of ``Lambda`` and ``B`` (contiguous groups).
 
     Attributes:
       H: channels.
@@ -44,8 +54,14 @@ class S4DConfig(SISOConfig):
       lambda_transform: ``exp``, ``softplus`` or ``clip``.
       real_scale, imag_scale: scales of the initial spectrum.
       dt_min, dt_max: range of the log-uniform initial ``dt``.
+      dt_transform: ``exp``, ``softplus``, ``sigmoid`` or ``relu`` (``dt = f(log_dt)``).
+      dt_tie: one step per channel (True) or per state (False, ``log_dt`` ``(H, M)``).
+      deterministic: log-spaced initial ``dt`` over the channels (needs ``dt_tie``).
+      bandlimit: None, or zero ``C`` for modes of frequency ``dt |Im Lambda| / 2π >=
+        bandlimit / 2``.
+      channels: output rows per channel; the output has ``channels * H`` features.
       bidirectional: add an anti-causal kernel with its own ``C_bwd``
-        (`hippox.bidirectional_conv`).
+        (`hippox.bidirectional_conv`); no carried state then.
     """
 
     H: int

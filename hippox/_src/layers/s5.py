@@ -41,7 +41,7 @@ class S5Config(base.LayerConfig):
 
     ``dx/dt = diag(Lambda) x + B_tilde u`` with a state of M complex modes,
     ``y = 2 Re(C_tilde x) + D u`` (``conj_sym=True``; ``Re`` for ``conj_sym=False``),
-    discretised per mode with ``dt = exp(log_dt) * step_rescale`` (zoh or bilinear) and
+    discretised per mode with ``dt = f(log_dt) * step_rescale`` (``f = exp`` by default) (zoh or bilinear) and
     evaluated with `hippox.linear_recurrence` (``method='associative'`` by default).
     Initialised from a block-diagonal HiPPO-N matrix with J = ``blocks`` blocks
     (`hippox.block_diagonal_init`): ``Lambda`` its eigenvalues, ``B_tilde = V⁻¹ B``,
@@ -51,6 +51,10 @@ class S5Config(base.LayerConfig):
     Parameters (M = N/2 for conj_sym else N; the S5 paper's P is N): ``Lambda_re``
     (M,), ``Lambda_im`` (M,), ``B`` (M, H, 2) = ``V⁻¹B``, ``C`` (H, M, 2) = ``CV``,
     ``C_bwd`` (H, M, 2) if bidirectional, ``D`` (H,), ``log_dt`` (M,).
+
+    ``apply(params, u, *, dtype, seq_lengths, initial_state, return_state,
+    step_rescale)``: padded batches and carried states (`hippox._src.layers.masking`);
+    the state is the scan's ``x0`` (`hippox.linear_recurrence`).
 
     Bidirectional: a second scan runs over the reversed sequence with the same
     ``Lambda``, ``B``, ``dt`` and its own ``C_bwd``; its state at position l has seen
