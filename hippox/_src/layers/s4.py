@@ -37,8 +37,8 @@ class S4Config(SISOConfig):
     and the system is ``[Lambda, conj(Lambda)]``, ``[P, conj(P)]``, ... (the low-rank
     term couples the halves, as in S4; for an NPLR init this is exactly the real HiPPO
     operator), output ``2 Re(C x)`` of the half state. Bilinear discretisation with
-    ``dt = f(log_dt) * step_rescale`` (``f = exp`` by default), ``y = K * u + D u``. The parameterisation and dtypes are
-    described in `hippox._src.layers.siso`.
+    ``dt = f(log_dt) * step_rescale`` (``f = exp`` by default), ``y = K * u + D u``.
+    The parameterisation and dtypes are described in `hippox._src.layers.siso`.
 
     The parameter ``C`` holds S4's ``C_tilde = C (I - Ab^l_max)`` for the fixed length
     ``l_max`` and the stored step: for ``L <= l_max`` (and ``step_rescale=1``) the

@@ -41,7 +41,8 @@ class S5Config(base.LayerConfig):
 
     ``dx/dt = diag(Lambda) x + B_tilde u`` with a state of M complex modes,
     ``y = 2 Re(C_tilde x) + D u`` (``conj_sym=True``; ``Re`` for ``conj_sym=False``),
-    discretised per mode with ``dt = f(log_dt) * step_rescale`` (``f = exp`` by default) (zoh or bilinear) and
+    discretised per mode with ``dt = f(log_dt) * step_rescale`` (``f = exp`` by
+    default; zoh or bilinear) and
     evaluated with `hippox.linear_recurrence` (``method='associative'`` by default).
     Initialised from a block-diagonal HiPPO-N matrix with J = ``blocks`` blocks
     (`hippox.block_diagonal_init`): ``Lambda`` its eigenvalues, ``B_tilde = V⁻¹ B``,
