@@ -24,7 +24,7 @@ from hippox._src.discretize import Discretized as Discretized
 from hippox._src.discretize import discretize as discretize
 from hippox._src.discretize import discretize_diag as discretize_diag
 
-# --- convolution kernels and FFT convolution (hippox/_src/kernels.py, conv.py)
+# --- convolution kernels and FFT convolution (kernels.py, dplr.py, conv.py)
 from hippox._src.conv import bidirectional_conv as bidirectional_conv
 from hippox._src.conv import causal_conv as causal_conv
 from hippox._src.dplr import dplr_c_from_tilde as dplr_c_from_tilde
@@ -44,7 +44,7 @@ from hippox._src.diagonal import diag_b_init as diag_b_init
 from hippox._src.diagonal import diag_init as diag_init
 from hippox._src.diagonal import dplr as dplr
 
-# --- step (streaming) mode and chunked processing (hippox/_src/step.py)
+# --- step (streaming) mode and chunked processing (step.py, chunked.py, block_scan.py)
 from hippox._src.step import DenseStepParams as DenseStepParams
 from hippox._src.step import DiagStepParams as DiagStepParams
 from hippox._src.step import DPLRStepParams as DPLRStepParams
@@ -56,6 +56,7 @@ from hippox._src.step import dplr_step_dense as dplr_step_dense
 from hippox._src.step import dplr_step_dense_params as dplr_step_dense_params
 from hippox._src.step import dplr_step_linear as dplr_step_linear
 from hippox._src.step import dplr_step_linear_params as dplr_step_linear_params
+from hippox._src.block_scan import block_scan_diag as block_scan_diag
 from hippox._src.chunked import forward_chunk_dense as forward_chunk_dense
 from hippox._src.chunked import forward_chunk_diag as forward_chunk_diag
 from hippox._src.step import init_state as init_state
@@ -149,6 +150,7 @@ __all__ = [
     "dplr_step_dense_params",
     "dplr_step_linear",
     "dplr_step_linear_params",
+    "block_scan_diag",
     "forward_chunk_dense",
     "forward_chunk_diag",
     "init_state",
