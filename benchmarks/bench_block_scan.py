@@ -42,7 +42,7 @@ def run(quick: bool = False) -> list[Row]:
     rows = []
     for group, loss in (("diag_ssm_forward", False), ("diag_ssm_fwd_bwd", True)):
 
-        def wrap(fn):
+        def wrap(fn, loss=loss):
             if not loss:
                 return fn
             return jax.grad(lambda u, x: jnp.sum(fn(u, x)[0] ** 2) + jnp.sum(jnp.abs(fn(u, x)[1])))
