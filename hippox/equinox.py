@@ -2,13 +2,30 @@
 
 hippox initializers already have the ``init(key, shape, dtype)`` signature Equinox
 modules use in their constructors, so no adapter is needed. The modules store their
-parameters in a flat ``params`` dict (the names and shapes of the Flax and Haiku
-versions) and a static config, and run the same pure code
-(`hippox.S4DConfig.apply`, `hippox.HiPPORNNConfig.step`):
+parameters in a ``params`` dict (the names and shapes of the Flax and Haiku versions)
+and a static config, and run the same pure code (the layer configs: `hippox.S4DConfig`,
+`hippox.HiPPORNNConfig`, ...). Constructors take the sizes positionally, the config's
+keyword fields as ``**options``, and ``key``, ``dtype``, ``param_dtype`` as keywords.
 
-* `S4D`: ``(..., L, H) -> (..., L, H)``;
+**Equinox's convention: one unbatched example.** Every module is written for a single
+sequence ``u`` of shape ``(L, H)``; batch with `jax.vmap` (extra leading axes are also
+accepted, since the pure core broadcasts, but `jax.vmap` is the idiom)::
+
+    y = layer(u)                                                        # u (L, H)
+    carry, y = layer(u, seq_lengths=n, initial_carry=carry, return_carry=True)  # n ()
+    ys = jax.vmap(lambda u, n: layer(u, seq_lengths=n))(us, ns)         # us (B, L, H)
+
+``seq_lengths`` has the batch shape of ``u`` (a scalar for one sequence), the carry is
+the step-mode state (``initialize_carry()``, then ``step(carry, u_k)``), exactly as in
+`hippox.nnx.S4D`. The modules:
+
+* `S4D`, `S4`, `S5`, `LSSL`, `HiPPORNN`: sequence layers ``(L, H) -> (L, H)``;
 * `HiPPORNNCell`: ``cell(x_t, state) -> state`` (the Equinox cell convention, as
-  `equinox.nn.GRUCell`); the output ``h_t`` is ``state.h``.
+  `equinox.nn.GRUCell`); the output ``h_t`` is ``state.h``;
+* `SequenceModel`: the hippox backbone (LayerNorm or no norm); its ``params`` is the
+  nested dict ``flax.nnx.to_pure_dict`` makes of the `hippox.nnx.SequenceModel`
+  parameters, so an NNX parameter tree loads as it is. Dropout follows Equinox:
+  active unless ``inference=True`` (`equinox.nn.inference_mode`), with a ``key``.
 
 To load parameters from elsewhere (e.g. a Flax layer)::
 
@@ -18,27 +35,134 @@ Examples:
   >>> import jax, jax.numpy as jnp
   >>> import hippox.equinox
   >>> layer = hippox.equinox.S4D(4, 8, key=jax.random.key(0))
-  >>> layer(jnp.ones((2, 16, 4), jnp.float32)).shape
+  >>> layer(jnp.ones((16, 4), jnp.float32)).shape
+  (16, 4)
+  >>> jax.vmap(layer)(jnp.ones((2, 16, 4), jnp.float32)).shape
   (2, 16, 4)
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike, DTypeLike
 
+from hippox._src import _validate
+from hippox._src.layers import backbone as _bb
+from hippox._src.layers.lssl import LSSLConfig
 from hippox._src.layers.rnn import HiPPORNNConfig, HiPPORNNState
+from hippox._src.layers.s4 import S4Config
 from hippox._src.layers.s4d import S4DConfig
+from hippox._src.layers.s5 import S5Config
 
-__all__ = ["HiPPORNNCell", "S4D"]
+__all__ = [
+    "LSSL",
+    "S4",
+    "S4D",
+    "S5",
+    "HiPPORNN",
+    "HiPPORNNCell",
+    "SequenceCarry",
+    "SequenceModel",
+]
+
+SequenceCarry = _bb.SequenceCarry
 
 
-class S4D(eqx.Module):
-    """The S4D layer as an Equinox module: ``u`` ``(..., L, H)`` -> ``y`` ``(..., L, H)``.
+def _param_dtype(params: Mapping) -> jnp.dtype:
+    return jnp.result_type(*jax.tree.leaves(params))
+
+
+class _Layer(eqx.Module):
+    """Shared plumbing: a static config, a ``params`` dict, the call and step mode."""
+
+    params: dict[str, jax.Array]
+    config: Any = eqx.field(static=True)
+    dtype: Any = eqx.field(static=True, default=None)
+
+    def __call__(
+        self,
+        u: ArrayLike,
+        *,
+        seq_lengths: ArrayLike | None = None,
+        initial_carry=None,
+        return_carry: bool = False,
+        key=None,
+        **extra,
+    ):
+        """``u`` ``(L, H)`` -> ``y`` (or ``(carry, y)``); see `hippox.nnx.S4D.__call__`.
+
+        ``key`` is unused (accepted for `equinox.nn.Sequential`).
+        """
+        del key
+        return _bb.call_layer(
+            self.config,
+            self.params,
+            u,
+            param_dtype=_param_dtype(self.params),
+            dtype=self.dtype,
+            seq_lengths=seq_lengths,
+            initial_carry=initial_carry,
+            return_carry=return_carry,
+            **extra,
+        )
+
+    def initialize_carry(self, batch_shape: Sequence[int] = ()):
+        """Zero step-mode carry (``batch_shape`` ``()`` for one sequence)."""
+        return self.config.initial_state(batch_shape, _param_dtype(self.params))
+
+    def setup_step(self, **kwargs):
+        """Discretised step parameters (compute once, pass to `step`)."""
+        return self.config.step_params(self.params, **kwargs)
+
+    def step(self, carry, u_k: ArrayLike, step_params=None):
+        """One step: ``u_k`` ``(H,)`` -> ``(carry, y_k (H,))`` (``step_params``: `setup_step`)."""
+        sp = self.setup_step() if step_params is None else step_params
+        return self.config.step(sp, carry, u_k, dtype=self.dtype)
+
+
+class _SSM(_Layer):
+    def __call__(
+        self,
+        u: ArrayLike,
+        *,
+        seq_lengths: ArrayLike | None = None,
+        initial_carry=None,
+        return_carry: bool = False,
+        step_rescale: float | ArrayLike = 1.0,
+        key=None,
+    ):
+        """``u`` ``(L, H)`` -> ``y`` (or ``(carry, y)``); see `hippox.nnx.S4D.__call__`."""
+        return super().__call__(
+            u,
+            seq_lengths=seq_lengths,
+            initial_carry=initial_carry,
+            return_carry=return_carry,
+            key=key,
+            step_rescale=step_rescale,
+        )
+
+    def setup_step(self, step_rescale: float | ArrayLike = 1.0, **kwargs):
+        """Discretised step parameters (S4D with ``disc='dss'`` also takes ``L``)."""
+        return self.config.step_params(self.params, step_rescale=step_rescale, **kwargs)
+
+    def kernel(self, L: int):
+        """The convolution kernel ``(H, L)`` (not S5, which runs a scan)."""
+        return self.config.kernel(self.params, L)
+
+
+def _init(self, config, key, param_dtype, dtype) -> None:
+    self.config = config
+    self.params = config.init_params(key, param_dtype=param_dtype)
+    self.dtype = None if dtype is None else jnp.dtype(dtype)
+
+
+class S4D(_SSM):
+    """The S4D layer (`hippox.S4DConfig`): ``u`` ``(L, H)`` -> ``y`` ``(L, H)``.
 
     Args:
       H: channels.
@@ -46,18 +170,12 @@ class S4D(eqx.Module):
       key: jax.random key (split once per parameter).
       param_dtype: parameter storage dtype (default float32).
       dtype: output dtype (None: the input's).
-      **options: the keyword fields of `hippox.S4DConfig` (``ssm_init``, ``disc``,
-        ``conj_sym``, ``n_ssm``, ``b_init``, ``lambda_transform``, ``real_scale``,
-        ``imag_scale``, ``dt_min``, ``dt_max``, ``bidirectional``).
+      **options: the keyword fields of `hippox.S4DConfig`.
 
     Attributes:
       params: ``{name: array}``, the leaves of `hippox.S4DConfig.param_shapes`.
       config: the static `hippox.S4DConfig`.
     """
-
-    params: dict[str, jax.Array]
-    config: S4DConfig = eqx.field(static=True)
-    dtype: object = eqx.field(static=True, default=None)
 
     def __init__(
         self,
@@ -69,23 +187,125 @@ class S4D(eqx.Module):
         dtype: DTypeLike | None = None,
         **options,
     ):
-        self.config = S4DConfig(H, N, **options)
-        self.params = self.config.init_params(key, param_dtype=param_dtype)
-        self.dtype = None if dtype is None else jnp.dtype(dtype)
+        _init(self, S4DConfig(H, N, **options), key, param_dtype, dtype)
 
-    def __call__(self, u: ArrayLike) -> jax.Array:
-        """``u`` ``(..., L, H)`` -> ``y`` ``(..., L, H)`` (convolution mode)."""
-        return self.config.apply(self.params, u, dtype=self.dtype)
 
-    def initialize_carry(self, batch_shape: Sequence[int] = ()) -> jax.Array:
-        """Zero step-mode state ``(*batch_shape, H, M)`` (complex)."""
-        pd = jnp.result_type(*self.params.values())
-        return self.config.initial_state(batch_shape, pd)
+class S4(_SSM):
+    """The S4 layer (`hippox.S4Config`): ``u`` ``(L, H)`` -> ``y`` ``(L, H)``.
 
-    def step(self, carry: ArrayLike, u_k: ArrayLike):
-        """One recurrent step: ``u_k`` ``(..., H)`` -> ``(carry, y_k (..., H))``."""
-        sp = self.config.step_params(self.params)
-        return self.config.step(sp, carry, u_k, dtype=self.dtype)
+    Args:
+      H: channels.
+      l_max: the length the stored ``C`` (S4's ``C_tilde``) refers to.
+      N: state size of the real system (even).
+      key: jax.random key.
+      param_dtype: parameter storage dtype (default float32).
+      dtype: output dtype (None: the input's).
+      **options: the keyword fields of `hippox.S4Config`.
+    """
+
+    def __init__(
+        self,
+        H: int,
+        l_max: int,
+        N: int = 64,
+        *,
+        key,
+        param_dtype: DTypeLike = jnp.float32,
+        dtype: DTypeLike | None = None,
+        **options,
+    ):
+        _init(self, S4Config(H, l_max, N, **options), key, param_dtype, dtype)
+
+
+class S5(_SSM):
+    """The S5 layer (`hippox.S5Config`): ``u`` ``(L, H)`` -> ``y`` ``(L, H)``.
+
+    Args:
+      H: channels.
+      N: real state size, a multiple of ``2 * blocks``.
+      key: jax.random key.
+      param_dtype: parameter storage dtype (default float32).
+      dtype: output dtype (None: the input's).
+      **options: the keyword fields of `hippox.S5Config`.
+    """
+
+    def __init__(
+        self,
+        H: int,
+        N: int = 64,
+        *,
+        key,
+        param_dtype: DTypeLike = jnp.float32,
+        dtype: DTypeLike | None = None,
+        **options,
+    ):
+        _init(self, S5Config(H, N, **options), key, param_dtype, dtype)
+
+
+class LSSL(_SSM):
+    """The LSSL layer (`hippox.LSSLConfig`): ``u`` ``(L, H)`` -> ``y`` ``(L, H)``.
+
+    Args:
+      H: channels.
+      N: state size.
+      key: jax.random key.
+      param_dtype: parameter storage dtype (default float32).
+      dtype: output dtype (None: the input's).
+      **options: the keyword fields of `hippox.LSSLConfig`.
+    """
+
+    def __init__(
+        self,
+        H: int,
+        N: int = 64,
+        *,
+        key,
+        param_dtype: DTypeLike = jnp.float32,
+        dtype: DTypeLike | None = None,
+        **options,
+    ):
+        _init(self, LSSLConfig(H, N, **options), key, param_dtype, dtype)
+
+
+class HiPPORNN(_Layer):
+    """The HiPPO-RNN over a sequence: ``(L, in_features) -> (L, hidden_features)``.
+
+    The calling convention and step mode of the other layers; the carry is a
+    `hippox.HiPPORNNState`.
+
+    Args:
+      in_features: input features.
+      hidden_features: hidden size.
+      key: jax.random key.
+      param_dtype: parameter storage dtype (default float32).
+      dtype: output dtype (None: the input's).
+      **options: the keyword fields of `hippox.HiPPORNNConfig`.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> import hippox.equinox
+      >>> rnn = hippox.equinox.HiPPORNN(3, 5, N=4, key=jax.random.key(0))
+      >>> carry, h = rnn(jnp.ones((7, 3), jnp.float32), seq_lengths=4, return_carry=True)
+      >>> h.shape, int(carry.t)
+      ((7, 5), 4)
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        hidden_features: int,
+        *,
+        key,
+        param_dtype: DTypeLike = jnp.float32,
+        dtype: DTypeLike | None = None,
+        **options,
+    ):
+        config = HiPPORNNConfig(in_features, hidden_features, **options)
+        _init(self, config, key, param_dtype, dtype)
+
+    def setup_step(self) -> dict[str, jax.Array]:
+        """Step parameters (the weights; nothing to precompute)."""
+        return self.params
 
 
 class HiPPORNNCell(eqx.Module):
@@ -136,5 +356,209 @@ class HiPPORNNCell(eqx.Module):
 
     def initial_state(self, batch_shape: Sequence[int] = ()) -> HiPPORNNState:
         """Zero state with batch shape ``batch_shape``."""
-        pd = jnp.result_type(*self.params.values())
-        return self.config.initial_state(batch_shape, pd)
+        return self.config.initial_state(batch_shape, _param_dtype(self.params))
+
+
+# ----------------------------------------------------------------------------- backbone
+
+
+class SequenceModel(eqx.Module):
+    """The hippox backbone (`hippox.nnx.SequenceModel`) as an Equinox module.
+
+    ``u`` ``(L, d_input)`` -> ``(d_output,)`` (``pooling='mean'``/``'last'``) or
+    ``(L, d_output)`` (``pooling=None``), with the calling convention (``seq_lengths``,
+    ``initial_carry``, ``return_carry``; carry a `SequenceCarry`) and step mode of the
+    Flax model; batch with `jax.vmap`.
+
+    Args:
+      d_input: input features.
+      d_output: output features.
+      key: jax.random key for the parameters.
+      d_model, n_layers, layer, layer_kwargs, l_max, prenorm, dropout, activation,
+        pooling: as in `hippox.nnx.SequenceModel` (``layer`` a built-in name).
+      norm: ``'layer'`` or None (BatchNorm is offered by the Flax models only).
+      inference: evaluation mode (dropout off); toggle with
+        `equinox.nn.inference_mode`.
+      dtype: computation dtype of the dense and norm layers and the layers' output
+        dtype (None: inferred).
+      param_dtype: parameter storage dtype.
+
+    Attributes:
+      params: nested dict ``encoder``, ``layers[i]``, ``mixers[i]``, ``norms[i]``,
+        ``final_norm``, ``decoder`` (as `flax.nnx.to_pure_dict` of the NNX model).
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> import hippox.equinox
+      >>> model = hippox.equinox.SequenceModel(3, 2, d_model=4, n_layers=1,
+      ...                                      layer_kwargs={"N": 4}, key=jax.random.key(0))
+      >>> us, ns = jnp.ones((5, 8, 3), jnp.float32), jnp.array([8, 5, 3, 1, 8])
+      >>> jax.vmap(lambda u, n: model(u, seq_lengths=n))(us, ns).shape
+      (5, 2)
+    """
+
+    params: dict
+    inference: bool
+    d_input: int = eqx.field(static=True)
+    wiring: _bb.Wiring = eqx.field(static=True)
+    layer_config: Any = eqx.field(static=True)
+    dropout: float = eqx.field(static=True)
+    d_model: int = eqx.field(static=True)
+    dtype: Any = eqx.field(static=True, default=None)
+
+    def __init__(
+        self,
+        d_input: int,
+        d_output: int,
+        *,
+        key,
+        d_model: int = 64,
+        n_layers: int = 4,
+        layer: str = "s4d",
+        layer_kwargs: Mapping[str, Any] | None = None,
+        l_max: int | None = None,
+        prenorm: bool = True,
+        norm: str | None = "layer",
+        dropout: float = 0.0,
+        activation: str = "gelu",
+        pooling: str | None = "mean",
+        inference: bool = False,
+        dtype: DTypeLike | None = None,
+        param_dtype: DTypeLike = jnp.float32,
+    ):
+        _validate.require_key("key", key, "hippox.equinox.SequenceModel")
+        self.d_input = _validate.check_size("d_input", d_input)
+        if callable(layer):
+            raise TypeError(
+                f"`layer` must be one of {_bb.LAYERS} in the Equinox SequenceModel, got {layer!r}."
+            )
+        opts = _bb.check_options(
+            d_output=d_output,
+            d_model=d_model,
+            n_layers=n_layers,
+            layer=layer,
+            layer_kwargs=layer_kwargs,
+            l_max=l_max,
+            prenorm=prenorm,
+            norm=norm,
+            dropout=dropout,
+            activation=activation,
+            pooling=pooling,
+        )
+        _bb.refuse_batch_norm(opts.norm, "Equinox")
+        self.inference = _validate.check_bool("inference", inference)
+        pd = _validate.real_dtype(param_dtype, name="param_dtype")
+        self.wiring, self.dropout, self.d_model = _bb.Wiring.of(opts), opts.dropout, opts.d_model
+        self.layer_config = _bb.layer_config(opts)
+        self.dtype = None if dtype is None else jnp.dtype(dtype)
+        specs = _bb.param_specs(self.d_input, opts, self.layer_config)
+        self.params = _bb.init_params(specs, key, pd)
+
+    def _norm(self, i: int, x, mask=None):
+        p = self.params.get("final_norm") if i == -1 else self.params.get("norms", {}).get(i)
+        return x if p is None else _bb.layer_norm(p, x, self.dtype)
+
+    def _call_layer(self, i: int, z, lengths, carry, want_carry: bool):
+        out = _bb.call_layer(
+            self.layer_config,
+            self.params["layers"][i],
+            z,
+            param_dtype=_param_dtype(self.params),
+            dtype=self.dtype,
+            seq_lengths=lengths,
+            initial_carry=carry,
+            return_carry=want_carry,
+        )
+        return out if want_carry else (None, out)
+
+    def _dense(self, name: str, i: int | None = None) -> Callable:
+        p = self.params[name] if i is None else self.params[name][i]
+        return lambda x: _bb.dense(p, x, self.dtype)
+
+    def __call__(
+        self,
+        u: ArrayLike,
+        *,
+        seq_lengths: ArrayLike | None = None,
+        initial_carry: _bb.SequenceCarry | None = None,
+        return_carry: bool = False,
+        key=None,
+    ):
+        """The model over a sequence (or a chunk of one); see `hippox.nnx.SequenceModel`.
+
+        Args:
+          u: ``(L, d_input)`` real input (leading batch axes are accepted too).
+          seq_lengths: ints in ``[0, L]`` of shape ``u.shape[:-2]`` (None: all valid).
+          initial_carry: `SequenceCarry` to continue from, or None.
+          return_carry: also return the `SequenceCarry`.
+          key: jax.random key for dropout (needed unless ``inference`` or no dropout).
+
+        Returns:
+          ``y``, or ``(carry, y)``.
+        """
+        u = _bb.check_model_input(u, self.d_input)
+        if initial_carry is not None:
+            expected = jax.eval_shape(lambda: self.initialize_carry(u.shape[:-2]))
+            initial_carry = _bb.check_model_carry(
+                initial_carry, expected, name="initial_carry", batch=u.shape[:-2]
+            )
+        training = not self.inference and self.dropout > 0.0
+        if training and key is None:
+            raise ValueError(
+                "`key` must be a jax.random key for dropout in training mode (or set "
+                "inference=True, e.g. with equinox.nn.inference_mode), got None."
+            )
+        keys = iter(jax.random.split(key, 2 * self.wiring.n_layers) if training else ())
+
+        def drop(x):
+            return _bb.dropout(x, self.dropout, next(keys)) if training else x
+
+        return _bb.forward(
+            self.wiring,
+            u,
+            seq_lengths=seq_lengths,
+            initial_carry=initial_carry,
+            return_carry=return_carry,
+            carry_dtype=jnp.promote_types(_param_dtype(self.params), jnp.float32),
+            encode=self._dense("encoder"),
+            layer=self._call_layer,
+            mix=lambda i, z: self._dense("mixers", i)(z),
+            norm=self._norm,
+            drop=drop,
+            decode=self._dense("decoder"),
+        )
+
+    def initialize_carry(
+        self, batch_shape: Sequence[int] = (), dtype: DTypeLike | None = None
+    ) -> _bb.SequenceCarry:
+        """Zero carry (``batch_shape`` ``()`` for one sequence)."""
+        batch = _validate.check_batch_shape(batch_shape)
+        pd = _param_dtype(self.params)
+        carries = [self.layer_config.initial_state(batch, pd)] * self.wiring.n_layers
+        rd = jnp.promote_types(pd, jnp.float32) if dtype is None else dtype
+        return _bb.initial_carry(carries, batch, self.d_model, rd)
+
+    def setup_step(self) -> tuple:
+        """Per-block step parameters (discretise once; pass to `step`)."""
+        cfg = self.layer_config
+        if isinstance(cfg, HiPPORNNConfig):
+            return tuple(self.params["layers"][i] for i in range(self.wiring.n_layers))
+        return tuple(cfg.step_params(self.params["layers"][i]) for i in range(self.wiring.n_layers))
+
+    def step(self, carry: _bb.SequenceCarry, u_k: ArrayLike, step_params=None):
+        """One position: ``u_k`` ``(d_input,)`` -> ``(carry, y_k (d_output,))`` (evaluation)."""
+        u_k = _bb.check_step_input(u_k, self.d_input)
+        expected = jax.eval_shape(lambda: self.initialize_carry(u_k.shape[:-1]))
+        carry = _bb.check_model_carry(carry, expected, name="carry", batch=u_k.shape[:-1])
+        sp = self.setup_step() if step_params is None else step_params
+        cfg = self.layer_config
+        return _bb.step(
+            self.wiring,
+            carry,
+            u_k,
+            encode=self._dense("encoder"),
+            layer_step=lambda i, c, z: cfg.step(sp[i], c, z, dtype=self.dtype),
+            mix=lambda i, z: self._dense("mixers", i)(z),
+            norm=self._norm,
+            decode=self._dense("decoder"),
+        )

@@ -3,15 +3,25 @@
 hippox initializers follow the `jax.nn.initializers` protocol ``init(key, shape,
 dtype)``; Haiku initializers are ``init(shape, dtype)`` and draw keys from the
 transform's rng. `to_haiku` is the one-line adapter between the two. The modules here
-create their parameters with it and run the same pure code as the Flax layers
-(`hippox.S4DConfig.apply`, `hippox.HiPPORNNConfig.step`), so the same parameter values
-give the same outputs in Haiku, Flax and Equinox:
+create their parameters with it and run the same pure code as the Flax layers (the
+layer configs: `hippox.S4DConfig`, `hippox.HiPPORNNConfig`, ...), so the same parameter
+values give the same outputs in Haiku, Flax and Equinox. Constructors take the sizes
+positionally, the config's keyword fields as ``**options``, and ``name``, ``dtype``,
+``param_dtype`` as keywords; parameter leaf names are those of the Flax layers.
 
-* `S4D`: the S4D layer, parameters ``Lambda_re``, ``Lambda_im``, ``B``, ``C``, ``D``,
-  ``log_dt`` (`hippox.S4DConfig`), ``(..., L, H) -> (..., L, H)``;
+* `S4D`, `S4`, `S5`, `LSSL`, `HiPPORNN`: sequence layers ``(..., L, H) -> (..., L, H)``
+  with the calling convention of every hippox sequence layer::
+
+      y = layer(u)
+      carry, y = layer(u, seq_lengths=lengths, initial_carry=carry, return_carry=True)
+
+  and step mode (``initialize_carry``, ``setup_step``, ``step(carry, u_k, sp)``) with the
+  same carry (see `hippox.nnx.S4D`);
 * `HiPPORNNCell`: the HiPPO-RNN cell as an `haiku.RNNCore`
-  (``cell(x_t, state) -> (h_t, state)``, usable with `haiku.dynamic_unroll`),
-  parameters ``W_u``, ``b_u``, ``W_h``, ``b_h`` (``W_g``, ``b_g`` when gated).
+  (``cell(x_t, state) -> (h_t, state)``, usable with `haiku.dynamic_unroll`);
+* `SequenceModel`: the hippox backbone (`hippox.nnx.SequenceModel`) with LayerNorm or no
+  norm; its sub-modules are named ``encoder``, ``layers_i``, ``mixers_i``, ``norms_i``,
+  ``final_norm``, ``decoder`` (the linen names), with the leaves of the Flax model.
 
 Examples:
   >>> import jax, jax.numpy as jnp
@@ -29,7 +39,8 @@ Examples:
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import haiku as hk
 import jax
@@ -37,10 +48,26 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike, DTypeLike
 
 from hippox._src import _validate
+from hippox._src.layers import backbone as _bb
+from hippox._src.layers.lssl import LSSLConfig
 from hippox._src.layers.rnn import HiPPORNNConfig, HiPPORNNState
+from hippox._src.layers.s4 import S4Config
 from hippox._src.layers.s4d import S4DConfig
+from hippox._src.layers.s5 import S5Config
 
-__all__ = ["HiPPORNNCell", "S4D", "to_haiku"]
+__all__ = [
+    "LSSL",
+    "S4",
+    "S4D",
+    "S5",
+    "HiPPORNN",
+    "HiPPORNNCell",
+    "SequenceCarry",
+    "SequenceModel",
+    "to_haiku",
+]
+
+SequenceCarry = _bb.SequenceCarry
 
 
 def to_haiku(init: Callable) -> Callable:
@@ -80,8 +107,95 @@ def to_haiku(init: Callable) -> Callable:
     return haiku_init
 
 
-class S4D(hk.Module):
-    """The S4D layer as a Haiku module: ``u`` ``(..., L, H)`` -> ``y`` ``(..., L, H)``.
+def _get_params(specs: Mapping, param_dtype) -> dict[str, jax.Array]:
+    return {
+        name: hk.get_parameter(name, shape, param_dtype, init=to_haiku(init))
+        for name, (shape, init) in specs.items()
+    }
+
+
+class _Layer(hk.Module):
+    """Shared plumbing of the sequence layers: config, parameters, call and step mode."""
+
+    def __init__(self, config, name, param_dtype, dtype):
+        super().__init__(name=name)
+        self.config = config
+        self.param_dtype = _validate.real_dtype(param_dtype, name="param_dtype")
+        self.dtype = None if dtype is None else jnp.dtype(dtype)
+
+    def params(self) -> dict[str, jax.Array]:
+        """The parameters (created at init) as a flat ``{name: array}`` dict."""
+        return _get_params(self.config.param_specs(), self.param_dtype)
+
+    def __call__(
+        self,
+        u: ArrayLike,
+        *,
+        seq_lengths: ArrayLike | None = None,
+        initial_carry=None,
+        return_carry: bool = False,
+        **extra,
+    ):
+        """``u`` ``(..., L, H)`` -> ``y`` (or ``(carry, y)``); see `hippox.nnx.S4D.__call__`."""
+        return _bb.call_layer(
+            self.config,
+            self.params(),
+            u,
+            param_dtype=self.param_dtype,
+            dtype=self.dtype,
+            seq_lengths=seq_lengths,
+            initial_carry=initial_carry,
+            return_carry=return_carry,
+            **extra,
+        )
+
+    def initialize_carry(self, batch_shape: Sequence[int] = ()):
+        """Zero carry with batch shape ``batch_shape`` (the step-mode state)."""
+        return self.config.initial_state(batch_shape, self.param_dtype)
+
+    def step(self, carry, u_k: ArrayLike, step_params=None):
+        """One step: ``u_k`` ``(..., H)`` -> ``(carry, y_k (..., H))``.
+
+        ``step_params`` from `setup_step` (recomputed when None: convenient, slower).
+        """
+        sp = self.setup_step() if step_params is None else step_params
+        return self.config.step(sp, carry, u_k, dtype=self.dtype)
+
+
+class _SSM(_Layer):
+    def ssm_params(self) -> dict[str, jax.Array]:
+        """The parameters as a flat ``{name: array}`` dict (alias of `params`)."""
+        return self.params()
+
+    def __call__(
+        self,
+        u: ArrayLike,
+        *,
+        seq_lengths: ArrayLike | None = None,
+        initial_carry=None,
+        return_carry: bool = False,
+        step_rescale: float | ArrayLike = 1.0,
+    ):
+        """``u`` ``(..., L, H)`` -> ``y`` (or ``(carry, y)``); see `hippox.nnx.S4D.__call__`."""
+        return super().__call__(
+            u,
+            seq_lengths=seq_lengths,
+            initial_carry=initial_carry,
+            return_carry=return_carry,
+            step_rescale=step_rescale,
+        )
+
+    def setup_step(self, step_rescale: float | ArrayLike = 1.0):
+        """Discretised step parameters (compute once, pass to `step`)."""
+        return self.config.step_params(self.params(), step_rescale=step_rescale)
+
+    def kernel(self, L: int):
+        """The convolution kernel ``(H, L)`` (not S5, which runs a scan)."""
+        return self.config.kernel(self.params(), L)
+
+
+class S4D(_SSM):
+    """The S4D layer (`hippox.S4DConfig`): ``u`` ``(..., L, H)`` -> ``y`` ``(..., L, H)``.
 
     Args:
       H: channels.
@@ -89,9 +203,7 @@ class S4D(hk.Module):
       name: module name (default ``'s4d'``).
       param_dtype: parameter storage dtype (default float32).
       dtype: output dtype (None: the input's).
-      **options: the keyword fields of `hippox.S4DConfig` (``ssm_init``, ``disc``,
-        ``conj_sym``, ``n_ssm``, ``b_init``, ``lambda_transform``, ``real_scale``,
-        ``imag_scale``, ``dt_min``, ``dt_max``, ``bidirectional``).
+      **options: the keyword fields of `hippox.S4DConfig`.
     """
 
     def __init__(
@@ -105,29 +217,139 @@ class S4D(hk.Module):
         **options,
     ):
         config = S4DConfig(H, N, **options)  # validates before Haiku's own checks
-        super().__init__(name=name)
-        self.config = config
-        self.param_dtype = _validate.real_dtype(param_dtype, name="param_dtype")
-        self.dtype = dtype
+        super().__init__(config, name, param_dtype, dtype)
 
-    def ssm_params(self) -> dict[str, jax.Array]:
-        """The parameters (created at init) as a flat ``{name: array}`` dict."""
-        return {
-            name: hk.get_parameter(name, shape, self.param_dtype, init=to_haiku(init))
-            for name, (shape, init) in self.config.param_specs().items()
-        }
+    def setup_step(self, L: int | None = None, step_rescale: float | ArrayLike = 1.0):
+        """`hippox.DiagStepParams` for `step`; ``L`` (the sequence length) only for dss."""
+        return self.config.step_params(self.params(), L=L, step_rescale=step_rescale)
 
-    def __call__(self, u: ArrayLike) -> jax.Array:
-        """``u`` ``(..., L, H)`` -> ``y`` ``(..., L, H)`` (convolution mode)."""
-        return self.config.apply(self.ssm_params(), u, dtype=self.dtype)
 
-    def initialize_carry(self, batch_shape: Sequence[int] = ()) -> jax.Array:
-        """Zero step-mode state ``(*batch_shape, H, M)`` (complex)."""
-        return self.config.initial_state(batch_shape, self.param_dtype)
+class S4(_SSM):
+    """The S4 layer (`hippox.S4Config`): ``u`` ``(..., L, H)`` -> ``y`` ``(..., L, H)``.
 
-    def step(self, carry: ArrayLike, u_k: ArrayLike):
-        """One recurrent step: ``u_k`` ``(..., H)`` -> ``(carry, y_k (..., H))``."""
-        sp = self.config.step_params(self.ssm_params())
+    Args:
+      H: channels.
+      l_max: the length the stored ``C`` (S4's ``C_tilde``) refers to.
+      N: state size of the real system (even).
+      name: module name (default ``'s4'``).
+      param_dtype: parameter storage dtype (default float32).
+      dtype: output dtype (None: the input's).
+      **options: the keyword fields of `hippox.S4Config`.
+    """
+
+    def __init__(
+        self,
+        H: int,
+        l_max: int,
+        N: int = 64,
+        *,
+        name: str | None = "s4",
+        param_dtype: DTypeLike = jnp.float32,
+        dtype: DTypeLike | None = None,
+        **options,
+    ):
+        super().__init__(S4Config(H, l_max, N, **options), name, param_dtype, dtype)
+
+
+class S5(_SSM):
+    """The S5 layer (`hippox.S5Config`): ``u`` ``(..., L, H)`` -> ``y`` ``(..., L, H)``.
+
+    Args:
+      H: channels.
+      N: real state size, a multiple of ``2 * blocks``.
+      name: module name (default ``'s5'``).
+      param_dtype: parameter storage dtype (default float32).
+      dtype: output dtype (None: the input's).
+      **options: the keyword fields of `hippox.S5Config`.
+    """
+
+    def __init__(
+        self,
+        H: int,
+        N: int = 64,
+        *,
+        name: str | None = "s5",
+        param_dtype: DTypeLike = jnp.float32,
+        dtype: DTypeLike | None = None,
+        **options,
+    ):
+        super().__init__(S5Config(H, N, **options), name, param_dtype, dtype)
+
+
+class LSSL(_SSM):
+    """The LSSL layer (`hippox.LSSLConfig`): ``u`` ``(..., L, H)`` -> ``y`` ``(..., L, H)``.
+
+    Args:
+      H: channels.
+      N: state size.
+      name: module name (default ``'lssl'``).
+      param_dtype: parameter storage dtype (default float32).
+      dtype: output dtype (None: the input's).
+      **options: the keyword fields of `hippox.LSSLConfig`.
+    """
+
+    def __init__(
+        self,
+        H: int,
+        N: int = 64,
+        *,
+        name: str | None = "lssl",
+        param_dtype: DTypeLike = jnp.float32,
+        dtype: DTypeLike | None = None,
+        **options,
+    ):
+        super().__init__(LSSLConfig(H, N, **options), name, param_dtype, dtype)
+
+
+class HiPPORNN(_Layer):
+    """The HiPPO-RNN over a sequence: ``(..., L, in_features) -> (..., L, hidden_features)``.
+
+    The calling convention and step mode are those of the other layers; the carry is a
+    `hippox.HiPPORNNState`. (For `haiku.dynamic_unroll`, use `HiPPORNNCell`.)
+
+    Args:
+      in_features: input features.
+      hidden_features: hidden size.
+      name: module name (default ``'hippo_rnn'``).
+      param_dtype: parameter storage dtype (default float32).
+      dtype: output dtype (None: the input's).
+      **options: the keyword fields of `hippox.HiPPORNNConfig`.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> import haiku as hk
+      >>> import hippox.haiku
+      >>> f = hk.transform(lambda x: hippox.haiku.HiPPORNN(3, 5, N=4)(x, return_carry=True))
+      >>> x = jnp.ones((2, 7, 3), jnp.float32)
+      >>> carry, h = f.apply(f.init(jax.random.key(0), x), None, x)
+      >>> h.shape, carry.t.tolist()
+      ((2, 7, 5), [7, 7])
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        hidden_features: int,
+        *,
+        name: str | None = "hippo_rnn",
+        param_dtype: DTypeLike = jnp.float32,
+        dtype: DTypeLike | None = None,
+        **options,
+    ):
+        config = HiPPORNNConfig(in_features, hidden_features, **options)
+        super().__init__(config, name, param_dtype, dtype)
+
+    def rnn_params(self) -> dict[str, jax.Array]:
+        """The parameters as a flat ``{name: array}`` dict (alias of `params`)."""
+        return self.params()
+
+    def setup_step(self) -> dict[str, jax.Array]:
+        """Step parameters (the weights; nothing to precompute)."""
+        return self.params()
+
+    def step(self, carry: HiPPORNNState, u_k: ArrayLike, step_params=None):
+        """One step: ``u_k`` ``(..., in_features)`` -> ``(carry, h (..., hidden))``."""
+        sp = self.params() if step_params is None else step_params
         return self.config.step(sp, carry, u_k, dtype=self.dtype)
 
 
@@ -181,10 +403,7 @@ class HiPPORNNCell(hk.RNNCore):
     def __call__(self, inputs: ArrayLike, prev_state: HiPPORNNState):
         """One step: ``inputs`` ``(..., d_in)`` -> ``(h (..., hidden_size), state)``."""
         cfg = self.config_for(jnp.shape(inputs)[-1])
-        params = {
-            name: hk.get_parameter(name, shape, self.param_dtype, init=to_haiku(init))
-            for name, (shape, init) in cfg.param_specs().items()
-        }
+        params = _get_params(cfg.param_specs(), self.param_dtype)
         state, h = cfg.step(params, prev_state, inputs, dtype=self.dtype)
         return h, state
 
@@ -192,3 +411,218 @@ class HiPPORNNCell(hk.RNNCore):
         """Zero state for ``batch_size`` sequences (None: unbatched)."""
         batch = () if batch_size is None else (batch_size,)
         return self.config_for(1).initial_state(batch, self.param_dtype)
+
+
+# ----------------------------------------------------------------------------- backbone
+
+
+class _Dense(hk.Module):
+    def __init__(self, d_in: int, d_out: int, *, name: str, param_dtype, dtype):
+        super().__init__(name=name)
+        self.specs = _bb.dense_params(d_in, d_out)
+        self.param_dtype, self.dtype = param_dtype, dtype
+
+    def __call__(self, x):
+        return _bb.dense(_get_params(self.specs, self.param_dtype), x, self.dtype)
+
+
+class _LayerNorm(hk.Module):
+    def __init__(self, H: int, *, name: str, param_dtype, dtype):
+        super().__init__(name=name)
+        self.specs = _bb.norm_params(H)
+        self.param_dtype, self.dtype = param_dtype, dtype
+
+    def __call__(self, x):
+        return _bb.layer_norm(_get_params(self.specs, self.param_dtype), x, self.dtype)
+
+
+_LAYERS = {"s4d": S4D, "s4": S4, "s5": S5, "lssl": LSSL}
+
+
+class SequenceModel(hk.Module):
+    """The hippox backbone (`hippox.nnx.SequenceModel`) as a Haiku module.
+
+    ``u`` ``(..., L, d_input)`` -> ``(..., d_output)`` (``pooling='mean'``/``'last'``)
+    or ``(..., L, d_output)`` (``pooling=None``), with the calling convention
+    (``seq_lengths``, ``initial_carry``, ``return_carry``; carry a `SequenceCarry`) and
+    step mode of the Flax model. Dropout is active with ``is_training=True`` (it then
+    draws keys from the transform's rng).
+
+    Args:
+      d_input: input features.
+      d_output: output features.
+      d_model, n_layers, layer, layer_kwargs, l_max, prenorm, dropout, activation,
+        pooling: as in `hippox.nnx.SequenceModel` (a callable ``layer`` is called as
+        ``layer(H)`` and returns a Haiku module with the calling convention).
+      norm: ``'layer'`` or None (BatchNorm is offered by the Flax models only).
+      name: module name (default ``'sequence_model'``).
+      dtype: computation dtype of the dense and norm layers and the layers' output
+        dtype (None: inferred).
+      param_dtype: parameter storage dtype.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> import haiku as hk
+      >>> import hippox.haiku
+      >>> f = hk.transform(lambda u, n: hippox.haiku.SequenceModel(
+      ...     3, 2, d_model=4, n_layers=1, layer_kwargs={"N": 4})(u, seq_lengths=n))
+      >>> u, n = jnp.ones((2, 8, 3), jnp.float32), jnp.array([8, 5])
+      >>> params = f.init(jax.random.key(0), u, n)
+      >>> f.apply(params, None, u, n).shape
+      (2, 2)
+    """
+
+    def __init__(
+        self,
+        d_input: int,
+        d_output: int,
+        *,
+        d_model: int = 64,
+        n_layers: int = 4,
+        layer: str | Callable = "s4d",
+        layer_kwargs: Mapping[str, Any] | None = None,
+        l_max: int | None = None,
+        prenorm: bool = True,
+        norm: str | None = "layer",
+        dropout: float = 0.0,
+        activation: str = "gelu",
+        pooling: str | None = "mean",
+        name: str | None = "sequence_model",
+        dtype: DTypeLike | None = None,
+        param_dtype: DTypeLike = jnp.float32,
+    ):
+        d_input = _validate.check_size("d_input", d_input)
+        opts = _bb.check_options(
+            d_output=d_output,
+            d_model=d_model,
+            n_layers=n_layers,
+            layer=layer,
+            layer_kwargs=layer_kwargs,
+            l_max=l_max,
+            prenorm=prenorm,
+            norm=norm,
+            dropout=dropout,
+            activation=activation,
+            pooling=pooling,
+        )
+        _bb.refuse_batch_norm(opts.norm, "Haiku")
+        super().__init__(name=name)
+        pd = _validate.real_dtype(param_dtype, name="param_dtype")
+        self.options, self.wiring = opts, _bb.Wiring.of(opts)
+        self.d_input, self.param_dtype = d_input, pd
+        self.dtype = None if dtype is None else jnp.dtype(dtype)
+        H, n = opts.d_model, opts.n_layers
+        kw = dict(param_dtype=pd, dtype=self.dtype)
+        width = 2 * H if opts.activation == "glu" else H
+        self.encoder = _Dense(d_input, H, name="encoder", **kw)
+        self.layers = [self._make_layer(opts, f"layers_{i}", kw) for i in range(n)]
+        self.mixers = [_Dense(H, width, name=f"mixers_{i}", **kw) for i in range(n)]
+        self.norms = [
+            _LayerNorm(H, name=f"norms_{i}", **kw) if opts.norm else None for i in range(n)
+        ]
+        final = opts.prenorm and opts.norm is not None
+        self.final_norm = _LayerNorm(H, name="final_norm", **kw) if final else None
+        self.decoder = _Dense(H, opts.d_output, name="decoder", **kw)
+
+    @staticmethod
+    def _make_layer(opts, name: str, kw: dict):
+        H = opts.d_model
+        if callable(opts.layer):
+            return opts.layer(H)
+        lkw = _bb.layer_arguments(opts)
+        if opts.layer == "hippo_rnn":
+            return HiPPORNN(H, H, name=name, **lkw, **kw)
+        return _LAYERS[opts.layer](H, name=name, **lkw, **kw)
+
+    def _norm(self, i: int, x, mask=None):
+        norm = self.final_norm if i == -1 else self.norms[i]
+        return x if norm is None else norm(x)
+
+    def _call_layer(self, i: int, z, lengths, carry, want_carry: bool):
+        layer = self.layers[i]
+        if want_carry:
+            return layer(z, seq_lengths=lengths, initial_carry=carry, return_carry=True)
+        return None, (layer(z) if lengths is None else layer(z, seq_lengths=lengths))
+
+    def _carry_dtype(self):
+        return jnp.promote_types(self.param_dtype, jnp.float32)
+
+    def __call__(
+        self,
+        u: ArrayLike,
+        *,
+        seq_lengths: ArrayLike | None = None,
+        initial_carry: _bb.SequenceCarry | None = None,
+        return_carry: bool = False,
+        is_training: bool = False,
+    ):
+        """The model over a sequence (or a chunk of one); see `hippox.nnx.SequenceModel`.
+
+        Args:
+          u: ``(..., L, d_input)`` real input.
+          seq_lengths: ``(...)`` ints in ``[0, L]`` (None: all valid).
+          initial_carry: `SequenceCarry` to continue from, or None.
+          return_carry: also return the `SequenceCarry`.
+          is_training: apply dropout (keys from the transform's rng).
+
+        Returns:
+          ``y``, or ``(carry, y)``.
+        """
+        u = _bb.check_model_input(u, self.d_input)
+        is_training = _validate.check_bool("is_training", is_training)
+        if initial_carry is not None:
+            expected = self.initialize_carry(u.shape[:-2])
+            initial_carry = _bb.check_model_carry(
+                initial_carry, expected, name="initial_carry", batch=u.shape[:-2]
+            )
+        rate = self.options.dropout
+
+        def drop(x):
+            if not is_training or rate == 0.0:
+                return x
+            return _bb.dropout(x, rate, hk.next_rng_key())
+
+        return _bb.forward(
+            self.wiring,
+            u,
+            seq_lengths=seq_lengths,
+            initial_carry=initial_carry,
+            return_carry=return_carry,
+            carry_dtype=self._carry_dtype(),
+            encode=self.encoder,
+            layer=self._call_layer,
+            mix=lambda i, z: self.mixers[i](z),
+            norm=self._norm,
+            drop=drop,
+            decode=self.decoder,
+        )
+
+    def initialize_carry(
+        self, batch_shape: Sequence[int] = (), dtype: DTypeLike | None = None
+    ) -> _bb.SequenceCarry:
+        """Zero carry (every block's state and the pooling sums); see the NNX model."""
+        batch = _validate.check_batch_shape(batch_shape)
+        carries = [layer.initialize_carry(batch) for layer in self.layers]
+        rd = self._carry_dtype() if dtype is None else dtype
+        return _bb.initial_carry(carries, batch, self.options.d_model, rd)
+
+    def setup_step(self) -> tuple:
+        """Per-block step parameters (discretise once; pass to `step`)."""
+        return tuple(layer.setup_step() for layer in self.layers)
+
+    def step(self, carry: _bb.SequenceCarry, u_k: ArrayLike, step_params=None):
+        """One position: ``u_k`` ``(..., d_input)`` -> ``(carry, y_k (..., d_output))``."""
+        u_k = _bb.check_step_input(u_k, self.d_input)
+        expected = self.initialize_carry(u_k.shape[:-1])
+        carry = _bb.check_model_carry(carry, expected, name="carry", batch=u_k.shape[:-1])
+        sp = self.setup_step() if step_params is None else step_params
+        return _bb.step(
+            self.wiring,
+            carry,
+            u_k,
+            encode=self.encoder,
+            layer_step=lambda i, c, z: self.layers[i].step(c, z, sp[i]),
+            mix=lambda i, z: self.mixers[i](z),
+            norm=self._norm,
+            decode=self.decoder,
+        )

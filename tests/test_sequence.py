@@ -153,7 +153,7 @@ def test_step_equals_forward_on_prefix(layer, kw, rng):
         np.testing.assert_allclose(y_k, expected, rtol=2e-4, atol=2e-5)
     if pooling is not None:
         np.testing.assert_allclose(y_k, model(u), rtol=2e-4, atol=2e-5)
-    assert int(carry.count) == L
+    np.testing.assert_array_equal(carry.count, [L, L])
 
 
 def test_step_under_jit_and_scan(rng):
@@ -340,6 +340,23 @@ def test_errors():
         model.step((), jnp.ones((2, 3)))
     with pytest.raises(ValueError, match="`u` must have shape"):
         model(jnp.ones((3,)))
+    with pytest.raises(ValueError, match=r"`u` must have shape \(\.\.\., L, d_input=3"):
+        model(jnp.ones((2, 5, 4)))
+    with pytest.raises(ValueError, match="`u_k` must have shape"):
+        model.step(model.initialize_carry((2,)), jnp.ones((2, 4)))
+    with pytest.raises(ValueError, match="must hold 2 layer carries"):
+        model.step(model.initialize_carry((2,))._replace(layers=()), jnp.ones((2, 3)))
+    with pytest.raises(ValueError, match="`initial_carry.*batch shape"):
+        model(jnp.ones((2, 5, 3)), initial_carry=model.initialize_carry((3,)))
+    with pytest.raises(ValueError, match="`seq_lengths`"):
+        model(jnp.ones((2, 5, 3)), seq_lengths=jnp.asarray([1, 6]))
+    other = _model(layer_kwargs={"N": 6})
+    with pytest.raises(ValueError, match="`initial_carry"):
+        model(jnp.ones((2, 5, 3)), initial_carry=other.initialize_carry((2,)))
+    lin = hippox.linen.SequenceModel(d_output=2, d_model=4, n_layers=1, layer_kwargs={"N": 4})
+    variables = lin.init(jax.random.key(0), jnp.ones((2, 5, 3)), deterministic=True)
+    with pytest.raises(ValueError, match="d_input=3"):
+        lin.apply(variables, jnp.ones((2, 5, 4)), deterministic=True)
 
 
 def test_backbone_helpers(rng):
@@ -348,8 +365,133 @@ def test_backbone_helpers(rng):
     with pytest.raises(ValueError, match="even last axis"):
         backbone.glu(np.ones(3))
     x = rng.normal(size=(5, 2))
-    total, count = jnp.zeros(2), jnp.zeros((), jnp.int32)
+    carry = backbone.initial_carry((), (), 2, jnp.float64)
     for k in range(5):
-        total, count, pooled = backbone.pool_step(total, count, x[k], "mean")
+        total, count, last, pooled = backbone.pool_step(carry, x[k], "mean")
+        carry = carry._replace(total=total, count=count, last=last)
         np.testing.assert_allclose(pooled, x[: k + 1].mean(0), rtol=1e-12)
-    assert int(count) == 5
+    assert int(carry.count) == 5
+    # valid positions only; chunks continue the pooling state
+    lengths = jnp.asarray([5, 2, 0])
+    xs = jnp.asarray(rng.normal(size=(3, 5, 2)))
+    for pooling, ref in [("mean", lambda x, n: x[:n].mean(0)), ("last", lambda x, n: x[n - 1])]:
+        pooled = backbone.pool(xs, pooling, lengths)
+        for b, n in enumerate([5, 2]):
+            np.testing.assert_allclose(pooled[b], ref(np.asarray(xs[b]), n), rtol=1e-12)
+        np.testing.assert_array_equal(pooled[2], 0.0)  # no valid position yet: zeros
+        t, c, la, _ = backbone.pool_chunk(
+            xs[:, :3], jnp.minimum(lengths, 3), None, pooling, xs.dtype
+        )
+        prev = backbone.SequenceCarry((), t, c, la)
+        rest = jnp.maximum(lengths - 3, 0)
+        *_, p2 = backbone.pool_chunk(xs[:, 3:], rest, prev, pooling, xs.dtype)
+        np.testing.assert_allclose(p2, pooled, rtol=1e-12)
+
+
+# ----------------------------------------------------------------------------- convention
+
+
+CONVENTION_CASES = [
+    ("s4d", dict(pooling="mean", activation="glu")),
+    ("s5", dict(pooling="last", prenorm=False)),
+    ("hippo_rnn", dict(pooling=None, norm=None)),
+    ("s4", dict(pooling=None)),
+    ("lssl", dict(pooling="mean")),
+]
+
+
+@pytest.mark.parametrize("layer,kw", CONVENTION_CASES)
+def test_padded_chunked_and_prefill(layer, kw, rng):
+    model = _model(layer, deterministic=True, **kw)
+    pooling = kw["pooling"]
+    u = _u(rng, B=3)
+    lengths = np.array([L_MAX, 5, 2])
+    u_pad = u.at[1, 5:].set(50.0).at[2, 2:].set(-50.0)  # padding values must not matter
+    y = model(u_pad, seq_lengths=jnp.asarray(lengths))
+    for b, n in enumerate(lengths):
+        y_ref = model(u_pad[b : b + 1, :n])[0]
+        if pooling is None:
+            np.testing.assert_allclose(y[b, :n], y_ref, rtol=1e-5, atol=1e-5)
+            np.testing.assert_array_equal(y[b, n:], 0.0)
+        else:
+            np.testing.assert_allclose(y[b], y_ref, rtol=1e-5, atol=1e-5)
+    # chunks of 3 + 5 with the carry passed along (sequence 2 ends in the first chunk)
+    carry, y1 = model(
+        u_pad[:, :3], seq_lengths=jnp.asarray(np.minimum(lengths, 3)), return_carry=True
+    )
+    carry, y2 = model(
+        u_pad[:, 3:],
+        seq_lengths=jnp.asarray(np.maximum(lengths - 3, 0)),
+        initial_carry=carry,
+        return_carry=True,
+    )
+    np.testing.assert_array_equal(carry.count, lengths)
+    whole = jnp.concatenate([y1, y2], axis=1) if pooling is None else y2
+    np.testing.assert_allclose(whole, y, rtol=2e-5, atol=2e-5)
+    # prefill 5 positions in one call, then step mode
+    sp = model.setup_step()
+    carry, _ = model(u[:, :5], return_carry=True)
+    carry, y5 = model.step(carry, u[:, 5], sp)
+    expected = model(u[:, :6])
+    np.testing.assert_allclose(
+        y5, expected[:, 5] if pooling is None else expected, rtol=2e-5, atol=2e-5
+    )
+    # ... and a call continues from the step's carry
+    _, y_rest = model(u[:, 6:], initial_carry=carry, return_carry=True)
+    full = model(u)
+    np.testing.assert_allclose(
+        y_rest, full[:, 6:] if pooling is None else full, rtol=2e-5, atol=2e-5
+    )
+
+
+def test_batch_norm_statistics_ignore_padding(rng):
+    # training mode: BatchNorm statistics come from valid positions only, so the padding
+    # values change neither the outputs nor the running averages
+    lengths = jnp.asarray([L_MAX, 3])
+    u = _u(rng)
+    outs = []
+    for fill in (0.0, 100.0):
+        model = _model("s4d", norm="batch", pooling=None)
+        y = model(u.at[1, 3:].set(fill), seq_lengths=lengths)
+        outs.append((y, _pure(nnx.state(model, nnx.BatchStat))))
+    np.testing.assert_allclose(outs[0][0], outs[1][0], rtol=1e-5, atol=1e-6)
+    chex.assert_trees_all_close(outs[0][1], outs[1][1], rtol=1e-5, atol=1e-7)
+
+
+def test_gradients_through_masks(rng):
+    model = _model("s4d", pooling="mean", deterministic=True)
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    u = _u(rng)
+    lengths = [L_MAX, 4]
+
+    def loss(p, u, n):
+        return jnp.sum(nnx.merge(graphdef, p, rest)(u, seq_lengths=n) ** 2)
+
+    g = jax.grad(loss)(params, u, jnp.asarray(lengths))
+    parts = [
+        jax.grad(loss)(params, u[b : b + 1, :n], jnp.asarray([n])) for b, n in enumerate(lengths)
+    ]
+    chex.assert_trees_all_close(g, jax.tree.map(jnp.add, *parts), rtol=1e-4, atol=1e-6)
+
+
+def test_linen_convention_equals_nnx(rng):
+    kw = dict(pooling="last", norm="batch")
+    model = _model("s5", **kw)
+    model.eval()
+    lin = hippox.linen.SequenceModel(
+        d_output=2, d_model=4, n_layers=2, layer="s5", layer_kwargs=LAYER_KW["s5"], **kw
+    )
+    u = _u(rng)
+    variables = {
+        "params": _to_linen(_pure(nnx.state(model, nnx.Param))),
+        "batch_stats": _to_linen(_pure(nnx.state(model, nnx.BatchStat))),
+    }
+    lengths = jnp.asarray([L_MAX, 5])
+    carry, y = model(u, seq_lengths=lengths, return_carry=True)
+    carry_l, y_l = lin.apply(
+        variables, u, deterministic=True, seq_lengths=lengths, return_carry=True
+    )
+    np.testing.assert_allclose(y_l, y, rtol=2e-5, atol=2e-6)
+    chex.assert_trees_all_close(carry_l, carry, rtol=2e-5, atol=2e-6)
+    y2 = lin.apply(variables, u, deterministic=True, initial_carry=carry)
+    np.testing.assert_allclose(y2, model(u, initial_carry=carry_l), rtol=2e-5, atol=2e-6)

@@ -1,8 +1,10 @@
-"""Flax linen layers of hippox: S4D, S4, S5, LSSL (import explicitly: ``import hippox.linen``).
+"""Flax linen layers of hippox: S4D, S4, S5, LSSL, the HiPPO-RNN, the `SequenceModel`
+backbone and its sampler `generate` (import explicitly: ``import hippox.linen``).
 
 Parameter names match `hippox.nnx`; label them for optax with `hippox.optax_labels`.
 """
 
+from hippox.linen.generate import generate as generate
 from hippox.linen.layers import LSSL as LSSL
 from hippox.linen.layers import S4 as S4
 from hippox.linen.layers import S4D as S4D
@@ -12,4 +14,14 @@ from hippox.linen.rnn import HiPPORNNCell as HiPPORNNCell
 from hippox.linen.sequence import SequenceCarry as SequenceCarry
 from hippox.linen.sequence import SequenceModel as SequenceModel
 
-__all__ = ["HiPPORNN", "HiPPORNNCell", "LSSL", "S4", "S4D", "S5", "SequenceCarry", "SequenceModel"]
+__all__ = [
+    "HiPPORNN",
+    "HiPPORNNCell",
+    "LSSL",
+    "S4",
+    "S4D",
+    "S5",
+    "SequenceCarry",
+    "SequenceModel",
+    "generate",
+]

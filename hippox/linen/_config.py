@@ -49,6 +49,7 @@ class ConfigModule(nn.Module):
             cls._field_names = {f.name: rename.get(f.name, f.name) for f in fields}
         super().__init_subclass__(**kwargs)
 
+    @nn.nowrap
     def config_placeholders(self) -> dict[str, Any]:
         """Values of the omitted config fields (none by default)."""
         return {}

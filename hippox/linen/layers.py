@@ -1,11 +1,13 @@
 """Flax linen wrappers of the hippox SSM layers (thin shells over `hippox._src.layers`).
 
 Every layer maps ``u`` of shape ``(batch..., L, H)`` (channel-last) to ``y`` of the same
-shape. The module fields are exactly the fields of the matching config
-(`hippox.S4DConfig`, ...: the sizes first, then the keyword options; they are generated
-from the config, so they cannot drift apart) plus ``dtype`` and ``param_dtype``. The
-config is validated once, when the module is constructed, and kept as
-``layer.config``. The ``params`` collection holds leaves with the same names and shapes
+shape, with the calling convention of the hippox sequence layers
+(``layer.apply(variables, u, seq_lengths=..., initial_carry=..., return_carry=True)``, as
+`flax.linen.RNN`; see `hippox.nnx.S4D`). The module fields are exactly the fields of the
+matching config (`hippox.S4DConfig`, ...: the sizes first, then the keyword options; they
+are generated from the config, so they cannot drift apart) plus ``dtype`` and
+``param_dtype``. The config is validated once, when the module is constructed, and kept
+as ``layer.config``. The ``params`` collection holds leaves with the same names and shapes
 as the `hippox.nnx`, `hippox.haiku` and `hippox.equinox` layers. Step (streaming)
 mode::
 
@@ -27,6 +29,7 @@ from flax import linen as nn
 from jax.typing import ArrayLike
 
 from hippox._src import _validate
+from hippox._src.layers.backbone import call_layer
 from hippox._src.layers.lssl import LSSLConfig
 from hippox._src.layers.s4 import S4Config
 from hippox._src.layers.s4d import S4DConfig
@@ -53,18 +56,40 @@ class _SSMModule(ConfigModule):
     def _dtype(self):
         return None if self.dtype is None else jnp.dtype(self.dtype)
 
-    def __call__(self, u: ArrayLike) -> jax.Array:
-        """``u`` ``(..., L, H)`` -> ``y`` ``(..., L, H)`` in ``dtype`` (default: u's dtype)."""
-        return self.config.apply(self.ssm_params(), u, dtype=self._dtype())
+    def __call__(
+        self,
+        u: ArrayLike,
+        *,
+        seq_lengths: ArrayLike | None = None,
+        initial_carry=None,
+        return_carry: bool = False,
+        step_rescale: float | ArrayLike = 1.0,
+    ):
+        """The layer over a sequence: ``u`` ``(..., L, H)`` -> ``y`` (or ``(carry, y)``).
+
+        The arguments are those of `hippox.nnx.S4D.__call__` (``seq_lengths``,
+        ``initial_carry``, ``return_carry``, ``step_rescale``).
+        """
+        return call_layer(
+            self.config,
+            self.ssm_params(),
+            u,
+            param_dtype=self.param_dtype,
+            dtype=self._dtype(),
+            seq_lengths=seq_lengths,
+            initial_carry=initial_carry,
+            return_carry=return_carry,
+            step_rescale=step_rescale,
+        )
 
     @nn.nowrap
     def initialize_carry(self, batch_shape: Sequence[int] = ()) -> jax.Array:
         """Zero recurrent state for step mode (callable on an unbound module)."""
         return self.config.initial_state(batch_shape, self.param_dtype)
 
-    def setup_step(self):
+    def setup_step(self, step_rescale: float | ArrayLike = 1.0):
         """Discretised step parameters (compute once, pass to `step`)."""
-        return self.config.step_params(self.ssm_params())
+        return self.config.step_params(self.ssm_params(), step_rescale=step_rescale)
 
     def step(self, carry: ArrayLike, u_k: ArrayLike, step_params=None):
         """One step: ``(carry, u_k (..., H))`` -> ``(carry, y_k (..., H))``.
@@ -100,9 +125,9 @@ class S4D(_SSMModule):
         """The kernel ``(H, L)`` (a pair ``(K_fwd, K_bwd)`` if bidirectional)."""
         return self.config.kernel(self.ssm_params(), L)
 
-    def setup_step(self, L: int | None = None):
+    def setup_step(self, L: int | None = None, step_rescale: float | ArrayLike = 1.0):
         """`hippox.DiagStepParams` for `step`; ``L`` (the sequence length) only for dss."""
-        return self.config.step_params(self.ssm_params(), L=L)
+        return self.config.step_params(self.ssm_params(), L=L, step_rescale=step_rescale)
 
 
 class S4(_SSMModule):
@@ -146,16 +171,6 @@ class S5(_SSMModule):
     """
 
     config_class: ClassVar[type] = S5Config
-
-    def __call__(self, u: ArrayLike, *, step_rescale: float | ArrayLike = 1.0) -> jax.Array:
-        """``u`` ``(..., L, H)`` -> ``y`` ``(..., L, H)``; every ``dt`` times ``step_rescale``."""
-        return self.config.apply(
-            self.ssm_params(), u, dtype=self._dtype(), step_rescale=step_rescale
-        )
-
-    def setup_step(self, step_rescale: float | ArrayLike = 1.0):
-        """`hippox.S5StepParams` for `step`."""
-        return self.config.step_params(self.ssm_params(), step_rescale=step_rescale)
 
 
 class LSSL(_SSMModule):

@@ -23,6 +23,7 @@ from flax import linen as nn
 from jax.typing import ArrayLike
 
 from hippox._src import _validate
+from hippox._src.layers.backbone import call_layer
 from hippox._src.layers.rnn import HiPPORNNConfig, HiPPORNNState
 from hippox.linen._config import ConfigModule
 
@@ -54,6 +55,7 @@ class HiPPORNNCell(ConfigModule, nn.RNNCellBase, omit=("d_in",)):
 
     config_class: ClassVar[type] = HiPPORNNConfig
 
+    @nn.nowrap
     def config_placeholders(self) -> dict:
         """``d_in`` is read from the input at the call; validate with a placeholder."""
         return {"d_in": 1}
@@ -134,9 +136,29 @@ class HiPPORNN(ConfigModule, rename={"d_in": "in_features"}):
         """The parameters as a flat ``{name: array}`` dict."""
         return dict(self._leaves)
 
-    def __call__(self, x: ArrayLike) -> jax.Array:
-        """``x`` ``(..., L, in_features)`` -> hidden states ``(..., L, features)``."""
-        return self.config.apply(self.rnn_params(), x, dtype=self.dtype)[1]
+    def __call__(
+        self,
+        x: ArrayLike,
+        *,
+        seq_lengths: ArrayLike | None = None,
+        initial_carry: HiPPORNNState | None = None,
+        return_carry: bool = False,
+    ):
+        """``x`` ``(..., L, in_features)`` -> hidden states ``(..., L, features)``.
+
+        The arguments are those of `hippox.nnx.HiPPORNN.__call__`; with
+        ``return_carry=True`` the result is ``(carry, hidden states)``.
+        """
+        return call_layer(
+            self.config,
+            self.rnn_params(),
+            x,
+            param_dtype=self.param_dtype,
+            dtype=self.dtype,
+            seq_lengths=seq_lengths,
+            initial_carry=initial_carry,
+            return_carry=return_carry,
+        )
 
     @nn.nowrap
     def initialize_carry(self, batch_shape: Sequence[int] = ()) -> HiPPORNNState:

@@ -129,42 +129,71 @@ class SequenceModel(nn.Module):
         self.drop = nn.Dropout(opts.dropout)
         self.decoder = nn.Dense(opts.d_output, **dense)
 
-    def _norm(self, which, x, *, eval_mode: bool):
-        if self.norm is None or which is None:
+    def _norm(self, which, x, mask=None, *, eval_mode: bool):
+        if self.norm is None:
             return x
-        norm = self.final_norm if which == "final" else self.norms[which]
+        norm = self.final_norm if which == -1 else self.norms[which]
         if self.norm == "batch":
-            return norm(x, use_running_average=eval_mode)
+            m = None if (mask is None or eval_mode) else mask[..., None]
+            return norm(x, use_running_average=eval_mode, mask=m)
         return norm(x)
 
-    def _block_out(self, i: int, z: jax.Array, det: bool) -> jax.Array:
-        z = self.drop(_bb.gelu(z), deterministic=det)
-        z = self.mixers[i](z)
-        if self.activation == "glu":
-            z = _bb.glu(z)
-        return self.drop(z, deterministic=det)
+    def _call_layer(self, i: int, z, lengths, carry, want_carry: bool):
+        layer = self.layers[i]
+        if want_carry:
+            return layer(z, seq_lengths=lengths, initial_carry=carry, return_carry=True)
+        return None, (layer(z) if lengths is None else layer(z, seq_lengths=lengths))
 
-    def __call__(self, u: ArrayLike, deterministic: bool | None = None) -> jax.Array:
+    def _check_features(self, u: jax.Array) -> None:
+        """Refuses an input whose feature count differs from the one the model was built with."""
+        if self.is_initializing() or not self.encoder.has_variable("params", "kernel"):
+            return
+        d_input = self.encoder.variables["params"]["kernel"].shape[0]
+        _bb.check_model_input(u, d_input)
+
+    def __call__(
+        self,
+        u: ArrayLike,
+        deterministic: bool | None = None,
+        *,
+        seq_lengths: ArrayLike | None = None,
+        initial_carry: _bb.SequenceCarry | None = None,
+        return_carry: bool = False,
+    ):
         """``u`` ``(..., L, d_input)`` -> ``(..., d_output)`` or ``(..., L, d_output)``.
 
         Args:
-          u: input sequence.
+          u: input sequence (or a chunk of one).
           deterministic: evaluation mode (overrides the field; one of them must be
             set).
+          seq_lengths, initial_carry, return_carry: the calling convention, as in
+            `hippox.nnx.SequenceModel.__call__`.
+
+        Returns:
+          ``y``, or ``(carry, y)`` with ``return_carry=True``.
         """
         det = nn.merge_param("deterministic", self.deterministic, deterministic)
-        u = jnp.asarray(u)
-        if u.ndim < 2:
-            raise ValueError(f"`u` must have shape (..., L, d_input), got {u.shape}.")
-        x = self.encoder(u)
-        for i in range(self.n_layers):
-            z = self._norm(i, x, eval_mode=det) if self.prenorm else x
-            x = x + self._block_out(i, self.layers[i](z), det)
-            if not self.prenorm:
-                x = self._norm(i, x, eval_mode=det)
-        if self.prenorm:
-            x = self._norm("final", x, eval_mode=det)
-        return self.decoder(_bb.pool(x, self.pooling))
+        u = _bb.check_model_input(u, None)
+        self._check_features(u)
+        if initial_carry is not None:
+            expected = jax.eval_shape(lambda: self.initialize_carry(u.shape[:-2]))
+            initial_carry = _bb.check_model_carry(
+                initial_carry, expected, name="initial_carry", batch=u.shape[:-2]
+            )
+        return _bb.forward(
+            _bb.Wiring.of(self.options),
+            u,
+            seq_lengths=seq_lengths,
+            initial_carry=initial_carry,
+            return_carry=return_carry,
+            carry_dtype=jnp.promote_types(self.param_dtype, jnp.float32),
+            encode=self.encoder,
+            layer=self._call_layer,
+            mix=lambda i, z: self.mixers[i](z),
+            norm=lambda i, x, mask: self._norm(i, x, mask, eval_mode=det),
+            drop=lambda x: self.drop(x, deterministic=det),
+            decode=self.decoder,
+        )
 
     # ------------------------------------------------------------------ step mode
 
@@ -172,11 +201,11 @@ class SequenceModel(nn.Module):
     def initialize_carry(
         self, batch_shape: Sequence[int] = (), dtype: DTypeLike | None = None
     ) -> _bb.SequenceCarry:
-        """Zero step-mode carry (callable on an unbound module).
+        """Zero carry (callable on an unbound module).
 
         Args:
-          batch_shape: leading batch shape of the step inputs.
-          dtype: dtype of the running pooling sum (default
+          batch_shape: leading batch shape of the inputs.
+          dtype: dtype of the running pooling sums (default
             ``promote(param_dtype, float32)``).
 
         Returns:
@@ -204,21 +233,20 @@ class SequenceModel(nn.Module):
         """One position: ``u_k`` ``(..., d_input)`` -> ``(carry, y_k (..., d_output))``.
 
         ``y_k`` equals the forward pass in evaluation mode on the prefix ``u_0 … u_k``
-        (``pooling=None``: its last position).
+        (``pooling=None``: its last position); the carry is the one of `__call__`.
         """
-        carry = _bb.check_carry(carry, self.n_layers)
+        u_k = _bb.check_step_input(u_k, None)
+        self._check_features(u_k[..., None, :])
+        expected = jax.eval_shape(lambda: self.initialize_carry(u_k.shape[:-1]))
+        carry = _bb.check_model_carry(carry, expected, name="carry", batch=u_k.shape[:-1])
         sp = self.setup_step() if step_params is None else step_params
-        x = self.encoder(jnp.asarray(u_k))
-        states = []
-        for i, layer in enumerate(self.layers):
-            z = self._norm(i, x, eval_mode=True) if self.prenorm else x
-            s, z = layer.step(carry.layers[i], z, sp[i])
-            states.append(s)
-            z = self.mixers[i](_bb.gelu(z))
-            x = x + (_bb.glu(z) if self.activation == "glu" else z)
-            if not self.prenorm:
-                x = self._norm(i, x, eval_mode=True)
-        if self.prenorm:
-            x = self._norm("final", x, eval_mode=True)
-        total, count, pooled = _bb.pool_step(carry.total, carry.count, x, self.pooling)
-        return _bb.SequenceCarry(tuple(states), total, count), self.decoder(pooled)
+        return _bb.step(
+            _bb.Wiring.of(self.options),
+            carry,
+            u_k,
+            encode=self.encoder,
+            layer_step=lambda i, c, z: self.layers[i].step(c, z, sp[i]),
+            mix=lambda i, z: self.mixers[i](z),
+            norm=lambda i, x: self._norm(i, x, eval_mode=True),
+            decode=self.decoder,
+        )

@@ -7,7 +7,18 @@ keyword options, which are exactly the fields of the matching config
 ``param_dtype`` and ``rngs``. Parameters are `flax.nnx.Param` attributes whose names and
 shapes are those of the config, and of the `hippox.linen`, `hippox.haiku` and
 `hippox.equinox` layers, so a parameter tree can be copied from one framework to the
-other. Step (streaming) mode::
+other.
+
+Calling convention (that of `flax.nnx.RNN`)::
+
+    y = layer(u)                                                   # u (batch..., L, H)
+    carry, y = layer(u, seq_lengths=lengths, initial_carry=carry, return_carry=True)
+
+``seq_lengths`` ``(batch...)`` ints in ``[0, L]`` mark the positions at or after each
+sequence's length as padding (zero outputs, no influence on valid positions; the
+returned carry is the state after the last valid step). ``initial_carry`` is the
+step-mode state, so chunks with the carry passed along equal one call, and a prompt
+prefilled by a call continues in step mode::
 
     carry = layer.initialize_carry(batch_shape)       # zeros
     sp = layer.setup_step()                           # discretise once
@@ -27,6 +38,7 @@ from flax import nnx
 from jax.typing import ArrayLike, DTypeLike
 
 from hippox._src import _validate
+from hippox._src.layers.backbone import call_layer
 from hippox._src.layers.lssl import LSSLConfig
 from hippox._src.layers.s4 import S4Config
 from hippox._src.layers.s4d import S4DConfig
@@ -53,17 +65,48 @@ class _SSMModule(nnx.Module):
         """The parameters as a flat ``{name: array}`` dict (the pure core's input)."""
         return {name: getattr(self, name)[...] for name in self.config.param_shapes()}
 
-    def __call__(self, u: ArrayLike) -> jax.Array:
-        """``u`` ``(..., L, H)`` -> ``y`` ``(..., L, H)`` in ``dtype`` (default: u's dtype)."""
-        return self.config.apply(self.ssm_params(), u, dtype=self.dtype)
+    def __call__(
+        self,
+        u: ArrayLike,
+        *,
+        seq_lengths: ArrayLike | None = None,
+        initial_carry=None,
+        return_carry: bool = False,
+        step_rescale: float | ArrayLike = 1.0,
+    ):
+        """The layer over a sequence (convolution or scan mode, no step loop).
+
+        Args:
+          u: ``(..., L, H)`` real input.
+          seq_lengths: ``(...)`` ints in ``[0, L]`` (None: all ``L`` valid); positions at
+            or after a sequence's length are padding: zero outputs, no influence.
+          initial_carry: the state to start from (the structure of `initialize_carry`,
+            e.g. from `step` or a previous call with ``return_carry=True``), or None.
+          return_carry: also return the state after each sequence's last valid step.
+          step_rescale: multiplies every ``dt`` (another sampling rate).
+
+        Returns:
+          ``y`` ``(..., L, H)`` in ``dtype`` (default: ``u``'s), or ``(carry, y)``.
+        """
+        return call_layer(
+            self.config,
+            self.ssm_params(),
+            u,
+            param_dtype=self.param_dtype,
+            dtype=self.dtype,
+            seq_lengths=seq_lengths,
+            initial_carry=initial_carry,
+            return_carry=return_carry,
+            step_rescale=step_rescale,
+        )
 
     def initialize_carry(self, batch_shape: Sequence[int] = ()) -> jax.Array:
         """Zero recurrent state for step mode, with batch shape ``batch_shape``."""
         return self.config.initial_state(batch_shape, self.param_dtype)
 
-    def setup_step(self):
+    def setup_step(self, step_rescale: float | ArrayLike = 1.0):
         """Discretised step parameters (compute once, pass to `step`)."""
-        return self.config.step_params(self.ssm_params())
+        return self.config.step_params(self.ssm_params(), step_rescale=step_rescale)
 
     def step(self, carry: ArrayLike, u_k: ArrayLike, step_params=None):
         """One step: ``(carry, u_k (..., H))`` -> ``(carry, y_k (..., H))``.
@@ -122,9 +165,9 @@ class S4D(_SSMModule):
         """The kernel ``(H, L)`` (a pair ``(K_fwd, K_bwd)`` if bidirectional)."""
         return self.config.kernel(self.ssm_params(), L)
 
-    def setup_step(self, L: int | None = None):
+    def setup_step(self, L: int | None = None, step_rescale: float | ArrayLike = 1.0):
         """`hippox.DiagStepParams` for `step`; ``L`` (the sequence length) only for dss."""
-        return self.config.step_params(self.ssm_params(), L=L)
+        return self.config.step_params(self.ssm_params(), L=L, step_rescale=step_rescale)
 
 
 class S4(_SSMModule):
@@ -212,14 +255,6 @@ class S5(_SSMModule):
         **options,
     ):
         self._build(S5Config(H, N, **options), rngs, dtype, param_dtype)
-
-    def __call__(self, u: ArrayLike, *, step_rescale: float | ArrayLike = 1.0) -> jax.Array:
-        """``u`` ``(..., L, H)`` -> ``y`` ``(..., L, H)``; every ``dt`` times ``step_rescale``."""
-        return self.config.apply(self.ssm_params(), u, dtype=self.dtype, step_rescale=step_rescale)
-
-    def setup_step(self, step_rescale: float | ArrayLike = 1.0):
-        """`hippox.S5StepParams` for `step`."""
-        return self.config.step_params(self.ssm_params(), step_rescale=step_rescale)
 
 
 class LSSL(_SSMModule):

@@ -22,6 +22,7 @@ from flax import nnx
 from jax.typing import ArrayLike, DTypeLike
 
 from hippox._src import _validate
+from hippox._src.layers.backbone import call_layer
 from hippox._src.layers.rnn import HiPPORNNConfig, HiPPORNNState
 
 __all__ = ["HiPPORNN", "HiPPORNNCell"]
@@ -119,7 +120,9 @@ class HiPPORNN(_HiPPORNNParams, nnx.Module):
     """The HiPPO-RNN over a sequence (NNX): ``(..., L, in_features) -> (..., L, hidden)``.
 
     Same arguments and parameters as `HiPPORNNCell`; runs the cell with
-    `jax.lax.scan` from a zero carry. Step mode (for `SequenceModel.step`)::
+    `jax.lax.scan`, with the calling convention of the hippox sequence layers
+    (``layer(x, *, seq_lengths=None, initial_carry=None, return_carry=False)``, see
+    `hippox.nnx.S4D`). Step mode (for `SequenceModel.step`)::
 
         carry = layer.initialize_carry(batch_shape)
         carry, y_k = layer.step(carry, u_k)          # u_k (batch..., in_features)
@@ -133,9 +136,37 @@ class HiPPORNN(_HiPPORNNParams, nnx.Module):
       (2, 16, 4)
     """
 
-    def __call__(self, x: ArrayLike) -> jax.Array:
-        """``x`` ``(..., L, in_features)`` -> hidden states ``(..., L, hidden_features)``."""
-        return self.config.apply(self.rnn_params(), x, dtype=self.dtype)[1]
+    def __call__(
+        self,
+        x: ArrayLike,
+        *,
+        seq_lengths: ArrayLike | None = None,
+        initial_carry: HiPPORNNState | None = None,
+        return_carry: bool = False,
+    ):
+        """The cell scanned over a sequence.
+
+        Args:
+          x: ``(..., L, in_features)`` real input.
+          seq_lengths: ``(...)`` ints in ``[0, L]`` (None: all valid); padding positions
+            leave the carry untouched and output zeros.
+          initial_carry: `hippox.HiPPORNNState` to start from (from `initialize_carry`,
+            `step` or a call with ``return_carry=True``), or None (zeros).
+          return_carry: also return the carry after each sequence's last valid step.
+
+        Returns:
+          hidden states ``(..., L, hidden_features)``, or ``(carry, hidden states)``.
+        """
+        return call_layer(
+            self.config,
+            self.rnn_params(),
+            x,
+            param_dtype=self.param_dtype,
+            dtype=self.dtype,
+            seq_lengths=seq_lengths,
+            initial_carry=initial_carry,
+            return_carry=return_carry,
+        )
 
     def initialize_carry(self, batch_shape: Sequence[int] = ()) -> HiPPORNNState:
         """Zero carry with batch shape ``batch_shape``."""

@@ -122,6 +122,8 @@ class SequenceModel(nnx.Module):
         _validate.check_bool("deterministic", deterministic)
         pd = _validate.real_dtype(param_dtype, name="param_dtype")
         H = opts.d_model
+        self.wiring = _bb.Wiring.of(opts)
+        self.d_input = d_input
         self.d_model = H
         self.n_layers = opts.n_layers
         self.prenorm = opts.prenorm
@@ -153,47 +155,79 @@ class SequenceModel(nnx.Module):
             return nnx.BatchNorm(self.d_model, use_running_average=deterministic, **lin)
         return None
 
-    def _norm(self, norm, x, *, step: bool):
+    def _norm(self, which: int, x, mask=None, *, step: bool = False):
+        norm = self.final_norm if which == -1 else self.norms[which]
         if norm is None:
             return x
-        if step and isinstance(norm, nnx.BatchNorm):
-            return norm(x, use_running_average=True)
+        if isinstance(norm, nnx.BatchNorm):
+            if step:
+                return norm(x, use_running_average=True)
+            return norm(x, mask=None if mask is None else mask[..., None])
         return norm(x)
 
-    def _block_out(self, i: int, z: jax.Array, *, step: bool) -> jax.Array:
-        z = _bb.gelu(z)
-        if not step:
-            z = self.dropout(z)
-        z = self.mixers[i](z)
-        if self.activation == "glu":
-            z = _bb.glu(z)
-        return z if step else self.dropout(z)
+    def _call_layer(self, i: int, z, lengths, carry, want_carry: bool):
+        layer = self.layers[i]
+        if want_carry:
+            return layer(z, seq_lengths=lengths, initial_carry=carry, return_carry=True)
+        return None, (layer(z) if lengths is None else layer(z, seq_lengths=lengths))
 
-    def __call__(self, u: ArrayLike) -> jax.Array:
-        """``u`` ``(..., L, d_input)`` -> ``(..., d_output)`` or ``(..., L, d_output)``."""
-        u = jnp.asarray(u)
-        if u.ndim < 2:
-            raise ValueError(f"`u` must have shape (..., L, d_input), got {u.shape}.")
-        x = self.encoder(u)
-        for i in range(self.n_layers):
-            z = self._norm(self.norms[i], x, step=False) if self.prenorm else x
-            z = self._block_out(i, self.layers[i](z), step=False)
-            x = x + z
-            if not self.prenorm:
-                x = self._norm(self.norms[i], x, step=False)
-        x = self._norm(self.final_norm, x, step=False)
-        return self.decoder(_bb.pool(x, self.pooling))
+    def __call__(
+        self,
+        u: ArrayLike,
+        *,
+        seq_lengths: ArrayLike | None = None,
+        initial_carry: _bb.SequenceCarry | None = None,
+        return_carry: bool = False,
+    ):
+        """The model over a sequence (or a chunk of one).
+
+        Args:
+          u: ``(..., L, d_input)`` real input.
+          seq_lengths: ``(...)`` ints in ``[0, L]`` (None: all valid). Padding positions
+            never influence valid ones; pooling uses valid positions only; with
+            ``pooling=None`` the outputs at padding positions are zero.
+          initial_carry: `SequenceCarry` to continue from (from `initialize_carry`,
+            `step` or a call with ``return_carry=True``), or None.
+          return_carry: also return the `SequenceCarry` after the last valid position.
+
+        Returns:
+          ``(..., d_output)`` (pooled over every valid position so far) or
+          ``(..., L, d_output)`` (``pooling=None``); or ``(carry, y)``.
+        """
+        u = _bb.check_model_input(u, self.d_input)
+        if initial_carry is not None:
+            expected = jax.eval_shape(lambda: self.initialize_carry(u.shape[:-2]))
+            initial_carry = _bb.check_model_carry(
+                initial_carry, expected, name="initial_carry", batch=u.shape[:-2]
+            )
+        return _bb.forward(
+            self.wiring,
+            u,
+            seq_lengths=seq_lengths,
+            initial_carry=initial_carry,
+            return_carry=return_carry,
+            carry_dtype=self._carry_dtype(None),
+            encode=self.encoder,
+            layer=self._call_layer,
+            mix=lambda i, z: self.mixers[i](z),
+            norm=self._norm,
+            drop=self.dropout,
+            decode=self.decoder,
+        )
 
     # ------------------------------------------------------------------ step mode
+
+    def _carry_dtype(self, dtype):
+        return jnp.promote_types(self.param_dtype, jnp.float32) if dtype is None else dtype
 
     def initialize_carry(
         self, batch_shape: Sequence[int] = (), dtype: DTypeLike | None = None
     ) -> _bb.SequenceCarry:
-        """Zero step-mode carry (every block's state and the pooling sums).
+        """Zero carry (every block's state and the pooling sums).
 
         Args:
-          batch_shape: leading batch shape of the step inputs.
-          dtype: dtype of the running pooling sum (default
+          batch_shape: leading batch shape of the inputs.
+          dtype: dtype of the running pooling sums (default
             ``promote(param_dtype, float32)``).
 
         Returns:
@@ -201,8 +235,7 @@ class SequenceModel(nnx.Module):
         """
         batch = _validate.check_batch_shape(batch_shape)
         carries = [self._stepper(layer, "initialize_carry")(batch) for layer in self.layers]
-        rd = jnp.promote_types(self.param_dtype, jnp.float32) if dtype is None else dtype
-        return _bb.initial_carry(carries, batch, self.d_model, rd)
+        return _bb.initial_carry(carries, batch, self.d_model, self._carry_dtype(dtype))
 
     def _stepper(self, layer, name: str):
         fn = getattr(layer, name, None)
@@ -221,27 +254,29 @@ class SequenceModel(nnx.Module):
 
         Evaluation-mode semantics (dropout off, BatchNorm running averages): ``y_k``
         equals the forward pass in evaluation mode on the prefix ``u_0 … u_k``
-        (``pooling=None``: its last position).
+        (``pooling=None``: its last position). The carry is the one of `__call__`, so a
+        prompt prefilled by ``model(prompt, return_carry=True)`` continues here.
 
         Args:
-          carry: `SequenceCarry` from `initialize_carry` or a previous `step`.
+          carry: `SequenceCarry` from `initialize_carry`, a previous `step` or a call
+            with ``return_carry=True``.
           u_k: ``(..., d_input)`` input at this position.
           step_params: from `setup_step` (recomputed when None: convenient, slower).
 
         Returns:
           ``(carry, y_k)``.
         """
-        carry = _bb.check_carry(carry, self.n_layers)
+        u_k = _bb.check_step_input(u_k, self.d_input)
+        expected = jax.eval_shape(lambda: self.initialize_carry(u_k.shape[:-1]))
+        carry = _bb.check_model_carry(carry, expected, name="carry", batch=u_k.shape[:-1])
         sp = self.setup_step() if step_params is None else step_params
-        x = self.encoder(jnp.asarray(u_k))
-        states = []
-        for i, layer in enumerate(self.layers):
-            z = self._norm(self.norms[i], x, step=True) if self.prenorm else x
-            s, z = self._stepper(layer, "step")(carry.layers[i], z, sp[i])
-            states.append(s)
-            x = x + self._block_out(i, z, step=True)
-            if not self.prenorm:
-                x = self._norm(self.norms[i], x, step=True)
-        x = self._norm(self.final_norm, x, step=True)
-        total, count, pooled = _bb.pool_step(carry.total, carry.count, x, self.pooling)
-        return _bb.SequenceCarry(tuple(states), total, count), self.decoder(pooled)
+        return _bb.step(
+            self.wiring,
+            carry,
+            u_k,
+            encode=self.encoder,
+            layer_step=lambda i, c, z: self._stepper(self.layers[i], "step")(c, z, sp[i]),
+            mix=lambda i, z: self.mixers[i](z),
+            norm=lambda i, x: self._norm(i, x, step=True),
+            decode=self.decoder,
+        )
