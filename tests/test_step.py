@@ -337,7 +337,7 @@ def test_errors(rng):
     x = hippox.init_state(p)
     with pytest.raises(ValueError, match="`method` must be one of"):
         hippox.diag_step_params(Lam, B, C, dt, method="euler")
-    with pytest.raises(ValueError, match="`dt` must be > 0"):
+    with pytest.raises(ValueError, match="`dt` must be finite and > 0"):
         hippox.diag_step_params(Lam, B, C, -dt)
     with pytest.raises(TypeError, match="`dt` must be real"):
         hippox.diag_step_params(Lam, B, C, dt + 0j)

@@ -182,3 +182,90 @@ def check_batch_shape(batch_shape, *, name: str = "batch_shape") -> tuple[int, .
             f"`{name}` must be an int or a sequence of ints, got {batch_shape!r}."
         ) from None
     return tuple(check_size(f"{name} entry", n, minimum=0) for n in entries)
+
+
+#: The largest state size ``N`` for which hippox builds dense host matrices (transition
+#: matrices, NPLR/diagonal decompositions): a dense ``(N, N)`` float64 matrix is 2 GiB at
+#: this size and the eigendecompositions take ``O(N³)`` (minutes). Larger ``N`` is refused
+#: with the cost in the message instead of a NumPy ``MemoryError`` that never names ``N``.
+MAX_DENSE_N = 16384
+
+
+def _format_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if n < 1024 or unit == "PiB":
+            return f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} PiB"  # pragma: no cover
+
+
+def check_state_size(name: str, value, *, minimum: int = 1, even: bool = False) -> int:
+    """`check_size`, and ``value <= MAX_DENSE_N`` (the cost of a dense host matrix)."""
+    value = check_size(name, value, minimum=minimum, even=even)
+    if value > MAX_DENSE_N:
+        raise ValueError(
+            f"`{name}` must be <= {MAX_DENSE_N} (hippox builds dense ({name}, {name}) float64 "
+            f"matrices on the host: {_format_bytes(8.0 * value * value)} each and O({name}³) "
+            f"work for the decompositions at this size), got {value}."
+        )
+    return value
+
+
+def _describe(values: np.ndarray) -> str:
+    """A short description of the offending entries of an array, for error messages."""
+    flat = np.asarray(values).ravel()
+    if flat.size <= 6:
+        return repr(flat.tolist()) if flat.size != 1 else repr(flat[0].item())
+    return f"an array of shape {np.shape(values)} with entries {flat[:6].tolist()} ..."
+
+
+def check_step(name: str, dt, *, allow_bool: bool = True) -> jax.Array:
+    """A real step-size array; when its value is known, every entry finite and > 0.
+
+    Traced values are not checked here (see `hippox.checks` for checks under
+    `jax.experimental.checkify`).
+
+    Raises:
+      TypeError: ``dt`` is not a real numeric array.
+      ValueError: a concrete ``dt`` with an entry that is <= 0, NaN or infinite.
+    """
+    dt = as_inexact(name, dt, allow_complex=False, allow_bool=allow_bool)
+    values = concrete_value(dt)
+    if values is not None:
+        bad = ~(np.isfinite(values) & (values > 0))
+        if np.any(bad):
+            raise ValueError(
+                f"`{name}` must be finite and > 0 elementwise, got {_describe(values[bad])} "
+                f"(in {name} of shape {values.shape})."
+            )
+    return dt
+
+
+def check_key(name: str, key, what: str) -> jax.Array:
+    """A JAX PRNG key: a typed key (`jax.random.key`) or a raw ``uint32`` key
+    (`jax.random.PRNGKey`); refuses None, ints and other arrays with a clear message."""
+    require_key(name, key, what)
+    if isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        return key
+    if (
+        isinstance(key, (jax.Array, np.ndarray))
+        and key.dtype == np.uint32
+        and key.ndim >= 1
+        and key.shape[-1] == 2
+    ):
+        return key
+    raise TypeError(
+        f"`{name}` must be a jax.random key for {what} (e.g. `jax.random.key(0)`), got "
+        f"{key!r}" + (f" of type {type(key).__name__}." if not hasattr(key, "shape") else ".")
+    )
+
+
+def check_no_positive_real(name: str, Lambda: jax.Array, what: str) -> None:
+    """Refuses a concrete ``Lambda`` with ``Re(Lambda) > 0`` (an unstable mode)."""
+    values = concrete_value(Lambda)
+    if values is not None and np.any(np.real(values) > 0):
+        worst = np.real(values).max()
+        raise ValueError(
+            f"`{name}` must have Re({name}) <= 0 ({what}), got a mode with Re({name}) = "
+            f"{worst:g}."
+        )

@@ -133,7 +133,7 @@ def nplr_host(measure: str, N: int, rank: int, params: tuple):
 def nplr_np(measure: str, N: int, *, rank: int = 1, **params):
     """Float64/complex128 NumPy `(Lambda, P, B, V)` of `nplr` (cached, read-only)."""
     measure = matrices.canonical_nplr_measure(measure)
-    N = _validate.check_size("N", N, minimum=2)
+    N = _validate.check_state_size("N", N, minimum=2)
     if N % 2:
         raise ValueError(
             f"`N` must be even for the NPLR form (its eigenvalues come in conjugate pairs "

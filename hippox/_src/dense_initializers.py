@@ -64,7 +64,7 @@ class _S5Options(NamedTuple):
         J, conj_sym = self.blocks, self.conj_sym
         N_block = block_state_size(M, conj_sym, J, what=what, shape=shape)
         _, V, Vinv = diagonal.block_diagonal_host(self.measure, N_block, J, conj_sym, ())
-        _validate.require_key("key", key, what)
+        _validate.check_key("key", key, what)
         return shape, dtype, H, N_block * J, V, Vinv
 
 

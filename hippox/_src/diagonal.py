@@ -70,7 +70,7 @@ PInit = Literal["zeros", "random"]
 
 
 def _check_even_N(N, *, name: str = "N") -> int:
-    N = _validate.check_size(name, N, minimum=2)
+    N = _validate.check_state_size(name, N, minimum=2)
     if N % 2:
         raise ValueError(
             f"`{name}` must be even (eigenvalues come in conjugate pairs and the layout "
@@ -279,7 +279,7 @@ def diag_init(
     real_scale = _validate.check_real("real_scale", real_scale, positive=True)
     imag_scale = _validate.check_real("imag_scale", imag_scale, low=0.0)
     if init in RANDOM_SPECTRA:
-        _validate.require_key("key", key, f"diag_init({init!r})")
+        _validate.check_key("key", key, f"diag_init({init!r})")
     Lam = half_spectrum(init, N, (), real_scale, imag_scale, key, cdtype, rdtype)
     return full_layout(Lam, conj_sym)
 
@@ -383,7 +383,7 @@ def diag_b_init(
     N = _check_even_N(N)
     conj_sym = _validate.check_bool("conj_sym", conj_sym)
     if init in RANDOM_B_INITS:
-        _validate.require_key("key", key, f"diag_b_init({init!r})")
+        _validate.check_key("key", key, f"diag_b_init({init!r})")
     return full_layout(_b(init, N, (), key, cdtype, rdtype), conj_sym)
 
 
@@ -507,7 +507,7 @@ def dplr(
         if is_random
     ]
     if random_parts:
-        _validate.require_key("key", key, "dplr with " + ", ".join(random_parts))
+        _validate.check_key("key", key, "dplr with " + ", ".join(random_parts))
         k_lam, k_b, k_p = jax.random.split(key, 3)
     else:
         k_lam = k_b = k_p = None

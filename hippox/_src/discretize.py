@@ -104,7 +104,8 @@ def discretize(
         )
     else:
         alpha = _GBT_ALPHA.get(method)
-    A, B, dt = _as_float("A", A), _as_float("B", B), _as_float("dt", dt)
+    A, B = _as_float("A", A), _as_float("B", B)
+    dt = _validate.check_step("dt", dt)
     if A.ndim < 2 or A.shape[-1] != A.shape[-2]:
         raise ValueError(f"`A` must have shape (..., N, N), got {A.shape}.")
     N = A.shape[-1]
@@ -118,7 +119,13 @@ def discretize(
         B = B[..., None]
     dtype = jnp.result_type(A, B, dt)
     A, B, dt = A.astype(dtype), B.astype(dtype), dt.astype(dtype)
-    batch = jnp.broadcast_shapes(A.shape[:-2], B.shape[:-2], dt.shape)
+    try:
+        batch = jnp.broadcast_shapes(A.shape[:-2], B.shape[:-2], dt.shape)
+    except ValueError:
+        raise ValueError(
+            f"`dt` must broadcast against the batch axes of A {A.shape[:-2]} and B "
+            f"{B.shape[:-2]}, got dt of shape {dt.shape}."
+        ) from None
     A = jnp.broadcast_to(A, (*batch, N, N))
     B = jnp.broadcast_to(B, (*batch, N, B.shape[-1]))
     dtA = dt[..., None, None] * A
@@ -164,11 +171,18 @@ def discretize_diag(
       `Discretized(Ab, Bb)`: ``Ab`` ``(..., N)``, ``Bb`` shaped like the broadcast ``B``.
 
     Note:
-      ``zoh`` divides by Lambda: it needs ``Lambda != 0`` elementwise (HiPPO spectra
-      have ``Re(Lambda) < 0``).
+      ``zoh`` and ``dss`` divide by Lambda; an exact ``Lambda = 0`` (an integrator, e.g.
+      the raw ``fout`` spectrum) takes the limit: ``Bb = dt B`` (zoh), ``Bb = B / L``
+      (dss).
+
+    Raises:
+      ValueError: bad shapes, an unknown ``method``, a concrete ``dt`` that is not
+        finite and > 0, or a ``dt`` that does not broadcast against ``Lambda``.
+      TypeError: non-numeric inputs or a complex ``dt``.
     """
     _validate.check_choice("method", method, DIAG_METHODS)
-    Lam, B, dt = _as_float("Lambda", Lambda), _as_float("B", B), _as_float("dt", dt)
+    Lam, B = _as_float("Lambda", Lambda), _as_float("B", B)
+    dt = _validate.check_step("dt", dt)
     if Lam.ndim < 1:
         raise ValueError(f"`Lambda` must have shape (..., N), got {Lam.shape}.")
     N = Lam.shape[-1]
@@ -179,6 +193,14 @@ def discretize_diag(
             f"than Lambda) with N={N}, got {B.shape} for Lambda of shape {Lam.shape}."
         )
     L = check_dss_length(method, L)
+    try:
+        jnp.broadcast_shapes(Lam.shape[:-1], (B.shape[:-2] if matrix_b else B.shape[:-1]), dt.shape)
+    except ValueError:
+        raise ValueError(
+            f"`dt` must broadcast against the batch (channel) axes of Lambda {Lam.shape[:-1]}"
+            f" and B, got dt of shape {dt.shape} (e.g. one step per channel: Lambda (H, N), "
+            "dt (H,))."
+        ) from None
     dt = dt[..., None]
     dtLam = dt * Lam
     if method == "bilinear":
@@ -188,8 +210,14 @@ def discretize_diag(
     else:
         Ab = jnp.exp(dtLam)
         # expm1 (complex too): (exp(dtΛ) - 1)/Λ keeps full relative precision at small dtΛ.
-        scale = jnp.expm1(dtLam) / Lam
+        # Lambda = 0 (an integrator) takes the limit dt; the division is guarded so that
+        # gradients stay finite there.
+        zero = Lam == 0
+        safe = jnp.where(zero, jnp.ones_like(Lam), Lam)
+        scale = jnp.where(zero, dt * (1.0 + dtLam / 2.0), jnp.expm1(dtLam) / safe)
         if method == "dss":
-            scale = scale / jnp.expm1(dtLam * L)
+            # ... and the DSS factor 1/(exp(dtΛL) - 1) -> 1/(dt L) for Λ = 0.
+            den = jnp.where(zero, jnp.ones_like(dtLam), jnp.expm1(dtLam * L))
+            scale = jnp.where(zero, jnp.ones_like(scale) / L, scale / den)
     Bb = scale[..., None] * B if matrix_b else scale * B
     return Discretized(Ab, Bb)

@@ -133,9 +133,12 @@ def _dplr_arrays(Lambda, P, B, C, dt, *, c_name: str):
         B = jnp.zeros(Lam.shape[-1:], Lam.dtype)
     else:
         B = _validate.as_inexact("B", B, allow_bool=True)
-    dt = _validate.as_inexact("dt", dt, allow_complex=False, allow_bool=True)
+    dt = _validate.check_step("dt", dt)
     if Lam.ndim < 1:
         raise ValueError(f"`Lambda` must have shape (..., M), got {Lam.shape}.")
+    _validate.check_no_positive_real(
+        "Lambda", Lam, "the DPLR kernel and C̃ need a stable diagonal part"
+    )
     M = Lam.shape[-1]
     if P.ndim < 2 or P.shape[-1] != M:
         raise ValueError(
@@ -143,6 +146,7 @@ def _dplr_arrays(Lambda, P, B, C, dt, *, c_name: str):
         )
     kernels.check_modes("B", B, M)
     kernels.check_modes(c_name, C, M)
+    check_rank_axis(P, {"Lambda": Lam, "B": B, c_name: C})
     batch = kernels.broadcast_batch(
         {
             "Lambda": Lam.shape[:-1],
@@ -153,6 +157,25 @@ def _dplr_arrays(Lambda, P, B, C, dt, *, c_name: str):
         }
     )
     return Lam, P, B, C, dt, batch
+
+
+def check_rank_axis(P: jax.Array, others: dict) -> None:
+    """Refuses a 2-D ``P`` whose first axis could be the channel axis of the others.
+
+    ``P`` ``(rank, M)`` is shared by every channel; with ``(H, M)`` arrays and ``rank ==
+    H > 1`` the same shape is also a per-channel P with its rank axis forgotten (which
+    would be read as rank H, silently). That ambiguous case is refused.
+    """
+    if P.ndim != 2:
+        return
+    for name, x in others.items():
+        if x.ndim >= 2 and x.shape[-2] == P.shape[0] > 1:
+            raise ValueError(
+                f"`P` must have shape (rank, H, M); got {P.shape}, whose first axis could be "
+                f"the channel axis H={x.shape[-2]} of `{name}` {x.shape} (rank axis "
+                f"missing) or a rank shared by all channels. Pass P[None] (rank 1, one row "
+                f"per channel) or P[:, None] (rank {P.shape[0]}, shared)."
+            )
 
 
 def _dplr_flatten(Lam, P, B, C, dt, batch):
@@ -338,9 +361,10 @@ def kernel_dplr(
       True
     """
     L = _validate.check_size("L", L)
+    conj_sym = _validate.check_bool("conj_sym", conj_sym)
     chunk_size = kernels.check_chunk_size(chunk_size)
     arrays = _dplr_arrays(Lambda, P, B, C_tilde, dt, c_name="C_tilde")
-    return _kernel_dplr(*arrays, L=L, conj_sym=bool(conj_sym), chunk_size=chunk_size)
+    return _kernel_dplr(*arrays, L=L, conj_sym=conj_sym, chunk_size=chunk_size)
 
 
 @functools.partial(jax.jit, static_argnames=("L", "conj_sym", "chunk_size", "batch"))
@@ -500,8 +524,9 @@ def dplr_c_from_tilde(
 def _c_tilde_transform(C, Lambda, P, dt, L, c_name: str, *, inverse: bool, conj_sym) -> jax.Array:
     """Validation shared by `dplr_c_tilde` and `dplr_c_from_tilde`."""
     L = _validate.check_size("L", L)
+    conj_sym = _validate.check_bool("conj_sym", conj_sym)
     arrays = _dplr_arrays(Lambda, P, None, C, dt, c_name=c_name)
-    return _c_tilde(*arrays, L=L, inverse=inverse, conj_sym=bool(conj_sym))
+    return _c_tilde(*arrays, L=L, inverse=inverse, conj_sym=conj_sym)
 
 
 def _wide_available() -> bool:

@@ -131,7 +131,7 @@ def _lambda_factory(part, init, conj_sym, blocks, scale, transform, params, name
         lead, M = split_modes(shape, what=what)
         N = block_state_size(M, conj_sym, blocks, what=what, shape=shape)
         if random:
-            _validate.require_key("key", key, f"{name}({init!r})")
+            _validate.check_key("key", key, f"{name}({init!r})")
             # One independent spectrum per channel and block, in float64 when enabled.
             rd = draw_dtype()
             cd = _validate.complex_dtype(rd)
@@ -288,7 +288,7 @@ def p(init: str = "legs", *, conj_sym: bool = True, std: float = 1.0, **params) 
         if init == "zeros":
             return jnp.zeros(shape, dtype)
         if init == "random":
-            _validate.require_key("key", key, what)
+            _validate.check_key("key", key, what)
             half = diagonal.complex_normal(key, (*shape[:-2], N // 2), draw_dtype())
             return pair_from_complex(std * full_layout(half, conj_sym), xp=jnp).astype(dtype)
         x = _p_host(init, N, rank, conj_sym, ptuple)  # (rank, M, 2)
@@ -336,7 +336,7 @@ def b(init: str = "legs", *, conj_sym: bool = True, **params) -> Initializer:
         lead, M = split_modes(shape, what=what, trail=(2,))
         N = block_state_size(M, conj_sym, 1, what=what, shape=shape)
         if init in diagonal.RANDOM_B_INITS:
-            _validate.require_key("key", key, f"b({init!r})")
+            _validate.check_key("key", key, f"b({init!r})")
             half = diagonal.complex_normal(key, (*lead, N // 2), draw_dtype())
             return pair_from_complex(full_layout(half, conj_sym), xp=jnp).astype(dtype)
         return broadcast_cast(_b_host(init, N, conj_sym, ptuple), shape, dtype)
@@ -377,7 +377,7 @@ def c(*, std: float = 1.0) -> Initializer:
             raise ValueError(
                 f"`shape` must be (..., 2) (real, imaginary parts) for c(), got {shape}."
             )
-        _validate.require_key("key", key, "c()")
+        _validate.check_key("key", key, "c()")
         z = jax.random.normal(key, shape, draw_dtype()) * (std / np.sqrt(2.0))
         return z.astype(dtype)
 
@@ -409,7 +409,7 @@ def d(init: Literal["normal", "ones", "zeros"] = "normal", *, std: float = 1.0) 
             return jnp.ones(shape, dtype)
         if init == "zeros":
             return jnp.zeros(shape, dtype)
-        _validate.require_key("key", key, "d('normal')")
+        _validate.check_key("key", key, "d('normal')")
         return (jax.random.normal(key, shape, draw_dtype()) * std).astype(dtype)
 
     return initializer
@@ -447,7 +447,7 @@ def log_dt(*, dt_min: float = 1e-3, dt_max: float = 1e-1) -> Initializer:
 
     def initializer(key, shape, dtype: DTypeLike | None = None) -> jax.Array:
         shape, dtype = shape_and_dtype(shape, dtype)
-        _validate.require_key("key", key, "log_dt()")
+        _validate.check_key("key", key, "log_dt()")
         x = jax.random.uniform(key, shape, draw_dtype(), minval=lo, maxval=hi)
         return jnp.clip(x.astype(dtype), *_inward(lo, hi, dtype))
 

@@ -159,7 +159,9 @@ def kernel_naive(
     if Bb.ndim < 1:
         raise ValueError(f"`Bb` must have shape (..., N), got {Bb.shape}.")
     N = Bb.shape[-1]
-    if diagonal is None:
+    if diagonal is not None:
+        diagonal = _validate.check_bool("diagonal", diagonal)
+    else:
         diagonal = not (Ab.ndim == Bb.ndim + 1 and Ab.ndim >= 2 and Ab.shape[-1] == Ab.shape[-2])
     if diagonal:
         if Ab.ndim < 1 or Ab.shape[-1] != N:
@@ -264,8 +266,10 @@ def kernel_diag(
       for the usual shapes), float32 or float64 (module docstring).
 
     Raises:
-      ValueError: for bad shapes, ``L < 1``, an unknown ``method`` or bad ``chunk_size``.
-      TypeError: for a complex ``dt``.
+      ValueError: for bad shapes, ``L < 1``, an unknown ``method``, a bad ``chunk_size``,
+        a concrete ``dt`` that is not finite and > 0, or a concrete ``Lambda`` with
+        ``Re(Lambda) > 0`` (except with ``dss``).
+      TypeError: for a complex ``dt``, non-numeric arrays or a non-bool ``conj_sym``.
 
     Examples:
       >>> import jax.numpy as jnp
@@ -279,14 +283,20 @@ def kernel_diag(
     """
     _validate.check_choice("method", method, DIAG_METHODS)
     L = _validate.check_size("L", L)
+    conj_sym = _validate.check_bool("conj_sym", conj_sym)
     chunk_size = check_chunk_size(chunk_size)
     Lam, B, C = (
         _validate.as_inexact(name, x, allow_bool=True)
         for name, x in (("Lambda", Lambda), ("B", B), ("C", C))
     )
-    dt = _validate.as_inexact("dt", dt, allow_complex=False, allow_bool=True)
+    dt = _validate.check_step("dt", dt)
     if Lam.ndim < 1:
         raise ValueError(f"`Lambda` must have shape (..., M), got {Lam.shape}.")
+    if method != "dss":
+        _validate.check_no_positive_real(
+            "Lambda", Lam, f"method={method!r} grows like exp(Re(dt Lambda) L); only 'dss' "
+            "handles unstable modes"
+        )
     M = Lam.shape[-1]
     check_modes("B", B, M)
     check_modes("C", C, M)
@@ -300,7 +310,7 @@ def kernel_diag(
         dt,
         L=L,
         method=method,
-        conj_sym=bool(conj_sym),
+        conj_sym=conj_sym,
         chunk_size=chunk_size,
         batch=batch,
     )

@@ -204,7 +204,14 @@ def transition_host(measure: str, N: int, params: tuple) -> tuple[np.ndarray, np
     `check_measure_params`. Only the parameter *values* are checked here, by the
     measure's builder (e.g. ``theta > 0``).
     """
-    A, B = _BUILDERS[measure](N, **dict(params))
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        A, B = _BUILDERS[measure](N, **dict(params))
+    if not (np.all(np.isfinite(A)) and np.all(np.isfinite(B))):
+        given = ", ".join(f"`{k}`={v!r}" for k, v in params) or "its default parameters"
+        raise ValueError(
+            f"measure {measure!r} with N={N} and {given} gives a non-finite transition "
+            "matrix (A or B overflows float64); choose parameters of moderate size."
+        )
     A, B = A + 0.0, B + 0.0  # canonical zeros: -0.0 + 0.0 == +0.0
     A.setflags(write=False)
     B.setflags(write=False)
@@ -213,7 +220,7 @@ def transition_host(measure: str, N: int, params: tuple) -> tuple[np.ndarray, np
 
 def _deterministic_host(measure: str, N, params: dict) -> tuple[np.ndarray, np.ndarray]:
     """`transition_host` after checking N and the parameter names of a canonical measure."""
-    N = _validate.check_size("N", N, even=measure in _EVEN_ONLY)
+    N = _validate.check_state_size("N", N, even=measure in _EVEN_ONLY)
     return transition_host(measure, N, check_measure_params(measure, params))
 
 
@@ -273,8 +280,8 @@ def transition(
     dtype = _validate.real_dtype(dtype)
     measure = canonical_measure(measure)
     if measure in RANDOM_MEASURES:
-        N = _validate.check_size("N", N)
-        _validate.require_key("key", key, f"measure {measure!r}")
+        N = _validate.check_state_size("N", N)
+        _validate.check_key("key", key, f"measure {measure!r}")
         if params:
             raise TypeError(f"measure {measure!r} takes no parameters, got {tuple(params)}.")
         return _random_transition(measure, N, key, dtype)
@@ -369,7 +376,7 @@ def rank_correction_host(measure: str, N: int, rank: int, params: tuple) -> np.n
 def rank_correction_np(measure: str, N: int, *, rank: int = 1, **params) -> np.ndarray:
     """Float64 NumPy low-rank term ``P`` of shape ``(rank, N)`` (cached, read-only)."""
     measure = canonical_nplr_measure(measure)
-    N = _validate.check_size("N", N, even=measure in _EVEN_ONLY)
+    N = _validate.check_state_size("N", N, even=measure in _EVEN_ONLY)
     rank = _validate.check_size("rank", rank)
     params = check_measure_params(measure, params)
     transition_host(measure, N, params)  # the measure's builder checks the parameter values

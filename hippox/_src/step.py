@@ -63,7 +63,6 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax.typing import ArrayLike
 
 from hippox._src import _validate
@@ -74,7 +73,7 @@ from hippox._src.discretize import (
     discretize,
     discretize_diag,
 )
-from hippox._src.dplr import closed_modes, dplr_matrix
+from hippox._src.dplr import check_rank_axis, closed_modes, dplr_matrix
 
 __all__ = [
     "DPLRStepParams",
@@ -183,10 +182,8 @@ StepParams = DiagStepParams | DenseStepParams | DPLRStepParams
 
 
 def _check_dt(dt: jax.Array) -> None:
-    """Checks ``dt > 0`` when its value is known (skipped for traced values)."""
-    values = _validate.concrete_value(dt)
-    if values is not None and not np.all(values > 0):
-        raise ValueError(f"`dt` must be > 0 elementwise, got {values}.")
+    """Checks ``dt`` finite and > 0 when its value is known (skipped for traced values)."""
+    _validate.check_step("dt", dt)
 
 
 def _channels(leading: dict[str, tuple[int, ...]], describe: str) -> int:
@@ -441,6 +438,7 @@ def _dplr_inputs(Lambda, P, B, C, dt, conj_sym):
             f"`P`, `B` and `C` must have M={M} modes like `Lambda`, got P {P.shape}, "
             f"B {B.shape}, C {C.shape}."
         )
+    check_rank_axis(P, {"Lambda": Lam, "B": B, "C": C})
     H = _channels(lead, "Lambda/B/C (H, M), P (rank, H, M), dt (H,)")
     _check_dt(dt)
     return (Lam, P, B, C, dt), H, conj_sym, _validate.compute_dtype(Lam, P, B, C, dt)
