@@ -11,11 +11,12 @@ that maps token embeddings ``(..., L, d_input)`` to next-token logits
 2. **decode**: `jax.lax.scan` over step mode, feeding back the embedding of the token
    just drawn.
 
-Token ``t`` of the continuation (``t = 0 … steps - 1``) is drawn from
-``softmax(logits / temperature)`` with the key ``jax.random.split(key, steps)[t]``
-(`jax.random.categorical`), or is the argmax when ``temperature == 0`` (greedy), so a
-slow reference that re-runs the full forward pass on the growing sequence and uses the
-same keys draws the same tokens.
+Token ``t`` of the continuation (``t = 0 … steps - 1``) is drawn for the whole batch
+at once, ``jax.random.categorical(keys[t], logits_t / temperature, axis=-1)`` with
+``keys = jax.random.split(key, steps)`` and ``logits_t`` the ``(..., V)`` next-token
+logits of every sequence, or is the argmax when ``temperature == 0`` (greedy), so a
+slow reference that re-runs the full forward pass on the growing sequences and draws
+the same way gets the same tokens.
 """
 
 from __future__ import annotations

@@ -35,8 +35,9 @@ def generate(
     ``d_output = V`` (the vocabulary). Dropout is off and BatchNorm uses its running
     averages (the model itself is not modified).
 
-    Token ``t`` is drawn from ``softmax(logits / temperature)`` with the key
-    ``jax.random.split(key, steps)[t]``, or is the argmax when ``temperature == 0``.
+    Token ``t`` of the batch is one draw ``jax.random.categorical(keys[t], logits_t /
+    temperature, axis=-1)`` over the ``(..., V)`` next-token logits, with ``keys =
+    jax.random.split(key, steps)``, or is the argmax when ``temperature == 0``.
 
     Args:
       model: a `hippox.nnx.SequenceModel` with ``pooling=None``.
