@@ -244,7 +244,7 @@ def basis(
       measure: one of `hippox.BASIS_MEASURES`.
       N: state size (even for the Fourier measures).
       t: ``(T,)`` times ago, ``>= 0`` (for ``scaled=True``: fractions of the history,
-        in ``[0, 1]``). Values outside a window give 0.
+        in ``[0, 1]``). Values outside a window give 0; a NaN time gives a NaN row.
       scaled: ``legs`` only: the scaled LegS memory of the whole history instead of the
         LTI LegS memory that `hippox.transition` + `hippox.discretize` give.
       dtype: real floating dtype of the result (default: the floating dtype of ``t``,
@@ -275,6 +275,8 @@ def basis(
              [ 1.    , -1.7321,  2.2361, -2.6458]])
     """
     canonical, p = _resolve(measure, N, scaled, params)
+    if t is None or isinstance(t, (str, bytes)):
+        raise TypeError(f"`t` must be a 1-D array of times, got {t!r}.")
     if not isinstance(t, jax.core.Tracer):
         t = np.asarray(t)
     if t.ndim != 1:
@@ -288,11 +290,15 @@ def basis(
     evaluate = _EVALUATORS[canonical]
     if isinstance(t, jax.core.Tracer):
         # half-precision requests are evaluated in float32 and cast at the end
-        return evaluate(jnp, t.astype(_validate.compute_dtype(dtype)), N, p, scaled).astype(dtype)
+        t = t.astype(_validate.compute_dtype(dtype))
+        G = evaluate(jnp, t, N, p, scaled)
+        return jnp.where(jnp.isnan(t)[:, None], jnp.nan, G).astype(dtype)
     s = np.asarray(t, dtype=np.float64)
     if np.any(s < 0):
         raise ValueError(f"`t` must be >= 0 (time ago; 0 is now), got {s[s < 0][0]!r}.")
-    return jnp.asarray(evaluate(np, s, N, p, scaled), dtype)
+    with np.errstate(invalid="ignore"):
+        G = evaluate(np, s, N, p, scaled)
+    return jnp.asarray(np.where(np.isnan(s)[:, None], np.nan, G), dtype)
 
 
 def reconstruct(

@@ -10,6 +10,17 @@ Shapes follow the hippox SSM conventions: ``u`` ``(..., L)`` (e.g. ``(B, H, L)``
 ``u.shape[:-1]`` (e.g. ``(H,)``). Inputs must be real. The output has the promoted real
 dtype of the inputs; half-precision inputs are transformed in float32 (XLA's FFT has no
 half-precision type) and cast back.
+
+Non-finite values (NaN, ±inf) stay where causality puts them. An FFT mixes every
+position, so one NaN sample would otherwise turn the *earlier* outputs NaN too, unlike
+the step mode. `causal_conv` therefore transforms the inputs with their non-finite
+samples replaced by 0 and sets the outputs NaN from the first non-finite position of
+each sequence on (the first non-finite sample of ``u``, or the first non-finite lag of
+``K``, whichever comes first): the outputs before it are exactly those of the finite
+prefix, as in step mode. In `bidirectional_conv` every output depends on every sample
+(through ``K_bwd``), so a sequence with a non-finite sample (or kernel entry) gives NaN
+everywhere, and the other sequences of the batch are unaffected. A non-finite ``D``
+propagates as it would elementwise. Cost: one ``isfinite`` pass over the inputs.
 """
 
 from __future__ import annotations
@@ -76,6 +87,16 @@ def _prepare(u, kernels: dict, D):
     return u, ks, D, L, out_dtype, fft_dtype
 
 
+def _first_bad(x: jax.Array) -> jax.Array:
+    """Index of the first non-finite entry along the last axis (its length if none)."""
+    bad = ~jnp.isfinite(x)
+    return jnp.where(jnp.any(bad, axis=-1), jnp.argmax(bad, axis=-1), x.shape[-1])
+
+
+def _finite(x: jax.Array) -> jax.Array:
+    return jnp.where(jnp.isfinite(x), x, jnp.zeros((), x.dtype))
+
+
 def _finish(y, u, D, out_dtype):
     if D is not None:
         y = y + D[..., None].astype(y.dtype) * u.astype(y.dtype)
@@ -93,7 +114,8 @@ def causal_conv(u: ArrayLike, K: ArrayLike, *, D: ArrayLike | None = None) -> ja
 
     Returns:
       ``(..., L)`` real output, the broadcast shape of ``u`` and ``K``, in their promoted
-      real dtype.
+      real dtype. Outputs from the first non-finite sample of a sequence (or lag of its
+      kernel) on are NaN; the earlier ones are unaffected (module docstring).
 
     Raises:
       ValueError: if the lengths differ or the leading axes do not broadcast.
@@ -116,10 +138,15 @@ def causal_conv(u: ArrayLike, K: ArrayLike, *, D: ArrayLike | None = None) -> ja
 def _causal(u, K, D, *, out_dtype, fft_dtype):
     L = u.shape[-1]
     n = _fft_len(L)
-    uf = jnp.fft.rfft(u.astype(fft_dtype), n=n, axis=-1)
-    kf = jnp.fft.rfft(K.astype(fft_dtype), n=n, axis=-1)
+    u, K = u.astype(fft_dtype), K.astype(fft_dtype)
+    first = jnp.minimum(_first_bad(u), _first_bad(K))  # broadcast leading shape
+    u = _finite(u)
+    uf = jnp.fft.rfft(u, n=n, axis=-1)
+    kf = jnp.fft.rfft(_finite(K), n=n, axis=-1)
     y = jnp.fft.irfft(uf * kf, n=n, axis=-1)[..., :L]
-    return _finish(y, u, D, out_dtype)
+    y = _finish(y, u, D, out_dtype)
+    poisoned = jnp.arange(L) >= first[..., None]
+    return jnp.where(poisoned, jnp.array(jnp.nan, out_dtype), y)
 
 
 def bidirectional_conv(
@@ -143,7 +170,8 @@ def bidirectional_conv(
       D: optional skip term, broadcasting against ``u.shape[:-1]``.
 
     Returns:
-      ``(..., L)`` real output (broadcast shape, promoted real dtype).
+      ``(..., L)`` real output (broadcast shape, promoted real dtype); all NaN for a
+      sequence with a non-finite sample or kernel entry (module docstring).
 
     Raises:
       ValueError: if the lengths differ or the leading axes do not broadcast.
@@ -172,6 +200,10 @@ def _bidirectional(u, kf, kb, D, *, out_dtype, fft_dtype):
     # the two halves apart.
     gap = jnp.zeros((*shape, n - 2 * L + 1), fft_dtype)
     two_sided = jnp.concatenate([kf, gap, kb[..., : L - 1][..., ::-1]], axis=-1)
-    uf = jnp.fft.rfft(u.astype(fft_dtype), n=n, axis=-1)
-    y = jnp.fft.irfft(uf * jnp.fft.rfft(two_sided, axis=-1), n=n, axis=-1)[..., :L]
-    return _finish(y, u, D, out_dtype)
+    u = u.astype(fft_dtype)
+    bad = jnp.any(~jnp.isfinite(u), axis=-1) | jnp.any(~jnp.isfinite(two_sided), axis=-1)
+    u = _finite(u)
+    uf = jnp.fft.rfft(u, n=n, axis=-1)
+    y = jnp.fft.irfft(uf * jnp.fft.rfft(_finite(two_sided), axis=-1), n=n, axis=-1)[..., :L]
+    y = _finish(y, u, D, out_dtype)
+    return jnp.where(bad[..., None], jnp.array(jnp.nan, out_dtype), y)
