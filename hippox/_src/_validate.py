@@ -9,6 +9,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from hippox._src import checks
+
 
 def check_size(name: str, value, *, minimum: int = 1, even: bool = False) -> int:
     """Returns `value` as a Python int after checking it is an integer >= `minimum`."""
@@ -222,8 +224,8 @@ def _describe(values: np.ndarray) -> str:
 def check_step(name: str, dt, *, allow_bool: bool = True) -> jax.Array:
     """A real step-size array; when its value is known, every entry finite and > 0.
 
-    Traced values are not checked here (see `hippox.checks` for checks under
-    `jax.experimental.checkify`).
+    A traced ``dt`` is checked only under `jax.experimental.checkify` (module docstring
+    of ``hippox/_src/checks.py``).
 
     Raises:
       TypeError: ``dt`` is not a real numeric array.
@@ -231,7 +233,9 @@ def check_step(name: str, dt, *, allow_bool: bool = True) -> jax.Array:
     """
     dt = as_inexact(name, dt, allow_complex=False, allow_bool=allow_bool)
     values = concrete_value(dt)
-    if values is not None:
+    if values is None:
+        checks.traced_positive_finite(name, dt)
+    else:
         bad = ~(np.isfinite(values) & (values > 0))
         if np.any(bad):
             raise ValueError(
@@ -263,9 +267,10 @@ def check_key(name: str, key, what: str) -> jax.Array:
 def check_no_positive_real(name: str, Lambda: jax.Array, what: str) -> None:
     """Refuses a concrete ``Lambda`` with ``Re(Lambda) > 0`` (an unstable mode)."""
     values = concrete_value(Lambda)
-    if values is not None and np.any(np.real(values) > 0):
+    if values is None:
+        checks.traced_stable(name, Lambda)
+    elif np.any(np.real(values) > 0):
         worst = np.real(values).max()
         raise ValueError(
-            f"`{name}` must have Re({name}) <= 0 ({what}), got a mode with Re({name}) = "
-            f"{worst:g}."
+            f"`{name}` must have Re({name}) <= 0 ({what}), got a mode with Re({name}) = {worst:g}."
         )

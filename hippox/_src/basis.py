@@ -65,7 +65,7 @@ import numpy as np
 from jax.typing import ArrayLike, DTypeLike
 from scipy import special
 
-from hippox._src import _validate, matrices
+from hippox._src import _validate, checks, matrices
 
 #: Measures with a basis (`basis`, `reconstruct`); ``fourier`` is an alias of ``fout``.
 BASIS_MEASURES: tuple[str, ...] = (
@@ -291,6 +291,7 @@ def basis(
     if isinstance(t, jax.core.Tracer):
         # half-precision requests are evaluated in float32 and cast at the end
         t = t.astype(_validate.compute_dtype(dtype))
+        checks.traced_nonnegative("t", t)
         G = evaluate(jnp, t, N, p, scaled)
         return jnp.where(jnp.isnan(t)[:, None], jnp.nan, G).astype(dtype)
     s = np.asarray(t, dtype=np.float64)
