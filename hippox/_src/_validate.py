@@ -183,7 +183,12 @@ def check_batch_shape(batch_shape, *, name: str = "batch_shape") -> tuple[int, .
         raise TypeError(
             f"`{name}` must be an int or a sequence of ints, got {batch_shape!r}."
         ) from None
-    return tuple(check_size(f"{name} entry", n, minimum=0) for n in entries)
+    for n in entries:
+        if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0:
+            raise (ValueError if isinstance(n, numbers.Integral) else TypeError)(
+                f"`{name}` must be an int or a sequence of ints >= 0, got {batch_shape!r}."
+            )
+    return tuple(int(n) for n in entries)
 
 
 #: The largest state size ``N`` for which hippox builds dense host matrices (transition

@@ -55,7 +55,6 @@ are None.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import numbers
 from typing import Any, Literal, NamedTuple
 
@@ -66,7 +65,7 @@ from jax.typing import ArrayLike
 from scipy import linalg as sla
 from scipy import special
 
-from hippox._src import _validate, decompositions, diagonal, matrices
+from hippox._src import _validate, cache, decompositions, diagonal, matrices
 from hippox._src.parameterization import conj_closed, full_layout, pair_from_complex
 
 _OLD_NAMES = {"fourier_double": "fourier2"}
@@ -148,7 +147,7 @@ def _eigen(measure: str, N: int):
     return Lam, Pt, s[:, None] * V0, V0.conj().T / s[None, :]
 
 
-@functools.lru_cache(maxsize=64)
+@cache.host_cache
 def _host(measure: str, N: int, conj_sym: bool, diagonalize: bool) -> dict:
     """Float64/complex128 NumPy parameters of one (non-block) Hippo."""
     if measure in _DIAGONAL_ONLY:

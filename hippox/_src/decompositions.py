@@ -24,7 +24,6 @@ the fallback columns.
 
 from __future__ import annotations
 
-import functools
 from typing import NamedTuple
 
 import jax
@@ -32,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import DTypeLike
 
-from hippox._src import _validate, matrices
+from hippox._src import _validate, cache, matrices
 
 
 class NPLR(NamedTuple):
@@ -95,7 +94,7 @@ def _null_pairs(Z_complex: np.ndarray, B: np.ndarray) -> np.ndarray:
     return (U[:, 0::2] + 1j * U[:, 1::2]) / np.sqrt(2.0)
 
 
-@functools.lru_cache(maxsize=128)
+@cache.host_cache
 def nplr_host(measure: str, N: int, rank: int, params: tuple):
     """Float64/complex128 NumPy ``(Lambda, P, B, V)`` of `nplr` (cached, read-only).
 
@@ -105,6 +104,7 @@ def nplr_host(measure: str, N: int, rank: int, params: tuple):
     measure's builder checks the parameter values; ``rank`` below the measure's
     natural rank raises.
     """
+    _validate.check_state_size("N", N)
     A, B = matrices.transition_host(measure, N, params)
     P = matrices.rank_correction_host(measure, N, rank, params)
     AP = A + P.T @ P
@@ -158,10 +158,17 @@ def nplr(
     Computed in float64 on the host, cached, and cast to the complex dtype matching
     ``dtype`` (complex64 for float32, complex128 for float64).
 
+    Cost: the first call for a given ``(measure, N)`` runs a dense ``N × N``
+    eigendecomposition on the host, ``O(N³)``: milliseconds at ``N = 64``, about a second
+    at ``N = 1024`` and several seconds (up to about a minute, depending on the measure
+    and the machine) at ``N = 2048``. Later calls hit the host cache (bounded in bytes,
+    ``hippox/_src/cache.py``; one ``N = 2048`` entry holds ~70 MB). ``N`` above
+    ``hippox._src._validate.MAX_DENSE_N`` is refused.
+
     Args:
       measure: one of `hippox.NPLR_MEASURES` (``legs``, ``legt``, ``lagt``, ``fout``,
         ...) or an alias.
-      N: even state size.
+      N: even state size, at most ``MAX_DENSE_N`` (16384).
       rank: rank of the correction (``legt`` needs >= 2).
       b_clip: if given, clip ``Im(B)`` to ``[-b_clip, b_clip]`` (the reference S4 init
         uses 2.0). See the module docstring: with hippox's canonical phase ``Im(B)``

@@ -49,7 +49,6 @@ block.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from typing import Literal, NamedTuple
 
@@ -58,7 +57,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import DTypeLike
 
-from hippox._src import _validate, decompositions, matrices
+from hippox._src import _validate, cache, decompositions, matrices
 from hippox._src.parameterization import conj_closed, full_layout
 
 DiagInit = Literal["legs", "lin", "inv", "inv2", "quad", "real", "rand"]
@@ -191,7 +190,7 @@ RANDOM_SPECTRA: dict[str, Callable] = {"rand": _rand_spectrum}
 DIAG_INITS: tuple[str, ...] = (*_SPECTRA, *RANDOM_SPECTRA)
 
 
-@functools.lru_cache(maxsize=128)
+@cache.host_cache
 def _spectrum_np(init: str, N: int) -> np.ndarray:
     return _readonly(np.asarray(_SPECTRA[init](N), np.complex128))
 
@@ -311,7 +310,7 @@ RANDOM_B_INITS: tuple[str, ...] = ("random",)
 B_INITS: tuple[str, ...] = (*_B_BUILDERS, *RANDOM_B_INITS)
 
 
-@functools.lru_cache(maxsize=128)
+@cache.host_cache
 def _b_np(init: str, N: int) -> np.ndarray:
     return _readonly(np.asarray(_B_BUILDERS[init](N), np.complex128))
 
@@ -571,7 +570,7 @@ def _check_block(measure, N_block, J, params: dict):
     return measure, N_block, J, matrices.check_measure_params(measure, params)
 
 
-@functools.lru_cache(maxsize=64)
+@cache.host_cache
 def block_diagonal_host(measure: str, N_block: int, J: int, conj_sym: bool, params: tuple):
     """Complex128 ``(Lambda, V, Vinv)`` of `block_diagonal_init` (cached, read-only).
 
@@ -636,7 +635,7 @@ def block_diagonal_init(
     return BlockDiagonal(*(jnp.asarray(x, cdtype) for x in (Lam, V, Vinv)))
 
 
-@functools.lru_cache(maxsize=64)
+@cache.host_cache
 def _block_normal_np(measure: str, N_block: int, J: int, params: tuple) -> np.ndarray:
     A, _ = matrices.transition_host(measure, N_block, params)
     P = matrices.rank_correction_host(measure, N_block, matrices.natural_rank(measure), params)

@@ -363,6 +363,8 @@ def kernel_dplr(
     L = _validate.check_size("L", L)
     conj_sym = _validate.check_bool("conj_sym", conj_sym)
     chunk_size = kernels.check_chunk_size(chunk_size)
+    if B is None:
+        raise TypeError("`B` must be an array of shape (..., M), got None.")
     arrays = _dplr_arrays(Lambda, P, B, C_tilde, dt, c_name="C_tilde")
     return _kernel_dplr(*arrays, L=L, conj_sym=conj_sym, chunk_size=chunk_size)
 

@@ -47,7 +47,6 @@ initializers are in `hippox._src.dense_initializers`; all are exported as
 
 from __future__ import annotations
 
-import functools
 from typing import Literal
 
 import jax
@@ -55,7 +54,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import DTypeLike
 
-from hippox._src import _validate, decompositions, diagonal
+from hippox._src import _validate, cache, decompositions, diagonal
 from hippox._src.init_protocol import (
     Initializer,
     block_state_size,
@@ -77,7 +76,7 @@ from hippox._src.parameterization import (
 # (`diagonal.check_init`), and N, rank come from a checked ``shape``.
 
 
-@functools.lru_cache(maxsize=256)
+@cache.host_cache
 def _lambda_part_host(
     part: str,
     init: str,
@@ -97,7 +96,7 @@ def _lambda_part_host(
     return x
 
 
-@functools.lru_cache(maxsize=256)
+@cache.host_cache
 def _p_host(init: str, N: int, rank: int, conj_sym: bool, params: tuple) -> np.ndarray:
     """Float64 ``(rank, M, 2)``: `hippox.nplr`'s P of a canonical measure, as real pairs."""
     P = decompositions.nplr_host(init, N, rank, params)[1]
@@ -106,7 +105,7 @@ def _p_host(init: str, N: int, rank: int, conj_sym: bool, params: tuple) -> np.n
     return out
 
 
-@functools.lru_cache(maxsize=256)
+@cache.host_cache
 def _b_host(init: str, N: int, conj_sym: bool, params: tuple) -> np.ndarray:
     """Float64 ``(M, 2)``: a deterministic B init or a measure's ``V* B``, as real pairs."""
     out = pair_from_complex(full_layout(diagonal.b_host(init, N, params), conj_sym, xp=np))

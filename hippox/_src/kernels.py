@@ -65,7 +65,7 @@ def broadcast_batch(shapes: dict[str, tuple[int, ...]]) -> tuple[int, ...]:
     try:
         return tuple(jnp.broadcast_shapes(*shapes.values()))
     except ValueError as err:
-        desc = ", ".join(f"{k}: {v}" for k, v in shapes.items())
+        desc = ", ".join(f"`{k}` {v}" for k, v in shapes.items())
         raise ValueError(
             f"the batch (channel) shapes of the arguments must broadcast together, got {desc}."
         ) from err
@@ -294,8 +294,9 @@ def kernel_diag(
         raise ValueError(f"`Lambda` must have shape (..., M), got {Lam.shape}.")
     if method != "dss":
         _validate.check_no_positive_real(
-            "Lambda", Lam, f"method={method!r} grows like exp(Re(dt Lambda) L); only 'dss' "
-            "handles unstable modes"
+            "Lambda",
+            Lam,
+            f"method={method!r} grows like exp(Re(dt Lambda) L); only 'dss' handles unstable modes",
         )
     M = Lam.shape[-1]
     check_modes("B", B, M)

@@ -25,7 +25,6 @@ Measures (n, k = 0 … N-1, q_n = sqrt(2n+1)):
 
 from __future__ import annotations
 
-import functools
 import inspect
 from collections.abc import Callable
 from typing import NamedTuple
@@ -36,7 +35,7 @@ import numpy as np
 from jax.typing import DTypeLike
 from scipy import special
 
-from hippox._src import _validate
+from hippox._src import _validate, cache
 
 
 class Transition(NamedTuple):
@@ -195,7 +194,7 @@ def measure_defaults(measure: str) -> dict[str, float]:
     return {n: float(p.default) for n, p in signature.parameters.items() if n != "N"}
 
 
-@functools.lru_cache(maxsize=256)
+@cache.host_cache
 def transition_host(measure: str, N: int, params: tuple) -> tuple[np.ndarray, np.ndarray]:
     """Float64 NumPy ``(A, B)`` of a deterministic measure (cached, read-only arrays).
 
@@ -204,6 +203,7 @@ def transition_host(measure: str, N: int, params: tuple) -> tuple[np.ndarray, np
     `check_measure_params`. Only the parameter *values* are checked here, by the
     measure's builder (e.g. ``theta > 0``).
     """
+    _validate.check_state_size("N", N)
     with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
         A, B = _BUILDERS[measure](N, **dict(params))
     if not (np.all(np.isfinite(A)) and np.all(np.isfinite(B))):
@@ -354,7 +354,7 @@ def canonical_nplr_measure(measure: str) -> str:
     return ALIASES.get(measure, measure)
 
 
-@functools.lru_cache(maxsize=256)
+@cache.host_cache
 def rank_correction_host(measure: str, N: int, rank: int, params: tuple) -> np.ndarray:
     """Float64 NumPy ``P`` of shape ``(rank, N)`` (cached, read-only).
 
@@ -363,6 +363,7 @@ def rank_correction_host(measure: str, N: int, rank: int, params: tuple) -> np.n
     `check_measure_params` with valid values. Raises when ``rank`` is below the
     measure's `natural_rank`.
     """
+    _validate.check_state_size("N", N)
     P = _RANK_CORRECTIONS[measure](N)
     if measure == "legt":  # A scales as 2/theta, so P scales as sqrt(2/theta)
         P = P * np.sqrt(2.0 / dict(params).get("theta", 2.0))

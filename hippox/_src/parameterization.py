@@ -107,8 +107,10 @@ def lambda_from_params(
       >>> initializers.lambda_from_params(re, jnp.asarray([2.0], jnp.float32), transform="clip")
       Array([-1.+2.j], dtype=complex64)
     """
-    re = lambda_re_forward(jnp.asarray(Lambda_re), transform)
-    im = jnp.asarray(Lambda_im)
+    re = lambda_re_forward(
+        _validate.as_inexact("Lambda_re", Lambda_re, allow_complex=False), transform
+    )
+    im = _validate.as_inexact("Lambda_im", Lambda_im, allow_complex=False)
     rd = _validate.compute_dtype(re, im)
     return jax.lax.complex(re.astype(rd), im.astype(rd))
 

@@ -628,9 +628,7 @@ def init_state(params: StepParams, batch_shape: Sequence[int] = ()) -> jax.Array
             "`params` must be a DiagStepParams, DenseStepParams or DPLRStepParams, got "
             f"{type(params).__name__}."
         )
-    batch_shape = tuple(
-        _validate.check_size("batch_shape entry", n, minimum=0) for n in batch_shape
-    )
+    batch_shape = _validate.check_batch_shape(batch_shape)
     return jnp.zeros((*batch_shape, *params.Bb.shape), params.Bb.dtype)
 
 
