@@ -76,7 +76,7 @@ def _params(cfg, rng, dtype=np.float64):
     return {k: jnp.asarray(rng.normal(size=s) * 0.5, dtype) for k, s in cfg.param_shapes().items()}
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", [*NAMES[:-1], pytest.param("ExpRNN", marks=pytest.mark.slow)])
 def test_cell_matches_numpy_and_seq_lengths(name, rng):
     cfg = CONFIGS[name](3, 4)
     p = _params(cfg, rng)
@@ -120,7 +120,7 @@ def test_exprnn_orthogonal_and_inits():
     np.testing.assert_allclose(float(jnp.std(gp["W_hh"])), np.sqrt(2 / 128), rtol=0.05)
 
 
-@pytest.mark.parametrize("name", ["GRU", "LSTM"])
+@pytest.mark.parametrize("name", ["GRU", pytest.param("LSTM", marks=pytest.mark.slow)])
 def test_frameworks_agree(name, rng):
     d, H, L = 3, 5, 6
     x = jnp.asarray(rng.normal(size=(2, L, d)), jnp.float32)
@@ -182,7 +182,7 @@ def test_wrappers_errors_and_dtypes(rng):
     assert y.dtype == jnp.float32 and s.h.dtype == jnp.float32
 
 
-@pytest.mark.parametrize("preset", ["lmu", "tlsi"])
+@pytest.mark.parametrize("preset", ["lmu", pytest.param("tlsi", marks=pytest.mark.slow)])
 def test_hippo_presets_in_every_framework(preset, rng):
     d, H, L = 3, 4, 5
     opts = dict(hippo_cell_options(preset), N=4)
