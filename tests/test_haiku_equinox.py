@@ -210,3 +210,185 @@ def test_errors():
         hippox.equinox.S4D(2, 4, key=None)
     with pytest.raises(ValueError, match="`N` must be even"):
         hk.transform(lambda u: hippox.haiku.S4D(2, 5)(u)).init(None, jnp.ones((3, 2)))
+
+
+# ----------------------------------------------------------------------------- every layer
+
+LAYER_SPECS = {  # name: sizes (HiPPORNN: in_features, hidden_features, N)
+    "S4D": (3, 4),
+    "S4": (3, 8, 4),
+    "S5": (3, 4),
+    "LSSL": (3, 3),
+    "HiPPORNN": (3, 3, 3),
+}
+
+
+def _layer_kw(name):
+    return {"N": 3} if name == "HiPPORNN" else {}
+
+
+@pytest.mark.parametrize("name", list(LAYER_SPECS))
+def test_every_layer_same_outputs_and_gradients(name, rng):
+    # Same parameters -> the same outputs (with seq_lengths and a carried state) and the
+    # same gradients as NNX, in Haiku and (vmapped, one sequence per call) Equinox.
+    sizes = LAYER_SPECS[name][:-1] if name == "HiPPORNN" else LAYER_SPECS[name]
+    kw = _layer_kw(name)
+    layer = getattr(hippox.nnx, name)(*sizes, **kw, rngs=nnx.Rngs(int(rng.integers(1000))))
+    params = _nnx_params(layer)
+    u = jnp.asarray(rng.normal(size=(2, 8, 3)), jnp.float32)
+    lengths = jnp.asarray([8, 5])
+    c0 = layer(u[:, :3], return_carry=True)[0]
+    carry, y = layer(u, seq_lengths=lengths, initial_carry=c0, return_carry=True)
+
+    def nnx_loss(p):
+        m = nnx.merge(nnx.graphdef(layer), nnx.State(p))
+        c, y = m(u, seq_lengths=lengths, initial_carry=c0, return_carry=True)
+        return jnp.sum(y**2) + sum(jnp.sum(jnp.abs(x) ** 2) for x in jax.tree.leaves(c)[:1])
+
+    g = jax.jit(jax.grad(nnx_loss))(params)
+
+    cls_hk = getattr(hippox.haiku, name)
+    t = hk.without_apply_rng(
+        hk.transform(
+            lambda u, p=None: cls_hk(*sizes, name="layer", **kw)(
+                u, seq_lengths=lengths, initial_carry=c0, return_carry=True
+            )
+        )
+    )
+    hk_params = t.init(jax.random.key(0), u)
+    assert jax.tree.map(jnp.shape, hk_params["layer"]) == jax.tree.map(jnp.shape, params)
+    carry_hk, y_hk = t.apply({"layer": params}, u)
+    np.testing.assert_allclose(y_hk, y, rtol=1e-5, atol=1e-6)
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), carry_hk, carry
+    )
+
+    def hk_loss(p):
+        c, y = t.apply({"layer": p}, u)
+        return jnp.sum(y**2) + sum(jnp.sum(jnp.abs(x) ** 2) for x in jax.tree.leaves(c)[:1])
+
+    g_hk = jax.jit(jax.grad(hk_loss))(params)
+    for k in params:
+        np.testing.assert_allclose(g_hk[k], g[k], rtol=1e-4, atol=1e-6)
+
+    e = getattr(hippox.equinox, name)(*sizes, **kw, key=jax.random.key(1))
+    assert jax.tree.map(jnp.shape, e.params) == jax.tree.map(jnp.shape, params)
+    e = eqx.tree_at(lambda m: m.params, e, params)
+
+    def eqx_run(m):
+        return jax.vmap(lambda u, n, c: m(u, seq_lengths=n, initial_carry=c, return_carry=True))(
+            u, lengths, c0
+        )
+
+    carry_e, y_e = eqx_run(e)
+    np.testing.assert_allclose(y_e, y, rtol=1e-5, atol=1e-6)
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), carry_e, carry
+    )
+
+    def eqx_loss(m):
+        c, y = eqx_run(m)
+        return jnp.sum(y**2) + sum(jnp.sum(jnp.abs(x) ** 2) for x in jax.tree.leaves(c)[:1])
+
+    g_e = eqx.filter_jit(eqx.filter_grad(eqx_loss))(e)
+    for k in params:
+        np.testing.assert_allclose(g_e.params[k], g[k], rtol=1e-4, atol=1e-6)
+    # step mode continues the carry in both
+    sp = e.setup_step()
+    _, y_step = jax.vmap(lambda c, x: e.step(c, x, sp))(carry_e, u[:, 0])
+    _, y_nnx = layer.step(carry, u[:, 0])
+    np.testing.assert_allclose(y_step, y_nnx, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("layer", ["s5", "hippo_rnn"])
+def test_sequence_model_same_outputs_and_gradients(layer, rng):
+    kw = dict(
+        d_model=4,
+        n_layers=2,
+        layer=layer,
+        layer_kwargs={"N": 4} if layer == "s5" else {"N": 3},
+        pooling="mean" if layer == "s5" else None,
+        activation="glu" if layer == "s5" else "gelu",
+    )
+    model = hippox.nnx.SequenceModel(3, 2, **kw, deterministic=True, rngs=nnx.Rngs(0))
+    params = nnx.to_pure_dict(nnx.state(model, nnx.Param))
+    u = jnp.asarray(rng.normal(size=(2, 6, 3)), jnp.float32)
+    lengths = jnp.asarray([6, 4])
+    carry, y = model(u, seq_lengths=lengths, return_carry=True)
+
+    gd, p0, rest = nnx.split(model, nnx.Param, ...)
+
+    def nnx_loss(p):
+        return jnp.sum(nnx.merge(gd, p, rest)(u, seq_lengths=lengths) ** 2)
+
+    g = jax.jit(jax.grad(nnx_loss))(p0)
+    g = nnx.to_pure_dict(g)
+
+    # Equinox: params is the NNX pure dict as it is
+    e = hippox.equinox.SequenceModel(3, 2, **kw, inference=True, key=jax.random.key(0))
+    assert jax.tree.map(jnp.shape, e.params) == jax.tree.map(jnp.shape, params)
+    e = eqx.tree_at(lambda m: m.params, e, params)
+
+    def eqx_run(m):
+        return jax.vmap(lambda u, n: m(u, seq_lengths=n, return_carry=True))(u, lengths)
+
+    carry_e, y_e = eqx_run(e)
+    np.testing.assert_allclose(y_e, y, rtol=1e-5, atol=1e-6)
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), carry_e, carry
+    )
+    g_e = eqx.filter_jit(eqx.filter_grad(lambda m: jnp.sum(eqx_run(m)[1] ** 2)))(e)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), g_e.params, g)
+
+    # Haiku: sub-modules encoder, layers_i, mixers_i, norms_i, final_norm, decoder
+    t = hk.without_apply_rng(
+        hk.transform(
+            lambda u: hippox.haiku.SequenceModel(3, 2, **kw)(
+                u, seq_lengths=lengths, return_carry=True
+            )
+        )
+    )
+    hk_init = t.init(jax.random.key(0), u)
+
+    def to_haiku(p):
+        out = {}
+        for k, v in p.items():
+            if all(isinstance(i, int) for i in v):
+                out.update({f"sequence_model/~/{k}_{i}": sub for i, sub in v.items()})
+            else:
+                out[f"sequence_model/~/{k}"] = v
+        return out
+
+    hk_params = to_haiku(params)
+    assert jax.tree.map(jnp.shape, hk_init) == jax.tree.map(jnp.shape, hk_params)
+    carry_h, y_h = t.apply(hk_params, u)
+    np.testing.assert_allclose(y_h, y, rtol=1e-5, atol=1e-6)
+    g_h = jax.jit(jax.grad(lambda p: jnp.sum(t.apply(p, u)[1] ** 2)))(hk_params)
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), g_h, to_haiku(g)
+    )
+    # step mode continues the carry (Equinox, one sequence)
+    sp = e.setup_step()
+    c0 = jax.tree.map(lambda x: x[0], carry_e)
+    _, y_k = e.step(c0, u[0, 0], sp)
+    _, y_n = model.step(carry, u[:, 0])
+    np.testing.assert_allclose(y_k, y_n[0], rtol=1e-5, atol=1e-6)
+
+
+def test_backbone_framework_errors():
+    with pytest.raises(ValueError, match="'layer' or None"):
+        hippox.equinox.SequenceModel(3, 2, norm="batch", key=jax.random.key(0))
+    with pytest.raises(ValueError, match="'layer' or None"):
+        hk.transform(lambda: hippox.haiku.SequenceModel(3, 2, norm="batch")).init(None)
+    e = hippox.equinox.SequenceModel(
+        3, 2, d_model=4, n_layers=1, dropout=0.5, layer_kwargs={"N": 4}, key=jax.random.key(0)
+    )
+    u = jnp.ones((5, 3), jnp.float32)
+    with pytest.raises(ValueError, match="`key` must be"):
+        e(u)
+    y1, y2 = e(u, key=jax.random.key(1)), e(u, key=jax.random.key(2))
+    assert not np.allclose(y1, y2)
+    ei = eqx.nn.inference_mode(e)
+    np.testing.assert_array_equal(ei(u), ei(u))
+    with pytest.raises(ValueError, match="d_input=3"):
+        ei(jnp.ones((5, 4), jnp.float32))
