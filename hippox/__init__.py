@@ -68,6 +68,7 @@ from hippox._src.basis import basis as basis
 from hippox._src.basis import reconstruct as reconstruct
 
 # --- recurrences, O(N) LegS memory, online projection (recurrence.py, legs.py, project.py)
+from hippox._src.legs import legs_dt as legs_dt
 from hippox._src.legs import legs_matvec as legs_matvec
 from hippox._src.legs import legs_solve as legs_solve
 from hippox._src.legs import legs_step as legs_step
@@ -88,8 +89,19 @@ from hippox._src.layers.s5 import S5StepParams as S5StepParams
 # --- HiPPO-RNN memory and cell math (hippox/_src/memory.py, hippox/_src/layers/rnn.py)
 from hippox._src.layers.rnn import HiPPORNNConfig as HiPPORNNConfig
 from hippox._src.layers.rnn import HiPPORNNState as HiPPORNNState
+from hippox._src.layers.rnn import hippo_cell_options as hippo_cell_options
 from hippox._src.memory import HiPPOMemory as HiPPOMemory
 from hippox._src.memory import hippo_memory as hippo_memory
+
+# --- baseline recurrent cells (hippox/_src/layers/cells.py)
+from hippox._src.layers.cells import ExpRNNConfig as ExpRNNConfig
+from hippox._src.layers.cells import GRUConfig as GRUConfig
+from hippox._src.layers.cells import LSTMConfig as LSTMConfig
+from hippox._src.layers.cells import LSTMState as LSTMState
+from hippox._src.layers.cells import MGUConfig as MGUConfig
+from hippox._src.layers.cells import MinimalRNNConfig as MinimalRNNConfig
+from hippox._src.layers.cells import RNNConfig as RNNConfig
+from hippox._src.layers.cells import RNNState as RNNState
 
 # --- optimizer helpers (hippox/_src/optim.py)
 from hippox._src.optim import SSM_PARAM_NAMES as SSM_PARAM_NAMES
@@ -113,6 +125,8 @@ def __getattr__(name: str):
 
 
 __all__ = [
+    "_PackageNotFoundError",
+    "_version",
     "MEASURES",
     "NPLR_MEASURES",
     "Transition",
@@ -158,6 +172,7 @@ __all__ = [
     "BASIS_MEASURES",
     "basis",
     "reconstruct",
+    "legs_dt",
     "legs_matvec",
     "legs_solve",
     "legs_step",
@@ -172,8 +187,17 @@ __all__ = [
     "S5StepParams",
     "HiPPORNNConfig",
     "HiPPORNNState",
+    "hippo_cell_options",
     "HiPPOMemory",
     "hippo_memory",
+    "ExpRNNConfig",
+    "GRUConfig",
+    "LSTMConfig",
+    "LSTMState",
+    "MGUConfig",
+    "MinimalRNNConfig",
+    "RNNConfig",
+    "RNNState",
     "SSM_PARAM_NAMES",
     "optax_labels",
 ]
