@@ -125,7 +125,8 @@ class S4DConfig(SISOConfig):
         Lam, B, dt = self._system(p, step_rescale)
         L = u.shape[-1] if self.disc == "dss" else None
         Ab, Bb = discretize_diag(Lam, B, dt, method=self.disc, L=L)
-        C = self._c_rows(p, "C", Lam, self._dt(p)) * (2.0 if self.conj_sym else 1.0)
+        Lam_stored = base.expand_groups(self._lambda(p), self.H)  # the bandlimit's frequencies
+        C = self._c_rows(p, "C", Lam_stored, self._dt(p)) * (2.0 if self.conj_sym else 1.0)
         return masking.diag_state_pass(Ab, Bb, C, x0, u, lengths, need_state=need_state)
 
     def step_params(
