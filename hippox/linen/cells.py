@@ -1,4 +1,5 @@
-"""Flax linen baseline recurrent cells: RNN, GRU, LSTM, MGU, MinimalRNN, ExpRNN.
+"""Flax linen baseline cells and layers: RNN, GRU, LSTM, MGU, MinimalRNN, ExpRNN, Lipschitz
+RNN, UnICORNN (cells), and the sequence layers `LipschitzRNN`, `UnICORNN`, `CKConv`.
 
 Thin shells over the configs of ``hippox._src.layers.cells`` (equations there). Each
 cell follows the linen cell protocol (``cell(carry, x) -> (carry, y)``,
@@ -6,6 +7,8 @@ cell follows the linen cell protocol (``cell(carry, x) -> (carry, y)``,
 from the input, as for `flax.linen.SimpleCell`) and runs under `flax.linen.RNN`; the
 ``params`` collection holds the leaves of the NNX, Haiku and Equinox versions. The
 HiPPO variants are `hippox.linen.HiPPORNNCell` with `hippox.hippo_cell_options`.
+The sequence layers `LipschitzRNN`, `UnICORNN` and `CKConv` (no step mode) have the
+parameters and the calling convention of the `hippox.nnx` versions.
 
 Attributes (every cell):
   features: hidden size.
@@ -28,17 +31,34 @@ Examples:
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from typing import ClassVar
 
+import jax
 import jax.numpy as jnp
 from flax import linen as nn
 from jax.typing import ArrayLike
 
 from hippox._src import _validate
 from hippox._src.layers import cells as _cells
+from hippox._src.layers import ckconv as _ckconv
+from hippox._src.layers import lipschitz as _lipschitz
+from hippox._src.layers import unicornn as _unicornn
 from hippox.linen._config import ConfigModule
 
-__all__ = ["ExpRNNCell", "GRUCell", "LSTMCell", "MGUCell", "MinimalRNNCell", "RNNCell"]
+__all__ = [
+    "CKConv",
+    "ExpRNNCell",
+    "GRUCell",
+    "LSTMCell",
+    "LipschitzRNN",
+    "LipschitzRNNCell",
+    "MGUCell",
+    "MinimalRNNCell",
+    "RNNCell",
+    "UnICORNN",
+    "UnICORNNCell",
+]
 
 
 class _Cell(ConfigModule, nn.RNNCellBase):
@@ -113,3 +133,144 @@ class ExpRNNCell(_Cell, omit=("d_in",)):
     """The ExpRNN cell (linen); equations in ``hippox._src.layers.cells``."""
 
     config_class: ClassVar[type] = _cells.ExpRNNConfig
+
+
+class LipschitzRNNCell(_Cell, omit=("d_in",)):
+    """The Lipschitz RNN cell (linen); see ``hippox._src.layers.lipschitz``."""
+
+    config_class: ClassVar[type] = _lipschitz.LipschitzRNNConfig
+
+
+class UnICORNNCell(_Cell, omit=("d_in",)):
+    """The stacked UnICORNN cell (linen; carry ``(y, z)``); see ``hippox._src.layers.unicornn``."""
+
+    config_class: ClassVar[type] = _unicornn.UnICORNNConfig
+
+
+class _RecurrentLayer(ConfigModule):
+    """A cell over a sequence (linen): ``(..., L, in_features) -> (..., L, features)``.
+
+    Parameters (flat, the names of the cell) are created in ``setup``, so the step API
+    works without a first call (as `hippox.linen.HiPPORNN`). The call arguments are
+    those of `hippox.nnx.LipschitzRNN.__call__`.
+    """
+
+    def setup(self):
+        pd = _validate.real_dtype(self.param_dtype, name="param_dtype")
+        self._leaves = {
+            name: self.param(name, init, shape, pd)
+            for name, (shape, init) in self.config.param_specs().items()
+        }
+
+    def cell_params(self) -> dict[str, jax.Array]:
+        """The parameters as a flat ``{name: array}`` dict."""
+        return dict(self._leaves)
+
+    def __call__(
+        self,
+        x: ArrayLike,
+        *,
+        seq_lengths: ArrayLike | None = None,
+        initial_carry=None,
+        return_carry: bool = False,
+    ):
+        """``x`` ``(..., L, in_features)`` -> ``(..., L, features)`` (or ``(carry, y)``)."""
+        return _lipschitz.call_recurrent_layer(
+            self.config,
+            self.cell_params(),
+            x,
+            param_dtype=self.param_dtype,
+            dtype=self.dtype,
+            seq_lengths=seq_lengths,
+            initial_carry=initial_carry,
+            return_carry=return_carry,
+        )
+
+    @nn.nowrap
+    def initialize_carry(self, batch_shape: Sequence[int] = ()):
+        """Zero carry with batch shape ``batch_shape`` (callable on an unbound module)."""
+        return self.config.initial_state(batch_shape, self.param_dtype)
+
+    def setup_step(self) -> dict[str, jax.Array]:
+        """Step parameters (the weights)."""
+        return self.cell_params()
+
+    def step(self, carry, u_k: ArrayLike, step_params=None):
+        """One step: ``u_k`` ``(..., in_features)`` -> ``(carry, y_k (..., features))``."""
+        sp = self.cell_params() if step_params is None else step_params
+        return self.config.step(sp, carry, u_k, dtype=self.dtype)
+
+
+class LipschitzRNN(_RecurrentLayer, rename={"d_in": "in_features"}):
+    """The Lipschitz RNN over a sequence (linen); fields those of
+    `hippox._src.layers.lipschitz.LipschitzRNNConfig` (``d_in`` named ``in_features``),
+    plus ``dtype``, ``param_dtype``.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> from hippox.linen.cells import LipschitzRNN
+      >>> layer = LipschitzRNN(in_features=3, features=8)
+      >>> x = jnp.ones((2, 16, 3), jnp.float32)
+      >>> layer.apply(layer.init(jax.random.key(0), x), x).shape
+      (2, 16, 8)
+    """
+
+    config_class: ClassVar[type] = _lipschitz.LipschitzRNNConfig
+
+
+class UnICORNN(_RecurrentLayer, rename={"d_in": "in_features"}):
+    """The stacked UnICORNN over a sequence (linen); fields those of
+    `hippox._src.layers.unicornn.UnICORNNConfig` (``d_in`` named ``in_features``), plus
+    ``dtype``, ``param_dtype``."""
+
+    config_class: ClassVar[type] = _unicornn.UnICORNNConfig
+
+
+class CKConv(ConfigModule):
+    """The continuous kernel convolution (linen): ``(..., L, H) -> (..., L, H)``.
+
+    Fields: those of `hippox._src.layers.ckconv.CKConvConfig` (``H``, ``hidden``,
+    ``activation``, ``omega_0``, ``norm``, ``bias``, ``l_max``), ``dtype``,
+    ``param_dtype``; the call arguments are those of `hippox.nnx.CKConv.__call__` (no
+    step mode, no carry).
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> from hippox.linen.cells import CKConv
+      >>> layer = CKConv(H=4, hidden=16, l_max=32)
+      >>> u = jnp.ones((2, 32, 4), jnp.float32)
+      >>> layer.apply(layer.init(jax.random.key(0), u), u).shape
+      (2, 32, 4)
+    """
+
+    config_class: ClassVar[type] = _ckconv.CKConvConfig
+
+    def setup(self):
+        pd = _validate.real_dtype(self.param_dtype, name="param_dtype")
+        self._leaves = {
+            name: self.param(name, init, shape, pd)
+            for name, (shape, init) in self.config.param_specs().items()
+        }
+
+    def conv_params(self) -> dict[str, jax.Array]:
+        """The parameters as a flat ``{name: array}`` dict."""
+        return dict(self._leaves)
+
+    def __call__(
+        self,
+        u: ArrayLike,
+        *,
+        seq_lengths: ArrayLike | None = None,
+        initial_carry=None,
+        return_carry: bool = False,
+        step_rescale=1.0,
+    ):
+        """``u`` ``(..., L, H)`` -> ``(..., L, H)``."""
+        _ckconv.check_no_carry(initial_carry, return_carry)
+        return self.config.apply(
+            self.conv_params(),
+            u,
+            dtype=self.dtype,
+            seq_lengths=seq_lengths,
+            step_rescale=step_rescale,
+        )

@@ -266,6 +266,16 @@ class CKConvConfig(base.LayerConfig):
         return _apply_jit(self, p, u.astype(rd), lengths, r, out)
 
 
+def check_no_carry(initial_carry, return_carry) -> None:
+    """CKConv has no recurrent state: refuses a carry with a clear error."""
+    if _validate.check_bool("return_carry", return_carry) or initial_carry is not None:
+        raise ValueError(
+            "CKConv has no recurrent state (its kernel is a general function of the lag): "
+            "`initial_carry` must be None and `return_carry` False, got "
+            f"initial_carry={type(initial_carry).__name__}, return_carry={return_carry}."
+        )
+
+
 @functools.partial(jax.jit, static_argnums=(0, 2))
 def _kernel_jit(cfg, p, L, r):
     K = cfg.kernel_net(p, cfg.positions(L, r, r.dtype))

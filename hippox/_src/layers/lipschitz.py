@@ -151,3 +151,43 @@ class LipschitzRNNConfig(cb.RecurrentConfig):
         else:
             h = h + self.eps * f(h + 0.5 * self.eps * f(h))
         return RNNState(h), h
+
+
+def call_recurrent_layer(
+    config: cb.RecurrentConfig,
+    params,
+    x,
+    *,
+    param_dtype,
+    dtype=None,
+    seq_lengths=None,
+    initial_carry=None,
+    return_carry: bool = False,
+):
+    """Any `RecurrentConfig` under the sequence-layer calling convention.
+
+    ``layer(x, *, seq_lengths, initial_carry, return_carry)`` of the hippox sequence
+    layers (used by the Lipschitz RNN and UnICORNN sequence layers of every framework).
+
+    Args:
+      config: the cell config.
+      params: its flat parameter dict.
+      x: ``(..., L, d_in)`` input.
+      param_dtype: the layer's parameter dtype (its zero carry's dtype).
+      dtype: output dtype (None: ``x``'s).
+      seq_lengths: ``(...)`` ints in ``[0, L]``, or None.
+      initial_carry: the carry to start from (``config.state_class``, checked against
+        ``x``'s batch shape and ``param_dtype``), or None (zeros).
+      return_carry: return ``(carry, y)`` instead of ``y``.
+
+    Returns:
+      ``y`` ``(..., L, features)``, or ``(carry, y)``.
+    """
+    return_carry = _validate.check_bool("return_carry", return_carry)
+    x = cb.check_x(x, config.d_in, step=False)
+    if initial_carry is not None:
+        initial_carry = config.check_state(
+            initial_carry, x.shape[:-2], param_dtype, name="initial_carry"
+        )
+    carry, y = config.apply(params, x, initial_carry, dtype=dtype, seq_lengths=seq_lengths)
+    return (carry, y) if return_carry else y
