@@ -1,11 +1,13 @@
-"""Equinox baseline recurrent cells: RNN, GRU, LSTM, MGU, MinimalRNN, ExpRNN.
+"""Equinox baseline cells: RNN, GRU, LSTM, MGU, MinimalRNN, ExpRNN, Lipschitz RNN, UnICORNN;
+and the continuous kernel convolution `CKConv`.
 
 Re-exported by ``hippox.equinox``. Thin shells over the configs of
 ``hippox._src.layers.cells`` (equations there), in the Equinox cell convention
 ``cell(x_t, state) -> state`` (one unbatched example; batch with `jax.vmap`); the
 output ``h_t`` is ``state.h``. Parameters live in ``params`` (the names and shapes of
 the Flax and Haiku versions), the config is static. The HiPPO variants are
-`hippox.equinox.HiPPORNNCell` with `hippox.hippo_cell_options`.
+`hippox.equinox.HiPPORNNCell` with `hippox.hippo_cell_options`. `CKConv` maps
+``(..., L, H) -> (..., L, H)`` with the parameters of `hippox.nnx.CKConv` (no step mode).
 
 Examples:
   >>> import jax, jax.numpy as jnp
@@ -28,8 +30,21 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike, DTypeLike
 
 from hippox._src.layers import cells as _cells
+from hippox._src.layers import ckconv as _ckconv
+from hippox._src.layers import lipschitz as _lipschitz
+from hippox._src.layers import unicornn as _unicornn
 
-__all__ = ["ExpRNNCell", "GRUCell", "LSTMCell", "MGUCell", "MinimalRNNCell", "RNNCell"]
+__all__ = [
+    "CKConv",
+    "ExpRNNCell",
+    "GRUCell",
+    "LSTMCell",
+    "LipschitzRNNCell",
+    "MGUCell",
+    "MinimalRNNCell",
+    "RNNCell",
+    "UnICORNNCell",
+]
 
 
 class _Cell(eqx.Module):
@@ -40,6 +55,8 @@ class _Cell(eqx.Module):
       hidden_size: hidden size.
       key: jax.random key.
       param_dtype: parameter storage dtype (default float32).
+      **options: keyword fields of the cell's config (e.g. ``eps``, ``solver`` of the
+        Lipschitz RNN; ``n_layers``, ``dt``, ``alpha`` of UnICORNN).
     """
 
     params: dict[str, jax.Array]
@@ -52,8 +69,9 @@ class _Cell(eqx.Module):
         *,
         key,
         param_dtype: DTypeLike = jnp.float32,
+        **options,
     ):
-        self.config = self.config_class(input_size, hidden_size)
+        self.config = self.config_class(input_size, hidden_size, **options)
         self.params = self.config.init_params(key, param_dtype=param_dtype)
 
     def __call__(self, input: ArrayLike, state):
@@ -80,3 +98,47 @@ LSTMCell = _make("LSTMCell", _cells.LSTMConfig)
 MGUCell = _make("MGUCell", _cells.MGUConfig)
 MinimalRNNCell = _make("MinimalRNNCell", _cells.MinimalRNNConfig)
 ExpRNNCell = _make("ExpRNNCell", _cells.ExpRNNConfig)
+LipschitzRNNCell = _make("LipschitzRNNCell", _lipschitz.LipschitzRNNConfig)
+UnICORNNCell = _make("UnICORNNCell", _unicornn.UnICORNNConfig)
+
+
+class CKConv(eqx.Module):
+    """The continuous kernel convolution (Equinox): ``(..., L, H) -> (..., L, H)``.
+
+    `hippox._src.layers.ckconv.CKConvConfig` (equations there); no step mode.
+    Parameters live in ``params`` (the names of the other frameworks), the config is
+    static.
+
+    Args:
+      H: channels.
+      key: jax.random key.
+      param_dtype: parameter storage dtype (default float32).
+      **options: ``hidden``, ``activation``, ``omega_0``, ``norm``, ``bias``, ``l_max``.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> from hippox._equinox_cells import CKConv
+      >>> layer = CKConv(4, hidden=16, l_max=32, key=jax.random.key(0))
+      >>> layer(jnp.ones((32, 4), jnp.float32)).shape
+      (32, 4)
+    """
+
+    params: dict[str, jax.Array]
+    config: Any = eqx.field(static=True)
+
+    def __init__(self, H: int, *, key, param_dtype: DTypeLike = jnp.float32, **options):
+        self.config = _ckconv.CKConvConfig(H, **options)
+        self.params = self.config.init_params(key, param_dtype=param_dtype)
+
+    def __call__(
+        self,
+        u: ArrayLike,
+        *,
+        seq_lengths: ArrayLike | None = None,
+        initial_carry=None,
+        return_carry: bool = False,
+        step_rescale=1.0,
+    ):
+        """``u`` ``(..., L, H)`` -> ``(..., L, H)``; arguments of `hippox.nnx.CKConv`."""
+        _ckconv.check_no_carry(initial_carry, return_carry)
+        return self.config.apply(self.params, u, seq_lengths=seq_lengths, step_rescale=step_rescale)

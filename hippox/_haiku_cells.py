@@ -1,10 +1,13 @@
-"""Haiku baseline recurrent cells (`haiku.RNNCore`): RNN, GRU, LSTM, MGU, MinimalRNN, ExpRNN.
+"""Haiku baseline cells (`haiku.RNNCore`): RNN, GRU, LSTM, MGU, MinimalRNN, ExpRNN, Lipschitz
+RNN, UnICORNN; and the continuous kernel convolution `CKConv`.
 
 Re-exported by ``hippox.haiku``. Thin shells over the configs of
 ``hippox._src.layers.cells`` (equations there): ``cell(x_t, state) -> (h_t, state)``,
 usable with `haiku.dynamic_unroll`; the input size is read from the input at the first
 call; parameter names are those of the Flax versions. The HiPPO variants are
-`hippox.haiku.HiPPORNNCell` with `hippox.hippo_cell_options`.
+`hippox.haiku.HiPPORNNCell` with `hippox.hippo_cell_options`. `CKConv` is a sequence
+layer ``(..., L, H) -> (..., L, H)`` with the parameters of `hippox.nnx.CKConv` (no step
+mode).
 
 Examples:
   >>> import jax, jax.numpy as jnp
@@ -21,14 +24,30 @@ Examples:
 
 from __future__ import annotations
 
+import dataclasses
+
 import haiku as hk
+import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike, DTypeLike
 
 from hippox._src import _validate
 from hippox._src.layers import cells as _cells
+from hippox._src.layers import ckconv as _ckconv
+from hippox._src.layers import lipschitz as _lipschitz
+from hippox._src.layers import unicornn as _unicornn
 
-__all__ = ["ExpRNNCell", "GRUCell", "LSTMCell", "MGUCell", "MinimalRNNCell", "RNNCell"]
+__all__ = [
+    "CKConv",
+    "ExpRNNCell",
+    "GRUCell",
+    "LSTMCell",
+    "LipschitzRNNCell",
+    "MGUCell",
+    "MinimalRNNCell",
+    "RNNCell",
+    "UnICORNNCell",
+]
 
 
 class _Cell(hk.RNNCore):
@@ -39,6 +58,8 @@ class _Cell(hk.RNNCore):
       name: module name (default: the class name in snake case).
       param_dtype: parameter storage dtype (default float32).
       dtype: output dtype (None: the input's).
+      **options: keyword fields of the cell's config (e.g. ``eps``, ``solver`` of the
+        Lipschitz RNN; ``n_layers``, ``dt``, ``alpha`` of UnICORNN).
     """
 
     config_class: type
@@ -51,8 +72,9 @@ class _Cell(hk.RNNCore):
         name: str | None = None,
         param_dtype: DTypeLike = jnp.float32,
         dtype: DTypeLike | None = None,
+        **options,
     ):
-        config = self.config_class(1, hidden_size)  # validated before Haiku's own checks
+        config = self.config_class(1, hidden_size, **options)  # validated before Haiku's checks
         super().__init__(name=name or self.default_name)
         self.config = config
         self.param_dtype = _validate.real_dtype(param_dtype, name="param_dtype")
@@ -60,7 +82,7 @@ class _Cell(hk.RNNCore):
 
     def config_for(self, d_in: int):
         """The cell config for inputs with ``d_in`` features."""
-        return self.config_class(d_in, self.config.features)
+        return dataclasses.replace(self.config, d_in=d_in)
 
     def __call__(self, inputs: ArrayLike, prev_state):
         """One step: ``inputs`` ``(..., d_in)`` -> ``(h (..., hidden_size), state)``."""
@@ -97,3 +119,69 @@ LSTMCell = _make("LSTMCell", _cells.LSTMConfig, "lstm_cell")
 MGUCell = _make("MGUCell", _cells.MGUConfig, "mgu_cell")
 MinimalRNNCell = _make("MinimalRNNCell", _cells.MinimalRNNConfig, "minimal_rnn_cell")
 ExpRNNCell = _make("ExpRNNCell", _cells.ExpRNNConfig, "exp_rnn_cell")
+LipschitzRNNCell = _make("LipschitzRNNCell", _lipschitz.LipschitzRNNConfig, "lipschitz_rnn_cell")
+UnICORNNCell = _make("UnICORNNCell", _unicornn.UnICORNNConfig, "unicornn_cell")
+
+
+class CKConv(hk.Module):
+    """The continuous kernel convolution (Haiku): ``(..., L, H) -> (..., L, H)``.
+
+    `hippox._src.layers.ckconv.CKConvConfig` (equations there); no step mode.
+
+    Args:
+      H: channels.
+      name: module name (default ``'ckconv'``).
+      param_dtype: parameter storage dtype (default float32).
+      dtype: output dtype (None: the input's).
+      **options: ``hidden``, ``activation``, ``omega_0``, ``norm``, ``bias``, ``l_max``.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> import haiku as hk
+      >>> from hippox._haiku_cells import CKConv
+      >>> f = hk.transform(lambda u: CKConv(4, hidden=16, l_max=32)(u))
+      >>> u = jnp.ones((2, 32, 4), jnp.float32)
+      >>> f.apply(f.init(jax.random.key(0), u), None, u).shape
+      (2, 32, 4)
+    """
+
+    def __init__(
+        self,
+        H: int,
+        *,
+        name: str | None = "ckconv",
+        param_dtype: DTypeLike = jnp.float32,
+        dtype: DTypeLike | None = None,
+        **options,
+    ):
+        config = _ckconv.CKConvConfig(H, **options)
+        super().__init__(name=name)
+        self.config = config
+        self.param_dtype = _validate.real_dtype(param_dtype, name="param_dtype")
+        self.dtype = None if dtype is None else jnp.dtype(dtype)
+
+    def conv_params(self) -> dict[str, jax.Array]:
+        """The parameters (created at init) as a flat ``{name: array}`` dict."""
+        return {
+            name: hk.get_parameter(name, shape, self.param_dtype, init=_haiku_init(init))
+            for name, (shape, init) in self.config.param_specs().items()
+        }
+
+    def __call__(
+        self,
+        u: ArrayLike,
+        *,
+        seq_lengths: ArrayLike | None = None,
+        initial_carry=None,
+        return_carry: bool = False,
+        step_rescale=1.0,
+    ):
+        """``u`` ``(..., L, H)`` -> ``(..., L, H)``; arguments of `hippox.nnx.CKConv`."""
+        _ckconv.check_no_carry(initial_carry, return_carry)
+        return self.config.apply(
+            self.conv_params(),
+            u,
+            dtype=self.dtype,
+            seq_lengths=seq_lengths,
+            step_rescale=step_rescale,
+        )
