@@ -11,6 +11,8 @@ from jax.typing import ArrayLike
 from hippox import initializers as inits
 from hippox._src import _validate, diagonal, matrices
 from hippox._src.dplr import dplr_c_from_tilde, dplr_c_tilde, kernel_dplr
+from hippox._src.dplr_state import dplr_free_response
+from hippox._src.krylov import power_apply
 from hippox._src.layers import base, masking
 from hippox._src.layers.siso import SISOConfig
 from hippox._src.parameterization import complex_from_pair, conj_closed
@@ -190,13 +192,16 @@ class S4Config(SISOConfig):
         return self._apply_with_state(p, u, x0, lengths, step_rescale, need_state)
 
     def _apply_with_state(self, p: dict, u, x0, lengths, step_rescale, need_state):
-        """Free response of ``x0`` and final state, through the dense 2M-state form.
+        """Free response of ``x0`` (DPLR form) and final state (dense 2M form).
 
-        The bilinear DPLR system (`hippox.dplr_step_dense_params` with the plain ``C``)
-        is closed to its ``2M`` modes for ``conj_sym`` (``[x, conj(x)]``), and the
-        Krylov sequences ``C Ab^l``, ``Ab^l Bb`` are built by doubling
-        (`hippox._src.layers.masking.dense_state_pass`; the maths of
-        `hippox.forward_chunk_dense`).
+        The free response ``C Ab^{l+1} x0`` is the kernel of the same DPLR system with
+        the input vector ``B' = (I + dt/2 A) x0 / dt`` (`hippox._src.dplr_state`): Cauchy
+        sums and the Woodbury identity, ``O(M L)`` per channel and sequence, no
+        ``M × M`` matrix. The final state ``Ab^L x0 + Σ_l Ab^{L-1-l} Bb u_l`` uses the
+        dense bilinear system closed to its ``2M`` modes for ``conj_sym``
+        (``[x, conj(x)]``): the Krylov sequence ``Ab^l Bb`` by doubling and ``Ab^n x0``
+        by repeated squaring (`hippox._src.layers.masking.dense_state_pass`), as the
+        reference's ``forward_state`` does.
 
         Args:
           p: prepared parameters.
@@ -211,7 +216,18 @@ class S4Config(SISOConfig):
           ``x0``) and the ``(..., H, M)`` final state (None unless ``need_state``).
         """
         Lam, P, B, dt, C = self._plain_c(p, "C")
-        sp = dplr_step_dense_params(Lam, P, B, C[0], dt * step_rescale, conj_sym=self.conj_sym)
+        dt_r = dt * step_rescale
+        L = u.shape[-1]
+        y_free = None
+        if x0 is not None:
+            rows = [
+                dplr_free_response(Lam, P, C[c], dt_r, x0, L, conj_sym=self.conj_sym)
+                for c in range(self.channels)
+            ]
+            y_free = jnp.stack(rows, axis=-3)
+        if not need_state:
+            return y_free, None
+        sp = dplr_step_dense_params(Lam, P, B, C[0], dt_r, conj_sym=self.conj_sym)
         M = self.M
         if self.conj_sym:
             Ab = jnp.concatenate(
@@ -222,12 +238,15 @@ class S4Config(SISOConfig):
                 -2,
             )
             Bb = conj_closed(sp.Bb)
-            C = jnp.concatenate([2.0 * C, jnp.zeros_like(C)], -1).astype(Ab.dtype)
             x0 = None if x0 is None else conj_closed(x0)
         else:
-            Ab, Bb, C = sp.Ab, sp.Bb, C.astype(sp.Ab.dtype)
-        y_free, x = masking.dense_state_pass(Ab, Bb, C, x0, u, lengths, need_state=need_state)
-        return y_free, None if x is None else x[..., :M]
+            Ab, Bb = sp.Ab, sp.Bb
+        rows = jnp.zeros((1, *Bb.shape), Ab.dtype)  # output rows unused: no free response
+        _, x = masking.dense_state_pass(Ab, Bb, rows, None, u, lengths, need_state=True)
+        if x0 is not None:
+            n = L if lengths is None else lengths
+            x = x + power_apply(Ab, x0, n, diagonal=False, max_n=L)
+        return y_free, x[..., :M]
 
     def step_params(self, params: base.Params, *, step_rescale: float | ArrayLike = 1.0):
         """Step parameters: plain ``C`` from ``C_tilde``, then the bilinear DPLR step setup.
