@@ -122,7 +122,9 @@ class _Layer(eqx.Module):
     def step(self, carry, u_k: ArrayLike, step_params=None):
         """One step: ``u_k`` ``(H,)`` -> ``(carry, y_k (H,))`` (``step_params``: `setup_step`)."""
         sp = self.setup_step() if step_params is None else step_params
-        return self.config.step(sp, carry, u_k, dtype=self.dtype)
+        return _bb.step_layer(
+            self.config, sp, carry, u_k, param_dtype=_param_dtype(self.params), dtype=self.dtype
+        )
 
 
 class _SSM(_Layer):
@@ -156,9 +158,10 @@ class _SSM(_Layer):
 
 
 def _init(self, config, key, param_dtype, dtype) -> None:
+    _validate.check_key("key", key, f"hippox.equinox.{type(self).__name__}")
     self.config = config
     self.params = config.init_params(key, param_dtype=param_dtype)
-    self.dtype = None if dtype is None else jnp.dtype(dtype)
+    self.dtype = _bb.output_dtype(dtype)
 
 
 class S4D(_SSM):
@@ -347,6 +350,7 @@ class HiPPORNNCell(eqx.Module):
         param_dtype: DTypeLike = jnp.float32,
         **options,
     ):
+        _validate.check_key("key", key, "hippox.equinox.HiPPORNNCell")
         self.config = HiPPORNNConfig(input_size, hidden_size, **options)
         self.params = self.config.init_params(key, param_dtype=param_dtype)
 
@@ -426,7 +430,7 @@ class SequenceModel(eqx.Module):
         dtype: DTypeLike | None = None,
         param_dtype: DTypeLike = jnp.float32,
     ):
-        _validate.require_key("key", key, "hippox.equinox.SequenceModel")
+        _validate.check_key("key", key, "hippox.equinox.SequenceModel")
         self.d_input = _validate.check_size("d_input", d_input)
         if callable(layer):
             raise TypeError(
@@ -450,7 +454,7 @@ class SequenceModel(eqx.Module):
         pd = _validate.real_dtype(param_dtype, name="param_dtype")
         self.wiring, self.dropout, self.d_model = _bb.Wiring.of(opts), opts.dropout, opts.d_model
         self.layer_config = _bb.layer_config(opts)
-        self.dtype = None if dtype is None else jnp.dtype(dtype)
+        self.dtype = _bb.output_dtype(dtype)
         specs = _bb.param_specs(self.d_input, opts, self.layer_config)
         self.params = _bb.init_params(specs, key, pd)
 

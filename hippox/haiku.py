@@ -121,7 +121,7 @@ class _Layer(hk.Module):
         super().__init__(name=name)
         self.config = config
         self.param_dtype = _validate.real_dtype(param_dtype, name="param_dtype")
-        self.dtype = None if dtype is None else jnp.dtype(dtype)
+        self.dtype = _bb.output_dtype(dtype)
 
     def params(self) -> dict[str, jax.Array]:
         """The parameters (created at init) as a flat ``{name: array}`` dict."""
@@ -159,7 +159,9 @@ class _Layer(hk.Module):
         ``step_params`` from `setup_step` (recomputed when None: convenient, slower).
         """
         sp = self.setup_step() if step_params is None else step_params
-        return self.config.step(sp, carry, u_k, dtype=self.dtype)
+        return _bb.step_layer(
+            self.config, sp, carry, u_k, param_dtype=self.param_dtype, dtype=self.dtype
+        )
 
 
 class _SSM(_Layer):
@@ -350,7 +352,9 @@ class HiPPORNN(_Layer):
     def step(self, carry: HiPPORNNState, u_k: ArrayLike, step_params=None):
         """One step: ``u_k`` ``(..., in_features)`` -> ``(carry, h (..., hidden))``."""
         sp = self.params() if step_params is None else step_params
-        return self.config.step(sp, carry, u_k, dtype=self.dtype)
+        return _bb.step_layer(
+            self.config, sp, carry, u_k, param_dtype=self.param_dtype, dtype=self.dtype
+        )
 
 
 class HiPPORNNCell(hk.RNNCore):
@@ -510,7 +514,7 @@ class SequenceModel(hk.Module):
         pd = _validate.real_dtype(param_dtype, name="param_dtype")
         self.options, self.wiring = opts, _bb.Wiring.of(opts)
         self.d_input, self.param_dtype = d_input, pd
-        self.dtype = None if dtype is None else jnp.dtype(dtype)
+        self.dtype = _bb.output_dtype(dtype)
         H, n = opts.d_model, opts.n_layers
         kw = dict(param_dtype=pd, dtype=self.dtype)
         width = 2 * H if opts.activation == "glu" else H

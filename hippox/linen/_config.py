@@ -39,6 +39,11 @@ class ConfigModule(nn.Module):
             annotations = {}
             for f in fields:
                 name = rename.get(f.name, f.name)
+                if hasattr(nn.Module, name):
+                    raise TypeError(
+                        f"{cls.__name__}: the config field {f.name!r} would shadow "
+                        f"flax.linen.Module.{name}; rename it (class keyword `rename`)."
+                    )
                 annotations[name] = f.type
                 if f.default is not dataclasses.MISSING:
                     setattr(cls, name, f.default)

@@ -24,12 +24,11 @@ from collections.abc import Sequence
 from typing import ClassVar
 
 import jax
-import jax.numpy as jnp
 from flax import linen as nn
 from jax.typing import ArrayLike
 
 from hippox._src import _validate
-from hippox._src.layers.backbone import call_layer
+from hippox._src.layers.backbone import call_layer, output_dtype, step_layer
 from hippox._src.layers.lssl import LSSLConfig
 from hippox._src.layers.s4 import S4Config
 from hippox._src.layers.s4d import S4DConfig
@@ -54,7 +53,7 @@ class _SSMModule(ConfigModule):
         return dict(self._leaves)
 
     def _dtype(self):
-        return None if self.dtype is None else jnp.dtype(self.dtype)
+        return output_dtype(self.dtype)
 
     def __call__(
         self,
@@ -97,7 +96,9 @@ class _SSMModule(ConfigModule):
         ``step_params`` from `setup_step` (recomputed when None: convenient, slower).
         """
         sp = self.setup_step() if step_params is None else step_params
-        return self.config.step(sp, carry, u_k, dtype=self._dtype())
+        return step_layer(
+            self.config, sp, carry, u_k, param_dtype=self.param_dtype, dtype=self._dtype()
+        )
 
 
 class S4D(_SSMModule):

@@ -23,20 +23,21 @@ from flax import linen as nn
 from jax.typing import ArrayLike
 
 from hippox._src import _validate
-from hippox._src.layers.backbone import call_layer
+from hippox._src.layers.backbone import call_layer, step_layer
 from hippox._src.layers.rnn import HiPPORNNConfig, HiPPORNNState
 from hippox.linen._config import ConfigModule
 
 __all__ = ["HiPPORNN", "HiPPORNNCell"]
 
 
-class HiPPORNNCell(ConfigModule, nn.RNNCellBase, omit=("d_in",)):
+class HiPPORNNCell(ConfigModule, nn.RNNCellBase, omit=("d_in",), rename={"init": "weight_init"}):
     """The HiPPO-RNN cell (linen): ``(carry, x_t) -> (carry, h_t)``.
 
     Attributes:
       features: hidden size.
-      memory_size, N, measure, method, dt, gated, measure_params: as in
-        `hippox.HiPPORNNConfig`.
+      memory_size, N, measure, method, dt, gate, ...: the keyword fields of
+        `hippox.HiPPORNNConfig`, except its ``init`` (which would shadow
+        `flax.linen.Module.init`), here named ``weight_init``.
       dtype: output dtype (None: the input's).
       param_dtype: parameter storage dtype (default float32).
 
@@ -48,7 +49,7 @@ class HiPPORNNCell(ConfigModule, nn.RNNCellBase, omit=("d_in",)):
       >>> x = jnp.ones((2, 10, 3), jnp.float32)
       >>> variables = rnn.init(jax.random.key(0), x)
       >>> sorted(variables["params"]["cell"])
-      ['W_h', 'W_u', 'b_h', 'b_u']
+      ['W_g', 'W_h', 'W_u', 'b_g', 'b_h', 'b_u']
       >>> rnn.apply(variables, x).shape
       (2, 10, 8)
     """
@@ -95,7 +96,7 @@ class HiPPORNNCell(ConfigModule, nn.RNNCellBase, omit=("d_in",)):
         return 1
 
 
-class HiPPORNN(ConfigModule, rename={"d_in": "in_features"}):
+class HiPPORNN(ConfigModule, rename={"d_in": "in_features", "init": "weight_init"}):
     """The HiPPO-RNN over a sequence (linen): ``(..., L, in_features) -> (..., L, features)``.
 
     Parameters (flat, same names as `HiPPORNNCell`) are created in ``setup``, so the
@@ -108,8 +109,9 @@ class HiPPORNN(ConfigModule, rename={"d_in": "in_features"}):
     Attributes:
       in_features: input features.
       features: hidden size.
-      memory_size, N, measure, method, dt, gated, measure_params: as in
-        `hippox.HiPPORNNConfig`.
+      memory_size, N, measure, method, dt, gate, ...: the keyword fields of
+        `hippox.HiPPORNNConfig`, except its ``init`` (which would shadow
+        `flax.linen.Module.init`), here named ``weight_init``.
       dtype: output dtype (None: the input's).
       param_dtype: parameter storage dtype (default float32).
 
@@ -172,4 +174,6 @@ class HiPPORNN(ConfigModule, rename={"d_in": "in_features"}):
     def step(self, carry: HiPPORNNState, u_k: ArrayLike, step_params=None):
         """One step: ``u_k`` ``(..., in_features)`` -> ``(carry, y_k (..., features))``."""
         sp = self.rnn_params() if step_params is None else step_params
-        return self.config.step(sp, carry, u_k, dtype=self.dtype)
+        return step_layer(
+            self.config, sp, carry, u_k, param_dtype=self.param_dtype, dtype=self.dtype
+        )

@@ -38,7 +38,7 @@ from flax import nnx
 from jax.typing import ArrayLike, DTypeLike
 
 from hippox._src import _validate
-from hippox._src.layers.backbone import call_layer
+from hippox._src.layers.backbone import call_layer, output_dtype, step_layer
 from hippox._src.layers.lssl import LSSLConfig
 from hippox._src.layers.s4 import S4Config
 from hippox._src.layers.s4d import S4DConfig
@@ -56,7 +56,7 @@ class _SSMModule(nnx.Module):
         if not isinstance(rngs, nnx.Rngs):
             raise TypeError(f"`rngs` must be a flax.nnx.Rngs, got {type(rngs).__name__}.")
         self.config = config
-        self.dtype = None if dtype is None else jnp.dtype(dtype)
+        self.dtype = output_dtype(dtype)
         self.param_dtype = _validate.real_dtype(param_dtype, name="param_dtype")
         for name, (shape, init) in config.param_specs().items():
             setattr(self, name, nnx.Param(init(rngs.params(), shape, self.param_dtype)))
@@ -114,7 +114,9 @@ class _SSMModule(nnx.Module):
         ``step_params`` from `setup_step` (recomputed when None: convenient, slower).
         """
         sp = self.setup_step() if step_params is None else step_params
-        return self.config.step(sp, carry, u_k, dtype=self.dtype)
+        return step_layer(
+            self.config, sp, carry, u_k, param_dtype=self.param_dtype, dtype=self.dtype
+        )
 
 
 class S4D(_SSMModule):

@@ -22,7 +22,7 @@ from flax import nnx
 from jax.typing import ArrayLike, DTypeLike
 
 from hippox._src import _validate
-from hippox._src.layers.backbone import call_layer
+from hippox._src.layers.backbone import call_layer, output_dtype, step_layer
 from hippox._src.layers.rnn import HiPPORNNConfig, HiPPORNNState
 
 __all__ = ["HiPPORNN", "HiPPORNNCell"]
@@ -44,7 +44,7 @@ class _HiPPORNNParams:
         if not isinstance(rngs, nnx.Rngs):
             raise TypeError(f"`rngs` must be a flax.nnx.Rngs, got {type(rngs).__name__}.")
         self.config = HiPPORNNConfig(in_features, hidden_features, **options)
-        self.dtype = None if dtype is None else jnp.dtype(dtype)
+        self.dtype = output_dtype(dtype)
         self.param_dtype = _validate.real_dtype(param_dtype, name="param_dtype")
         for name, (shape, init) in self.config.param_specs().items():
             setattr(self, name, nnx.Param(init(rngs.params(), shape, self.param_dtype)))
@@ -179,4 +179,6 @@ class HiPPORNN(_HiPPORNNParams, nnx.Module):
     def step(self, carry: HiPPORNNState, u_k: ArrayLike, step_params=None):
         """One step: ``u_k`` ``(..., in_features)`` -> ``(carry, y_k (..., hidden))``."""
         sp = self.rnn_params() if step_params is None else step_params
-        return self.config.step(sp, carry, u_k, dtype=self.dtype)
+        return step_layer(
+            self.config, sp, carry, u_k, param_dtype=self.param_dtype, dtype=self.dtype
+        )

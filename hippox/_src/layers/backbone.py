@@ -379,6 +379,10 @@ def call_layer(
             context=f" (the carry for inputs of batch shape {batch})",
         )
     if isinstance(config, HiPPORNNConfig):
+        if u.shape[-1] != config.d_in:
+            raise ValueError(
+                f"`u` must have shape (..., L, in_features={config.d_in}), got {u.shape}."
+            )
         if extra:
             raise TypeError(f"the HiPPO-RNN takes no {sorted(extra)} argument.")
         carry, y = config.apply(params, u, initial_carry, dtype=dtype, seq_lengths=seq_lengths)
@@ -392,6 +396,41 @@ def call_layer(
         return_state=return_carry,
         **extra,
     )
+
+
+def step_layer(config, step_params, carry, u_k: ArrayLike, *, param_dtype, dtype=None):
+    """One step of a layer config, the carry checked first (named ``carry``).
+
+    Args:
+      config: an SSM layer config or a `hippox.HiPPORNNConfig`.
+      step_params: its step parameters (``step_params(...)``; the weights for the RNN).
+      carry: the step-mode carry (the structure of ``initialize_carry`` for the batch
+        shape of ``u_k``).
+      u_k: ``(..., features)`` input of this position.
+      param_dtype: the layer's parameter dtype.
+      dtype: output dtype (None: ``u_k``'s).
+
+    Returns:
+      ``(carry, y_k)``.
+    """
+    u = _validate.as_array("u", u_k)
+    if u.ndim < 1:
+        raise ValueError(f"`u` must have shape (..., features) for a step, got {u.shape}.")
+    batch = u.shape[:-1]
+    exp, alt = _state_specs(config, batch, param_dtype, u.dtype)
+    carry = check_carry_like(
+        "carry",
+        carry,
+        exp,
+        alternatives=(alt,),
+        context=f" (the carry for step inputs of batch shape {batch})",
+    )
+    return config.step(step_params, carry, u, dtype=dtype)
+
+
+def output_dtype(dtype):
+    """A layer's ``dtype`` argument: None or a real floating dtype (checked, named)."""
+    return None if dtype is None else _validate.real_dtype(dtype, name="dtype")
 
 
 # ------------------------------------------------------------------------ pooling
