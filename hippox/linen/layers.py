@@ -151,7 +151,7 @@ class S4(_SSMModule):
     config_class: ClassVar[type] = S4Config
 
     def kernel(self, L: int):
-        """The kernel ``(H, L)``, ``L <= l_max`` (a pair if bidirectional)."""
+        """The kernel ``(H, L)`` (a pair if bidirectional)."""
         return self.config.kernel(self.ssm_params(), L)
 
 

@@ -176,12 +176,12 @@ class S4(_SSMModule):
     """S4 layer: diagonal-plus-low-rank SSM per channel, Cauchy kernel + FFT convolution.
 
     The parameter ``C`` is S4's ``C_tilde`` for the length ``l_max`` (inputs may have
-    any length ``L <= l_max``); see `hippox.S4Config` for the model, parameter names and
-    options. Step mode converts ``C_tilde`` to ``C`` once in `setup_step`.
+    any length); see `hippox.S4Config` for the model, parameter names and options.
+    Step mode converts ``C_tilde`` to ``C`` once in `setup_step`.
 
     Args:
       H: channels.
-      l_max: maximum (and reference) sequence length.
+      l_max: the reference length ``C_tilde`` refers to (inputs may be longer).
       N: state size of the real system (even).
       **options: the keyword fields of `hippox.S4Config` (``ssm_init``, ``rank``,
         ``conj_sym``, ``n_ssm``, ``b_init``, ``lambda_transform``, ``real_scale``,
@@ -215,7 +215,7 @@ class S4(_SSMModule):
         self._build(S4Config(H, l_max, N, **options), rngs, dtype, param_dtype)
 
     def kernel(self, L: int):
-        """The kernel ``(H, L)``, ``L <= l_max`` (a pair if bidirectional)."""
+        """The kernel ``(H, L)`` (a pair if bidirectional)."""
         return self.config.kernel(self.ssm_params(), L)
 
 
