@@ -7,7 +7,7 @@ import pytest
 from flax import nnx
 
 from hippox._src.layers import pooling
-from hippox.nnx.sashimi import SaShiMi
+from hippox.nnx import SaShiMi
 
 
 def test_fold_unfold_and_shift(rng):

@@ -111,7 +111,7 @@ class SaShiMi(nnx.Module):
     Examples:
       >>> import jax.numpy as jnp
       >>> from flax import nnx
-      >>> from hippox.nnx.sashimi import SaShiMi
+      >>> from hippox.nnx import SaShiMi
       >>> model = SaShiMi(8, n_layers=1, pool=(2, 2), layer_kwargs={"N": 8},
       ...                 rngs=nnx.Rngs(0))
       >>> model(jnp.ones((3, 16, 8), jnp.float32)).shape
