@@ -203,7 +203,18 @@ def build_model(name: str, size: Size, *, seed: int = 0) -> nnx.Module:
             rngs=rngs,
         )
     if name == "hippo_rnn":
-        cell = HiPPORNNCell(1, size.hippo_hidden, N=size.hippo_N, measure="legs", rngs=rngs)
+        # The ungated cell of the recorded digits table (the cell's default is now the
+        # reference's gated one; see hippox.HiPPORNNConfig).
+        cell = HiPPORNNCell(
+            1,
+            size.hippo_hidden,
+            N=size.hippo_N,
+            measure="legs",
+            gate="N",
+            schedule="shifted",
+            init="lecun",
+            rngs=rngs,
+        )
         return RNNClassifier(cell, size.hippo_hidden, N_CLASSES, rngs=rngs)
     if name == "gru":
         cell = nnx.GRUCell(1, size.gru_hidden, rngs=rngs)

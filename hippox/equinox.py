@@ -320,7 +320,8 @@ class HiPPORNNCell(eqx.Module):
       key: jax.random key.
       param_dtype: parameter storage dtype (default float32).
       **options: the keyword fields of `hippox.HiPPORNNConfig` (``memory_size``,
-        ``N``, ``measure``, ``method``, ``dt``, ``gated``, ``measure_params``).
+        ``N``, ``measure``, ``method``, ``dt``, ``gate``, the wiring flags, ``init``,
+        ``schedule``, ``measure_params``).
 
     Attributes:
       params: ``{name: array}`` (``W_u``, ``b_u``, ``W_h``, ``b_h``, and ``W_g``, ``b_g``

@@ -368,7 +368,8 @@ class HiPPORNNCell(hk.RNNCore):
       param_dtype: parameter storage dtype (default float32).
       dtype: output dtype (None: the input's).
       **options: the keyword fields of `hippox.HiPPORNNConfig` (``memory_size``,
-        ``N``, ``measure``, ``method``, ``dt``, ``gated``, ``measure_params``).
+        ``N``, ``measure``, ``method``, ``dt``, ``gate``, the wiring flags, ``init``,
+        ``schedule``, ``measure_params``).
 
     Examples:
       >>> import jax, jax.numpy as jnp

@@ -195,7 +195,9 @@ def test_hippo_presets_in_every_framework(preset, rng):
     ncell = hippox.nnx.HiPPORNNCell(d, H, **opts, rngs=nnx.Rngs(0))
     y = nnx.RNN(ncell)(x)
     params = ncell.rnn_params()
-    lrnn = nn.RNN(hippox.linen.HiPPORNNCell(features=H, **opts))
+    # linen names the `init` option `weight_init` (`init` is linen's own method)
+    lopts = {("weight_init" if k == "init" else k): v for k, v in opts.items()}
+    lrnn = nn.RNN(hippox.linen.HiPPORNNCell(features=H, **lopts))
     np.testing.assert_allclose(lrnn.apply({"params": {"cell": params}}, x), y, rtol=1e-5)
 
     def run(xt):

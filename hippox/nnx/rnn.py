@@ -64,7 +64,8 @@ class HiPPORNNCell(_HiPPORNNParams, nnx.RNNCellBase):
         F of memory channels), ``N`` (memory order), ``measure`` (``legs``:
         scale-invariant, ``O(N)`` per step; or a time-invariant measure such as
         ``legt``, ``lmu``, ``lagt``, ``glagt``), ``method`` (`hippox.hippo_memory`),
-        ``dt`` (step of a time-invariant memory), ``gated``, ``measure_params``.
+        ``dt`` (step of a time-invariant memory), ``gate``, the wiring flags, ``init``,
+        ``schedule``, ``measure_params``.
       dtype: output dtype (None: the input's).
       param_dtype: parameter storage dtype (default float32).
       rngs: `flax.nnx.Rngs` with a ``params`` stream.
