@@ -125,7 +125,9 @@ def test_lipschitz_matches_numpy(solver, rng):
     for b in range(2):
         np.testing.assert_allclose(y[b], _lipschitz_numpy(p, x[b], **opts), rtol=1e-10)
     np.testing.assert_allclose(state.h, y[:, -1], rtol=1e-12)
-    # padding, vmap, grad
+    if solver != "euler":
+        return
+    # padding, vmap, grad (the step rule does not matter for these)
     st, yp = cfg.apply(p, x, seq_lengths=jnp.array([7, 3]))
     np.testing.assert_allclose(yp[1, :3], y[1, :3], rtol=1e-12)
     np.testing.assert_array_equal(yp[1, 3:], 0.0)
@@ -183,7 +185,9 @@ def test_unicornn_matches_numpy(rng):
     [
         dict(l_max=12),  # the reference's default kernel net (SIREN)
         dict(l_max=None, omega_0=3.0),
-        dict(l_max=12, activation="relu", norm="layer", bias=False),
+        pytest.param(
+            dict(l_max=12, activation="relu", norm="layer", bias=False), marks=pytest.mark.slow
+        ),
     ],
     ids=["siren", "siren-own-length", "relu-layernorm"],
 )
@@ -204,6 +208,8 @@ def test_ckconv_matches_numpy(opts, rng):
     # step_rescale: positions spaced r times wider, kernel scaled by r
     y2 = cfg.apply(p, x[0], step_rescale=2.0)
     np.testing.assert_allclose(y2, _ckconv_numpy(cfg, p, x[0], r=2.0), rtol=1e-9, atol=1e-9)
+    if cfg.activation != "sine":
+        return
     loss = lambda p: jnp.sum(cfg.apply(p, jnp.asarray(x[:, :5])) ** 2)  # noqa: E731
     check_grads(loss, (p,), order=1, modes=["rev"], eps=1e-6, atol=1e-5, rtol=1e-5)
 
@@ -246,17 +252,20 @@ def test_cells_frameworks_agree(name, opts, rng):
     # the NNX sequence layer: same parameters, same outputs; chunks with a carry = one call
     layer = getattr(nnx_cells, name)(d, H, **opts, rngs=nnx.Rngs(0))
     np.testing.assert_allclose(layer(x), y, rtol=1e-6)
-    c, y1 = layer(x[:, :2], return_carry=True)
-    _, y2 = layer.step(c, x[:, 2])
-    np.testing.assert_allclose(y2, y[:, 2], rtol=1e-5, atol=1e-7)
-    np.testing.assert_allclose(layer(x[:, 2:], initial_carry=c), y[:, 2:], rtol=1e-5, atol=1e-7)
+    if name == "UnICORNN":  # the two-leaf carry; the wrapper code is shared
+        c, y1 = layer(x[:, :2], return_carry=True)
+        _, y2 = layer.step(c, x[:, 2])
+        np.testing.assert_allclose(y2, y[:, 2], rtol=1e-5, atol=1e-7)
+        y3 = layer(x[:, 2:], initial_carry=c)
+        np.testing.assert_allclose(y3, y[:, 2:], rtol=1e-5, atol=1e-7)
     # linen cell and layer
     lrnn = nn.RNN(getattr(linen_cells, f"{name}Cell")(features=H, **opts))
     v = lrnn.init(jax.random.key(0), x)
     assert jax.tree.map(jnp.shape, v["params"]["cell"]) == jax.tree.map(jnp.shape, params)
     np.testing.assert_allclose(lrnn.apply({"params": {"cell": params}}, x), y, rtol=1e-6)
-    llayer = getattr(linen_cells, name)(in_features=d, features=H, **opts)
-    np.testing.assert_allclose(llayer.apply({"params": params}, x), y, rtol=1e-6)
+    if name == "LipschitzRNN":
+        llayer = getattr(linen_cells, name)(in_features=d, features=H, **opts)
+        np.testing.assert_allclose(llayer.apply({"params": params}, x), y, rtol=1e-6)
     # haiku
     f = _haiku_unroll(getattr(_haiku_cells, f"{name}Cell"), H, x, **opts)
     xt = jnp.swapaxes(x, 0, 1)
@@ -347,7 +356,6 @@ def test_errors_and_dtypes():
     c, yb = rnn(u.astype(jnp.bfloat16), return_carry=True)
     assert yb.dtype == jnp.bfloat16 and c.y.dtype == jnp.float32
     assert layer(u.astype(jnp.bfloat16)).dtype == jnp.bfloat16
-    assert nnx_cells.CKConv(2, hidden=4, dtype=jnp.float32, rngs=nnx.Rngs(0))(u).dtype == "float32"
 
 
 # --------------------------------------------------------------------- learning
