@@ -93,7 +93,7 @@ from hippox._src.layers.rnn import hippo_cell_options as hippo_cell_options
 from hippox._src.memory import HiPPOMemory as HiPPOMemory
 from hippox._src.memory import hippo_memory as hippo_memory
 
-# --- baseline recurrent cells (hippox/_src/layers/cells.py)
+# --- baselines: recurrent cells and CKConv (cells.py, lipschitz.py, unicornn.py, ckconv.py)
 from hippox._src.layers.cells import ExpRNNConfig as ExpRNNConfig
 from hippox._src.layers.cells import GRUConfig as GRUConfig
 from hippox._src.layers.cells import LSTMConfig as LSTMConfig
@@ -102,6 +102,10 @@ from hippox._src.layers.cells import MGUConfig as MGUConfig
 from hippox._src.layers.cells import MinimalRNNConfig as MinimalRNNConfig
 from hippox._src.layers.cells import RNNConfig as RNNConfig
 from hippox._src.layers.cells import RNNState as RNNState
+from hippox._src.layers.ckconv import CKConvConfig as CKConvConfig
+from hippox._src.layers.lipschitz import LipschitzRNNConfig as LipschitzRNNConfig
+from hippox._src.layers.unicornn import UnICORNNConfig as UnICORNNConfig
+from hippox._src.layers.unicornn import UnICORNNState as UnICORNNState
 
 # --- optimizer helpers (hippox/_src/optim.py)
 from hippox._src.optim import SSM_PARAM_NAMES as SSM_PARAM_NAMES
@@ -198,6 +202,10 @@ __all__ = [
     "MinimalRNNConfig",
     "RNNConfig",
     "RNNState",
+    "CKConvConfig",
+    "LipschitzRNNConfig",
+    "UnICORNNConfig",
+    "UnICORNNState",
     "SSM_PARAM_NAMES",
     "optax_labels",
 ]

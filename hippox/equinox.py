@@ -60,14 +60,23 @@ from hippox._src.layers.s4d import S4DConfig
 from hippox._src.layers.s5 import S5Config
 
 __all__ = [
+    "CKConv",
+    "ExpRNNCell",
+    "GRUCell",
+    "HiPPORNN",
+    "HiPPORNNCell",
+    "LipschitzRNNCell",
     "LSSL",
+    "LSTMCell",
+    "MGUCell",
+    "MinimalRNNCell",
+    "RNNCell",
     "S4",
     "S4D",
     "S5",
-    "HiPPORNN",
-    "HiPPORNNCell",
     "SequenceCarry",
     "SequenceModel",
+    "UnICORNNCell",
 ]
 
 SequenceCarry = _bb.SequenceCarry
@@ -567,3 +576,15 @@ class SequenceModel(eqx.Module):
             norm=self._norm,
             decode=self._dense("decoder"),
         )
+
+
+# The baseline cells and CKConv (their module imports this one's helpers, so last).
+from hippox._equinox_cells import CKConv as CKConv  # noqa: E402
+from hippox._equinox_cells import ExpRNNCell as ExpRNNCell  # noqa: E402
+from hippox._equinox_cells import GRUCell as GRUCell  # noqa: E402
+from hippox._equinox_cells import LipschitzRNNCell as LipschitzRNNCell  # noqa: E402
+from hippox._equinox_cells import LSTMCell as LSTMCell  # noqa: E402
+from hippox._equinox_cells import MGUCell as MGUCell  # noqa: E402
+from hippox._equinox_cells import MinimalRNNCell as MinimalRNNCell  # noqa: E402
+from hippox._equinox_cells import RNNCell as RNNCell  # noqa: E402
+from hippox._equinox_cells import UnICORNNCell as UnICORNNCell  # noqa: E402

@@ -56,15 +56,24 @@ from hippox._src.layers.s4d import S4DConfig
 from hippox._src.layers.s5 import S5Config
 
 __all__ = [
+    "CKConv",
+    "ExpRNNCell",
+    "GRUCell",
+    "HiPPORNN",
+    "HiPPORNNCell",
+    "LipschitzRNNCell",
     "LSSL",
+    "LSTMCell",
+    "MGUCell",
+    "MinimalRNNCell",
+    "RNNCell",
     "S4",
     "S4D",
     "S5",
-    "HiPPORNN",
-    "HiPPORNNCell",
     "SequenceCarry",
     "SequenceModel",
     "to_haiku",
+    "UnICORNNCell",
 ]
 
 SequenceCarry = _bb.SequenceCarry
@@ -631,3 +640,15 @@ class SequenceModel(hk.Module):
             norm=self._norm,
             decode=self.decoder,
         )
+
+
+# The baseline cells and CKConv (their module imports this one's helpers, so last).
+from hippox._haiku_cells import CKConv as CKConv  # noqa: E402
+from hippox._haiku_cells import ExpRNNCell as ExpRNNCell  # noqa: E402
+from hippox._haiku_cells import GRUCell as GRUCell  # noqa: E402
+from hippox._haiku_cells import LipschitzRNNCell as LipschitzRNNCell  # noqa: E402
+from hippox._haiku_cells import LSTMCell as LSTMCell  # noqa: E402
+from hippox._haiku_cells import MGUCell as MGUCell  # noqa: E402
+from hippox._haiku_cells import MinimalRNNCell as MinimalRNNCell  # noqa: E402
+from hippox._haiku_cells import RNNCell as RNNCell  # noqa: E402
+from hippox._haiku_cells import UnICORNNCell as UnICORNNCell  # noqa: E402
