@@ -164,12 +164,13 @@ def test_pytorch_guide_covers_the_reference_options():
 
 
 def test_pytorch_guide_cites_real_hippox_arguments():
-    nnx = pytest.importorskip("hippox.nnx")  # needs flax
-    from hippox._src.optim import ssm_optimizer
+    import dataclasses
 
-    s4 = inspect.signature(nnx.S4.__init__).parameters
-    s4d = inspect.signature(nnx.S4D.__init__).parameters
-    for name in (
+    import hippox
+
+    s4 = {f.name for f in dataclasses.fields(hippox.S4Config)}
+    s4d = {f.name for f in dataclasses.fields(hippox.S4DConfig)}
+    cited = {
         "ssm_init",
         "l_max",
         "rank",
@@ -177,12 +178,23 @@ def test_pytorch_guide_cites_real_hippox_arguments():
         "conj_sym",
         "dt_min",
         "dt_max",
+        "dt_transform",
+        "dt_tie",
+        "deterministic",
+        "bandlimit",
+        "channels",
         "bidirectional",
         "lambda_transform",
         "b_init",
-    ):
-        assert name in s4, name
-    assert "disc" in s4d
+    }
+    assert cited <= s4, cited - s4
+    assert {"disc"} | (cited - {"l_max", "rank"}) <= s4d
+    text = (DOCS / "migration" / "pytorch.md").read_text()
+    for name in cited | {"disc"}:
+        assert f"`{name}" in text, name
+    nnx = pytest.importorskip("hippox.nnx")  # needs flax
+    from hippox._src.optim import ssm_optimizer
+
     seq = inspect.signature(nnx.SequenceModel.__init__).parameters
     assert {"activation", "dropout"} <= set(seq)
     opt = inspect.signature(ssm_optimizer).parameters
