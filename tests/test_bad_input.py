@@ -137,7 +137,7 @@ BAD = {
         "chunk_size": [(0, ValueError), ("4", TypeError)],
     },
     "kernel_dplr": {
-        "Lambda": ARRAY_BAD + [(-_Lam, ValueError)],
+        "Lambda": ARRAY_BAD + [(-_Lam, ValueError), (_Lam.at[:, 0].set(0), ValueError)],
         "P": ARRAY_BAD + [(jnp.ones((H, M)), ValueError), (jnp.ones(M), ValueError)],
         "B": ARRAY_BAD + [(jnp.ones((H, M + 1)), ValueError)],
         "C_tilde": ARRAY_BAD + [(jnp.ones((H, M + 1)), ValueError)],
@@ -777,18 +777,7 @@ def _other_layer_cases():
     }
 
 
-_OTHER_XFAIL = {
-    "nnx-S4D-step-carry-None": "engineer A/B (layer step): check `carry` first and name it; "
-    "today the message names the internal `x`",
-    "equinox-S4D-step-carry-None": "engineer A/B (layer step): check `carry` first and name "
-    "it; today the message names the internal `x`",
-    "nnx-S4D-dtype": "engineer B (nnx wrappers): resolve `dtype` with "
-    "_validate.real_dtype(dtype, name='dtype'); today NumPy's 'data type not understood'",
-    "equinox-S4D-key-int": "engineer B (equinox.py): check `key` with _validate.check_key; "
-    "today JAX's 'invalid PRNG key data'",
-    "nnx-HiPPORNN-u-features": "engineer A (layers/rnn.py): the input is `u` in the layer "
-    "API; today the message names `x`",
-}
+_OTHER_XFAIL: dict[str, str] = {}  # fixed by the layer owners (all pass now)
 _OTHER_IDS = [
     "nnx-SequenceModel-u-features",
     "equinox-SequenceModel-u-features",

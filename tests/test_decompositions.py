@@ -298,3 +298,40 @@ def test_bad_parameters():
         hippox.nplr("legs", 8, theta=1.0)
     with pytest.raises(ValueError, match="`dtype`"):
         hippox.nplr("legs", 8, dtype=np.int32)
+
+
+def test_host_cache_is_bounded_in_bytes(monkeypatch):
+    """The shared host cache evicts least-recently-used results to stay within its budget."""
+    from hippox._src import cache
+
+    cache.clear()
+    monkeypatch.setattr(cache, "BUDGET_BYTES", 3 * 8000)
+    calls = []
+
+    @cache.host_cache
+    def build(n):
+        calls.append(n)
+        return np.zeros(1000) + n, (np.ones(0),)  # 8000 bytes
+
+    for n in range(5):
+        build(n)
+    assert build.cache_info().nbytes <= cache.BUDGET_BYTES
+    assert build.cache_info().currsize == 3
+    build(4), build(2)  # hits (recent entries kept)
+    assert calls == [0, 1, 2, 3, 4]
+    build(0)  # evicted earlier: recomputed, evicts the least recently used (3)
+    assert calls[-1] == 0
+    build(3)
+    assert calls[-1] == 3
+    big = cache.host_cache(lambda n: np.zeros(10**4))  # larger than the budget: not cached
+    big(1), big(1)
+    assert big.cache_info().currsize == 0 and big.cache_info().misses == 2
+    # nplr's host core is charged its bytes against the same budget
+    monkeypatch.setattr(cache, "BUDGET_BYTES", 256 * 2**20)
+    decompositions.nplr_host.cache_clear()
+    decompositions.nplr_host("legs", 16, 1, ())
+    info = decompositions.nplr_host.cache_info()
+    assert info.currsize == 1 and info.nbytes == sum(
+        x.nbytes for x in decompositions.nplr_host("legs", 16, 1, ())
+    )
+    cache.clear()

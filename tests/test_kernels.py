@@ -412,6 +412,7 @@ def test_kernel_dplr_hippo_real_system(rng, measure, rank, L):
     c = rng.standard_normal((H, N))
     ref = ref_real_bilinear_kernel(A, b, c, dt, L)
     C = c @ V  # (H, N/2): c V_full = [c V, conj(c V)]
+    P = P[:, None]  # (rank, 1, M): shared by the channels (a 2-D P with rank == H is ambiguous)
     Ct = hippox.dplr_c_tilde(C, Lam, P, dt, L)
     K = hippox.kernel_dplr(Lam, P, B, Ct, dt, L)
     assert rel_err(K, ref) <= 1e-10

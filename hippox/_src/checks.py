@@ -42,8 +42,9 @@ def traced_nonnegative(name: str, x: jax.Array) -> None:
 
 
 def traced_stable(name: str, x: jax.Array) -> None:
-    """Under checkify: ``Re(x) <= 0`` for every entry."""
-    ok = ~jnp.any(jnp.real(x) > 0)
+    """Under checkify: ``Re(x) <= 0`` for every entry (up to 64 ulp of ``max |x|``)."""
+    eps = jnp.finfo(jnp.real(x).dtype).eps
+    ok = ~jnp.any(jnp.real(x) > 64 * eps * jnp.max(jnp.abs(x), initial=0.0))
     _debug_check(ok, f"`{name}` must have Re({name}) <= 0, got {{value}}.", value=x)
 
 

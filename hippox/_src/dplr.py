@@ -237,7 +237,7 @@ def _woodbury_deflated(inv, d, left, right, v, b):
       b: ``(rows, z)``.
     """
     rows, R1, K = left.shape
-    idx = jnp.argmin(jnp.abs(d), axis=-1)  # (rows, z): the nearest pole
+    idx = jnp.argmin(d.real**2 + d.imag**2, axis=-1)  # (rows, z): the nearest pole
     keep = jnp.arange(K) != idx[..., None]
     s = jnp.einsum("hzm,hvm->hzv", jnp.where(keep, inv, 0), v)
     s = s.reshape(*s.shape[:2], R1, R1)
@@ -366,6 +366,14 @@ def kernel_dplr(
     if B is None:
         raise TypeError("`B` must be an array of shape (..., M), got None.")
     arrays = _dplr_arrays(Lambda, P, B, C_tilde, dt, c_name="C_tilde")
+    values = _validate.concrete_value(arrays[0])
+    if values is not None and np.any(values == 0):
+        raise ValueError(
+            "`Lambda` must have no exact zero entry for kernel_dplr (the Cauchy sums divide "
+            "by g(z) - Lambda, which vanishes at the z = 1 node; the raw nplr('fout') "
+            "spectrum has one): clamp Re(Lambda) <= -1e-4 first, as hippox.initializers do, "
+            f"got {int(np.sum(values == 0))} zero entries."
+        )
     return _kernel_dplr(*arrays, L=L, conj_sym=conj_sym, chunk_size=chunk_size)
 
 
