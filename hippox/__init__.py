@@ -129,8 +129,6 @@ def __getattr__(name: str):
 
 
 __all__ = [
-    "_PackageNotFoundError",
-    "_version",
     "MEASURES",
     "NPLR_MEASURES",
     "Transition",
