@@ -182,7 +182,7 @@ def resume_stream(directory: pathlib.Path, *, L: int = 12, split: int = 5) -> di
     return {
         "stream_diff": float(np.max(np.abs(np.stack(full) - np.stack(resumed)))),
         "forward_diff": float(np.max(np.abs(np.stack(full, 1) - forward))),
-        "count": int(carry.count),
+        "count": np.asarray(carry.count).tolist(),  # positions processed (per sequence)
     }
 
 
