@@ -110,6 +110,7 @@ from hippox._src.layers.unicornn import UnICORNNState as UnICORNNState
 # --- optimizer helpers (hippox/_src/optim.py)
 from hippox._src.optim import SSM_PARAM_NAMES as SSM_PARAM_NAMES
 from hippox._src.optim import optax_labels as optax_labels
+from hippox._src.optim import ssm_optimizer as ssm_optimizer
 
 try:
     __version__ = _version("hippox")
@@ -206,4 +207,5 @@ __all__ = [
     "UnICORNNState",
     "SSM_PARAM_NAMES",
     "optax_labels",
+    "ssm_optimizer",
 ]

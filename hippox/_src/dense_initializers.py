@@ -32,6 +32,7 @@ from hippox._src.parameterization import pair_from_complex
 # --------------------------------------------------------------------------- S5
 
 
+#: The draws `s5_c` offers for S5's ``C_tilde``.
 S5CInit = Literal["trunc_standard_normal", "lecun_normal", "complex_normal"]
 
 # std of a normal truncated to [-2, 2] is 0.8796; rescale so the truncated draw has unit variance.

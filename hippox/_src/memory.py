@@ -222,7 +222,8 @@ class HiPPOMemory:
         Args:
           c: ``(..., N)`` previous memory.
           u: ``(...)`` input.
-          t_prev, t_now: ``(...)`` real timestamps of the previous and current input.
+          t_prev: ``(...)`` real timestamp of the previous input.
+          t_now: ``(...)`` real timestamp of the current input.
 
         Returns:
           ``(..., N)`` new memory.

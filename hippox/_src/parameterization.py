@@ -36,6 +36,7 @@ import numpy as np
 
 from hippox._src import _validate
 
+#: The name of a ``Lambda_re`` transform (`LAMBDA_RE_TRANSFORMS`): ``exp``, ``softplus``, ``clip``.
 LambdaReTransform = Literal["exp", "softplus", "clip"]
 #: The transforms accepted for ``Lambda_re`` (see the module docstring).
 LAMBDA_RE_TRANSFORMS: tuple[str, ...] = ("exp", "softplus", "clip")
