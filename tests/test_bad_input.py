@@ -309,9 +309,7 @@ BAD = {
 }
 
 #: Cases that fail today in files this suite's author does not own: the owner and the change.
-XFAIL: dict[str, str] = {
-    "legs_step-dt-2": "engineer A (legs.py): legs_step must refuse dt=inf",
-}
+XFAIL: dict[str, str] = {}
 
 
 def _cases():
@@ -649,10 +647,7 @@ _EVERY_FRAMEWORK = {
 }
 _NO_OPTION = {("S5", "ssm_init"), ("LSSL", "ssm_init"), ("LSSL", "conj_sym")}
 _N_EVEN_ONLY = {"S4D", "S4"}
-LAYER_XFAIL = {
-    ("S4D", "ssm_init-unknown"): "engineer A (layers/s4d.py): S4DConfig must check `ssm_init` "
-    "itself (_validate.check_choice('ssm_init', ...)); today the message names `init`",
-}
+LAYER_XFAIL: dict = {}
 
 
 def _layer_params():

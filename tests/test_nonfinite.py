@@ -192,3 +192,15 @@ def test_checkify_catches_traced_values(fn, bad, good, arg):
     assert err.get() is None
     # without checkify the same jitted function runs (the checks are compiled out)
     jax.block_until_ready(jax.jit(fn)(good))
+
+
+def test_hippo_project_treats_inf_as_missing_like_nan():
+    """±inf in the signal skips its step exactly as NaN does (it never poisons the memory)."""
+    f = np.sin(np.linspace(0, 3, 50)).astype(np.float32)
+    g, h = f.copy(), f.copy()
+    g[20], h[20] = np.inf, np.nan
+    c_inf = np.asarray(hippox.hippo_project(g, "legs", 8))
+    c_nan = np.asarray(hippox.hippo_project(h, "legs", 8))
+    assert np.all(np.isfinite(c_inf))
+    np.testing.assert_array_equal(c_inf, c_nan)
+    np.testing.assert_array_equal(c_inf[:20], np.asarray(hippox.hippo_project(f[:20], "legs", 8)))

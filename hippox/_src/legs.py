@@ -229,8 +229,8 @@ def legs_step(c: ArrayLike, f: ArrayLike, dt: ArrayLike, *, method: LegsMethod =
     f = _validate.as_inexact("f", f)
     dt = _validate.as_inexact("dt", dt)
     dt_val = _validate.concrete_value(dt)
-    if dt_val is not None and not np.all(dt_val >= 0):
-        raise ValueError(f"`dt` must be >= 0, got {dt_val}.")
+    if dt_val is not None and not np.all(np.isfinite(dt_val) & (dt_val >= 0)):
+        raise ValueError(f"`dt` must be >= 0 and finite, got {dt_val}.")
     dtype = jnp.result_type(c, f, dt)
     rdtype = _real_of(dtype)
     return _step(c.astype(dtype), f.astype(dtype), dt.astype(rdtype), alpha)

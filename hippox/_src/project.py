@@ -103,7 +103,7 @@ def hippo_project(
 ) -> jax.Array:
     """The online HiPPO memory of a signal: coefficients after each sample.
 
-    Missing samples: a NaN in ``f`` skips its step, the state is carried over
+    Missing samples: a NaN (or ±inf) in ``f`` skips its step, the state is carried over
     unchanged (``c_k = c_{k-1}``; zeros before the first observed sample). The next
     observed sample takes an ordinary step with its own ``dt_k`` (from its
     predecessor's timestamp, observed or not), so the skipped time is not integrated;
@@ -113,7 +113,7 @@ def hippo_project(
 
     Args:
       f: ``(..., L)`` real signal (float32 or float64; integers become the default
-        float), time on the last axis. NaN marks a missing sample.
+        float), time on the last axis. NaN (or ±inf) marks a missing sample.
       measure: a deterministic measure of `hippox.MEASURES` (not ``random`` or
         ``diagonal``).
       N: state size (even for the Fourier measures).
@@ -245,7 +245,7 @@ def hippo_project(
 def _project_legs(f, steps, N, method, final_only):
     alpha = legs.LEGS_ALPHA[method]
     L = f.shape[-1]
-    valid = ~jnp.isnan(f)
+    valid = jnp.isfinite(f)
     f0 = jnp.where(valid, f, 0.0)
     if steps is None:  # samples at t_k = k + 1
         s = jnp.broadcast_to(1.0 / jnp.arange(1, L + 1, dtype=f.dtype), f.shape)
@@ -267,7 +267,7 @@ def _project_legs_zoh(f, N, schedule, final_only):
     A, B = matrices.transition_np("legs", N)
     A, B = jnp.asarray(A, f.dtype), jnp.asarray(B, f.dtype)
     L = f.shape[-1]
-    valid = ~jnp.isnan(f)
+    valid = jnp.isfinite(f)
     f0 = jnp.where(valid, f, 0.0)
     init = valid & (jnp.cumsum(valid, axis=-1) == 1)
     k = jnp.arange(L)
@@ -291,7 +291,7 @@ def _project_legs_zoh(f, N, schedule, final_only):
 @functools.partial(jax.jit, static_argnums=(5, 6))
 def _project_lti(f, A, B, dt, steps, method, final_only):
     N = A.shape[-1]
-    valid = ~jnp.isnan(f)
+    valid = jnp.isfinite(f)
     f0 = jnp.where(valid, f, 0.0)
     if steps is None:
         Ab, Bb = discretize(A, B, dt, method=method)

@@ -9,12 +9,12 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from hippox import initializers as inits
-from hippox._src import _validate, diagonal, matrices
+from hippox._src import _validate, matrices
 from hippox._src.dplr import dplr_c_from_tilde, dplr_c_tilde, kernel_dplr
 from hippox._src.dplr_state import dplr_free_response
 from hippox._src.krylov import power_apply
 from hippox._src.layers import base, masking
-from hippox._src.layers.siso import SISOConfig
+from hippox._src.layers.siso import SPECTRUM_INITS, SISOConfig
 from hippox._src.parameterization import complex_from_pair, conj_closed
 from hippox._src.step import (
     dplr_step_dense,
@@ -23,11 +23,8 @@ from hippox._src.step import (
     dplr_step_linear_params,
 )
 
-#: Every ``ssm_init`` of S4: the diagonal inits, then the NPLR measures (with aliases).
-S4_INITS: tuple[str, ...] = (
-    *diagonal.DIAG_INITS,
-    *(m for m in matrices.NPLR_NAMES if m not in diagonal.DIAG_INITS),
-)
+#: Every ``ssm_init`` of S4 (and S4D): the diagonal inits, then the NPLR measures.
+S4_INITS: tuple[str, ...] = SPECTRUM_INITS
 
 
 @dataclasses.dataclass(frozen=True)

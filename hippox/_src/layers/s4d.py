@@ -12,7 +12,7 @@ from hippox._src import _validate
 from hippox._src.discretize import discretize_diag
 from hippox._src.kernels import kernel_diag
 from hippox._src.layers import base, masking
-from hippox._src.layers.siso import SISOConfig
+from hippox._src.layers.siso import SPECTRUM_INITS, SISOConfig
 from hippox._src.parameterization import complex_from_pair
 from hippox._src.step import diag_step, diag_step_params
 
@@ -71,6 +71,7 @@ class S4DConfig(SISOConfig):
 
     def __post_init__(self):
         self._check_shared()
+        _validate.check_choice("ssm_init", self.ssm_init, SPECTRUM_INITS)
         _validate.check_choice("disc", self.disc, ("zoh", "bilinear", "dss"))
         if self.b_init is None:
             base.set_field(self, "b_init", "legs" if self.ssm_init == "legs" else "constant")

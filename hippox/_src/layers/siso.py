@@ -61,7 +61,7 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike, DTypeLike
 
 from hippox import initializers as inits
-from hippox._src import _validate
+from hippox._src import _validate, diagonal, matrices
 from hippox._src.layers import base, masking
 from hippox._src.parameterization import LambdaReTransform, complex_from_pair, lambda_from_params
 
@@ -78,6 +78,14 @@ class ChannelsStepParams(NamedTuple):
     ssm: NamedTuple
     C: jax.Array
     D: jax.Array
+
+
+#: Every ``ssm_init`` of S4D and S4: the diagonal inits, then the NPLR measures (aliases
+#: included; S4D uses their normal part, S4 their normal part and low-rank term).
+SPECTRUM_INITS: tuple[str, ...] = (
+    *diagonal.DIAG_INITS,
+    *(m for m in matrices.NPLR_NAMES if m not in diagonal.DIAG_INITS),
+)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
