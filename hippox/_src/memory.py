@@ -38,7 +38,6 @@ References:
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 
 import jax
@@ -47,7 +46,7 @@ import numpy as np
 import scipy.linalg
 from jax.typing import ArrayLike, DTypeLike
 
-from hippox._src import _validate, legs, matrices
+from hippox._src import _validate, cache, legs, matrices
 
 #: Default step of the time-invariant memories.
 DEFAULT_DT = 1e-2
@@ -60,7 +59,7 @@ DEFAULT_L_MAX = 1024
 _ALPHA = {"forward_euler": 0.0, "bilinear": 0.5, "backward_euler": 1.0}
 
 
-@functools.lru_cache(maxsize=64)
+@cache.host_cache
 def random_transition_np(N: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """HiPPO-Rand's float64 ``(A, B)``: ``A`` N(0, 1/N) entries, ``B`` N(0, 1) (cached)."""
     rng = np.random.default_rng(seed)
@@ -91,7 +90,7 @@ def _gbt_np(A, B, dt, method):
     return Ab, np.linalg.solve(lhs, dt * B)
 
 
-@functools.lru_cache(maxsize=128)
+@cache.host_cache
 def _lti_np(measure: str, N: int, dt: float, method: str, params: tuple, seed: int = 0):
     """Float64 host ``(Ab, Bb)`` of a time-invariant measure at step ``dt`` (cached)."""
     A, B = _continuous_np(measure, N, params, seed)
@@ -101,7 +100,7 @@ def _lti_np(measure: str, N: int, dt: float, method: str, params: tuple, seed: i
     return Ab, Bb
 
 
-@functools.lru_cache(maxsize=16)
+@cache.host_cache
 def _legs_zoh_table(N: int, l_max: int, schedule: str):
     """Float64 ``zoh`` LegS steps ``(Ab_t, Bb_t)`` for ``t = 0 … l_max - 1`` (row 0 unused)."""
     A, B = matrices.transition_np("legs", N)
