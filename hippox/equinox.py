@@ -388,8 +388,15 @@ class SequenceModel(eqx.Module):
       d_input: input features.
       d_output: output features.
       key: jax.random key for the parameters.
-      d_model, n_layers, layer, layer_kwargs, l_max, prenorm, dropout, activation,
-        pooling: as in `hippox.nnx.SequenceModel` (``layer`` a built-in name).
+      d_model: width H of every block.
+      n_layers: number of residual blocks.
+      layer: a built-in layer name (as in `hippox.nnx.SequenceModel`).
+      layer_kwargs: keyword options of the built-in layer.
+      l_max: maximum sequence length (the reference length of S4's ``C_tilde``).
+      prenorm: normalise before the layer (True) or after the residual sum (False).
+      dropout: dropout rate in ``[0, 1)``.
+      activation: ``'gelu'`` or ``'glu'`` after the layer.
+      pooling: ``'mean'``, ``'last'`` or None (sequence to sequence).
       norm: ``'layer'`` or None (BatchNorm is offered by the Flax models only).
       inference: evaluation mode (dropout off); toggle with
         `equinox.nn.inference_mode`.

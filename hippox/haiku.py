@@ -465,9 +465,16 @@ class SequenceModel(hk.Module):
     Args:
       d_input: input features.
       d_output: output features.
-      d_model, n_layers, layer, layer_kwargs, l_max, prenorm, dropout, activation,
-        pooling: as in `hippox.nnx.SequenceModel` (a callable ``layer`` is called as
-        ``layer(H)`` and returns a Haiku module with the calling convention).
+      d_model: width H of every block.
+      n_layers: number of residual blocks.
+      layer: a built-in layer name (as in `hippox.nnx.SequenceModel`), or a callable
+        ``layer(H)`` returning a Haiku module with the calling convention.
+      layer_kwargs: keyword options of the built-in layer.
+      l_max: maximum sequence length (the reference length of S4's ``C_tilde``).
+      prenorm: normalise before the layer (True) or after the residual sum (False).
+      dropout: dropout rate in ``[0, 1)``.
+      activation: ``'gelu'`` or ``'glu'`` after the layer.
+      pooling: ``'mean'``, ``'last'`` or None (sequence to sequence).
       norm: ``'layer'`` or None (BatchNorm is offered by the Flax models only).
       name: module name (default ``'sequence_model'``).
       dtype: computation dtype of the dense and norm layers and the layers' output
