@@ -367,7 +367,7 @@ def call_layer(
     return_carry = _validate.check_bool("return_carry", return_carry)
     u = _validate.as_array("u", u)
     if u.ndim < 2:
-        raise ValueError(f"`u` must have shape (..., L, features), got {u.shape}.")
+        raise ValueError(f"`u` must have shape (..., L, H) (length, features), got {u.shape}.")
     batch = u.shape[:-2]
     if initial_carry is not None:
         exp, alt = _state_specs(config, batch, param_dtype, u.dtype)
