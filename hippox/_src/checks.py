@@ -43,8 +43,11 @@ def traced_nonnegative(name: str, x: jax.Array) -> None:
 
 def traced_stable(name: str, x: jax.Array) -> None:
     """Under checkify: ``Re(x) <= 0`` for every entry (up to 64 ulp of ``max |x|``)."""
-    eps = jnp.finfo(jnp.real(x).dtype).eps
-    ok = ~jnp.any(jnp.real(x) > 64 * eps * jnp.max(jnp.abs(x), initial=0.0))
+    re = jnp.real(x)
+    dtype = re.dtype  # every operand in x's own precision (no float64 under x64)
+    scale = jnp.max(jnp.append(jnp.abs(x).ravel().astype(dtype), jnp.zeros((), dtype)))
+    tol = jnp.asarray(64 * jnp.finfo(dtype).eps, dtype) * scale
+    ok = ~jnp.any(re > tol)
     _debug_check(ok, f"`{name}` must have Re({name}) <= 0, got {{value}}.", value=x)
 
 
