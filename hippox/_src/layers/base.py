@@ -30,6 +30,7 @@ from jax.typing import ArrayLike, DTypeLike
 from hippox import initializers as inits
 from hippox._src import _validate
 from hippox._src.conv import bidirectional_conv, causal_conv
+from hippox._src.layers import masking
 
 #: A flat ``{name: array}`` parameter dict.
 Params = Mapping[str, Any]
@@ -95,6 +96,48 @@ class LayerConfig:
                 raise TypeError(f"`params[{name!r}]` must be real floating, got {leaf.dtype}.")
             out[name] = leaf
         return out
+
+    def state_layout(self) -> tuple[tuple[int, ...], bool, str]:  # pragma: no cover
+        """``(core shape, complex?, description)`` of the step-mode state (per layer)."""
+        raise NotImplementedError
+
+    def check_state(
+        self,
+        state,
+        batch_shape,
+        param_dtype: DTypeLike | None = None,
+        *,
+        name: str = "initial_state",
+    ) -> jax.Array:
+        """Validates a carried state: one array ``(*batch_shape, *core)`` (`state_layout`).
+
+        Args:
+          state: the state (from `initial_state`, `step` or ``apply(return_state=True)``).
+          batch_shape: the batch shape of the input it goes with.
+          param_dtype: if given, the state must have dtype ``initial_state``'s for it.
+          name: the argument's name in error messages (``initial_carry`` in the wrappers).
+
+        Returns:
+          The state as a ``jax.Array``.
+
+        Raises:
+          TypeError: not a single array, the wrong kind (real / complex), or not the dtype
+            for ``param_dtype``.
+          ValueError: another shape (a layer of another size, another batch).
+        """
+        core, complex_state, what = self.state_layout()
+        batch = _validate.check_batch_shape(batch_shape)
+        dtype = None
+        if param_dtype is not None:
+            dtype = state_dtype(param_dtype, complex_state=complex_state)
+        return masking.check_state(
+            state,
+            (*batch, *core),
+            complex_state=complex_state,
+            dtype=dtype,
+            name=name,
+            what=what,
+        )
 
     def prepared(self, params: Params, *arrays: jax.Array) -> tuple[dict[str, jax.Array], np.dtype]:
         """Checked parameters cast to the compute dtype, and that dtype.

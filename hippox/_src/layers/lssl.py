@@ -187,38 +187,9 @@ class LSSLConfig(base.LayerConfig):
         rd = base.state_dtype(param_dtype, complex_state=False)
         return jnp.zeros((*batch, self.H, self.N), rd)
 
-    def check_state(
-        self,
-        state,
-        batch_shape: Sequence[int],
-        param_dtype: DTypeLike | None = None,
-        *,
-        name: str = "initial_state",
-    ) -> jax.Array:
-        """Validates a carried state: one real array ``(*batch_shape, H, N)``.
-
-        Args:
-          state: the state (from `initial_state`, `step` or ``apply(return_state=True)``).
-          batch_shape: the batch shape of the input it goes with.
-          param_dtype: if given, the state must have dtype ``initial_state``'s for it.
-          name: the argument's name in error messages (``initial_carry`` in the wrappers).
-
-        Raises:
-          TypeError: not a single array, complex, or not the dtype for ``param_dtype``.
-          ValueError: another shape (a layer of another size, another batch).
-        """
-        batch = _validate.check_batch_shape(batch_shape)
-        dtype = None
-        if param_dtype is not None:
-            dtype = base.state_dtype(param_dtype, complex_state=False)
-        return masking.check_state(
-            state,
-            (*batch, self.H, self.N),
-            complex_state=False,
-            dtype=dtype,
-            name=name,
-            what=f"(..., H, N) with H={self.H}, N={self.N}",
-        )
+    def state_layout(self) -> tuple[tuple[int, ...], bool, str]:
+        """One real array ``(..., H, N)``."""
+        return (self.H, self.N), False, f"(..., H, N) with H={self.H}, N={self.N}"
 
     def step(self, step_params, x: ArrayLike, u: ArrayLike, *, dtype: DTypeLike | None = None):
         """One step: ``x`` ``(..., H, N)``, ``u`` ``(..., H)`` -> ``(x_new, y)``."""

@@ -219,36 +219,9 @@ class S5Config(base.LayerConfig):
         batch = _validate.check_batch_shape(batch_shape)
         return jnp.zeros((*batch, self.M), base.state_dtype(param_dtype))
 
-    def check_state(
-        self,
-        state,
-        batch_shape: Sequence[int],
-        param_dtype: DTypeLike | None = None,
-        *,
-        name: str = "initial_state",
-    ) -> jax.Array:
-        """Validates a carried state: one complex array ``(*batch_shape, M)``.
-
-        Args:
-          state: the state (from `initial_state`, `step` or ``apply(return_state=True)``).
-          batch_shape: the batch shape of the input it goes with.
-          param_dtype: if given, the state must have dtype ``initial_state``'s for it.
-          name: the argument's name in error messages (``initial_carry`` in the wrappers).
-
-        Raises:
-          TypeError: not a single array, not complex, or not the dtype for ``param_dtype``.
-          ValueError: another shape (a layer of another size, another batch).
-        """
-        batch = _validate.check_batch_shape(batch_shape)
-        dtype = None if param_dtype is None else base.state_dtype(param_dtype)
-        return masking.check_state(
-            state,
-            (*batch, self.M),
-            complex_state=True,
-            dtype=dtype,
-            name=name,
-            what=f"(..., M) with M={self.M}",
-        )
+    def state_layout(self) -> tuple[tuple[int, ...], bool, str]:
+        """One complex array ``(..., M)`` shared by the channels."""
+        return (self.M,), True, f"(..., M) with M={self.M}"
 
     def step(
         self,

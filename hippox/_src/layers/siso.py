@@ -346,36 +346,6 @@ class SISOConfig(base.LayerConfig):
         batch = _validate.check_batch_shape(batch_shape)
         return jnp.zeros((*batch, self.H, self.M), base.state_dtype(param_dtype))
 
-    def check_state(
-        self,
-        state,
-        batch_shape: Sequence[int],
-        param_dtype: DTypeLike | None = None,
-        *,
-        name: str = "initial_state",
-    ) -> jax.Array:
-        """Validates a carried state: one complex array ``(*batch_shape, H, M)``.
-
-        Args:
-          state: the state (from `initial_state`, `step` or ``apply(return_state=True)``).
-          batch_shape: the batch shape of the input it goes with.
-          param_dtype: if given, the state must have dtype ``initial_state``'s for it.
-          name: the argument's name in error messages (``initial_carry`` in the wrappers).
-
-        Returns:
-          The state as a ``jax.Array``.
-
-        Raises:
-          TypeError: not a single array, not complex, or not the dtype for ``param_dtype``.
-          ValueError: another shape (a layer of another size, another batch).
-        """
-        batch = _validate.check_batch_shape(batch_shape)
-        dtype = None if param_dtype is None else base.state_dtype(param_dtype)
-        return masking.check_state(
-            state,
-            (*batch, self.H, self.M),
-            complex_state=True,
-            dtype=dtype,
-            name=name,
-            what=f"(..., H, M) with H={self.H}, M={self.M}",
-        )
+    def state_layout(self) -> tuple[tuple[int, ...], bool, str]:
+        """One complex array ``(..., H, M)``."""
+        return (self.H, self.M), True, f"(..., H, M) with H={self.H}, M={self.M}"
