@@ -32,6 +32,7 @@ from hippox._src.dplr import dplr_c_tilde as dplr_c_tilde
 from hippox._src.kernels import kernel_diag as kernel_diag
 from hippox._src.dplr import kernel_dplr as kernel_dplr
 from hippox._src.kernels import kernel_naive as kernel_naive
+from hippox._src.kernels import memory_budget as memory_budget
 
 # --- diagonal / DPLR / S5 initialisations (hippox/_src/diagonal.py)
 from hippox._src.diagonal import B_INITS as B_INITS
@@ -147,6 +148,7 @@ __all__ = [
     "kernel_diag",
     "kernel_dplr",
     "kernel_naive",
+    "memory_budget",
     "B_INITS",
     "DIAG_INITS",
     "DPLR",

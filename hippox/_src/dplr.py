@@ -391,7 +391,7 @@ def _kernel_dplr(Lam, P, B, Ct, dt, batch, *, L, conj_sym, chunk_size):
 
     nf = L // 2 + 1  # the nodes z = e^{iθ} irfft needs; each also gives its conjugate
     per_node = rows * (8 * M + 3 * (R + 1) ** 2 + (R + 3) ** 2)
-    zc = chunk_size if chunk_size is not None else max(1, kernels.MEMORY_BUDGET // per_node)
+    zc = chunk_size or max(1, kernels.budget_elements(kernels.memory_budget(), ctype) // per_node)
     zc = min(zc, nf)
     nchunk = -(-nf // zc)
     theta = -2.0 * np.pi * np.arange(nf) / L

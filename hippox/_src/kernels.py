@@ -34,8 +34,23 @@ Conventions (shared with `hippox.causal_conv` and the step mode):
 
 Memory: neither `kernel_diag` nor `kernel_dplr` materialises an ``(H, N, L)`` array for
 large problems. Work is split into blocks along the length axis (``chunk_size``) and, where
-the blocks of all channels together would exceed `MEMORY_BUDGET` (``2**22`` complex
-elements, 32 MiB in complex64), the channels are processed in groups with ``lax.map``.
+the blocks of all channels together would exceed the memory budget, the channels are
+processed in groups with ``lax.map``. The budget is in **bytes** of complex intermediates
+(one complex64 number is 8 bytes, one complex128 number 16):
+
+* ``memory_budget=None`` (default): `memory_budget` of the default device, a pure function
+  of that device. On a device that reports memory statistics (GPU, TPU:
+  ``device.memory_stats()`` with ``bytes_limit`` and ``bytes_in_use``) it is
+  `DEVICE_MEMORY_FRACTION` of the free memory, rounded down to a power of two (so small
+  changes in the memory in use do not change the budget and cause a recompilation); on the
+  CPU, or a device without statistics, it is `MEMORY_BUDGET` (32 MiB: ``2**22`` complex64
+  numbers, the fixed budget of earlier versions).
+* ``memory_budget=<int>``: that many bytes (an explicit override, e.g. to use more of a
+  GPU's memory, or less on a small one). The budget is a static value: each distinct
+  budget compiles its own kernel.
+
+Budgets only change how the channels are grouped, never the values (up to the order of
+floating-point sums, which the grouping does not change either).
 """
 
 from __future__ import annotations
@@ -51,10 +66,78 @@ from jax.typing import ArrayLike
 from hippox._src import _validate
 from hippox._src.discretize import DIAG_METHODS, DiagMethod, discretize_diag
 
-#: Complex elements one block of intermediate values may hold (summed over the channels,
-#: or frequency nodes, processed together). 2**22 complex64 numbers are 32 MiB. Read at
-#: trace time by `kernel_diag` and `hippox.kernel_dplr`.
-MEMORY_BUDGET = 1 << 22
+#: Bytes of complex intermediates one block of work may hold (summed over the channels, or
+#: frequency nodes, processed together) on the CPU or a device without memory statistics:
+#: 32 MiB, ``2**22`` complex64 numbers (module docstring).
+MEMORY_BUDGET = 32 << 20
+
+#: Fraction of a device's free memory (``bytes_limit - bytes_in_use``) that `memory_budget`
+#: grants one kernel's intermediates on a device with memory statistics: a quarter leaves
+#: room for the kernel's inputs and outputs, XLA's own buffers and the rest of the model.
+DEVICE_MEMORY_FRACTION = 0.25
+
+#: Smallest budget `memory_budget` returns for a device (1 MiB): below it grouping would
+#: serialise the work into tiny steps without saving memory that matters.
+MIN_MEMORY_BUDGET = 1 << 20
+
+
+def memory_budget(device: jax.Device | None = None) -> int:
+    """The memory budget, in bytes, of the kernels' channel grouping on ``device``.
+
+    A pure function of the device: with memory statistics (``device.memory_stats()``
+    reporting ``bytes_limit`` and ``bytes_in_use``, as GPUs and TPUs do) it is
+    ``DEVICE_MEMORY_FRACTION * (bytes_limit - bytes_in_use)`` rounded down to a power of
+    two and at least ``MIN_MEMORY_BUDGET``; otherwise (the CPU) `MEMORY_BUDGET`, 32 MiB.
+    `kernel_diag` and `hippox.kernel_dplr` use it when their ``memory_budget`` is None.
+
+    Args:
+      device: a ``jax.Device`` (or any object with a ``memory_stats()`` method), or None
+        for ``jax.devices()[0]`` (the default backend's first device).
+
+    Returns:
+      The budget in bytes, an int.
+
+    Examples:
+      >>> import jax
+      >>> import hippox
+      >>> cpu = jax.devices("cpu")[0]
+      >>> hippox.memory_budget(cpu) == 32 * 2**20  # no memory statistics on the CPU
+      True
+      >>> class FakeGPU:
+      ...     def memory_stats(self):
+      ...         return {"bytes_limit": 16 * 2**30, "bytes_in_use": 2**30}
+      >>> hippox.memory_budget(FakeGPU()) == 2**31  # a quarter of 15 GiB, down to 2 GiB
+      True
+    """
+    if device is None:
+        device = jax.devices()[0]
+    try:
+        stats = device.memory_stats()
+    except Exception:  # noqa: BLE001 - backends without statistics raise various errors
+        stats = None
+    if not stats or "bytes_limit" not in stats:
+        return MEMORY_BUDGET
+    free = int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
+    budget = int(DEVICE_MEMORY_FRACTION * max(free, 0))
+    if budget < MIN_MEMORY_BUDGET:
+        return MIN_MEMORY_BUDGET
+    return 1 << (budget.bit_length() - 1)
+
+
+def check_memory_budget(memory_budget_: int | None) -> int:
+    """A validated ``memory_budget`` in bytes (None: `memory_budget` of the default device).
+
+    Raises:
+      TypeError / ValueError: not an int >= 1 (naming ``memory_budget``).
+    """
+    if memory_budget_ is None:
+        return memory_budget()
+    return _validate.check_size("memory_budget", memory_budget_)
+
+
+def budget_elements(budget_bytes: int, dtype) -> int:
+    """How many numbers of ``dtype`` (e.g. complex64: 8 bytes) fit a budget in bytes."""
+    return max(1, budget_bytes // jnp.dtype(dtype).itemsize)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -84,14 +167,15 @@ def check_chunk_size(chunk_size) -> int | None:
     return None if chunk_size is None else _validate.check_size("chunk_size", chunk_size)
 
 
-def _map_rows(fn: Callable, args: tuple[jax.Array, ...], per_row: int) -> jax.Array:
-    """``fn(*args)`` with the leading (row) axis processed in groups within `MEMORY_BUDGET`.
+def _map_rows(fn: Callable, args: tuple[jax.Array, ...], per_row: int, budget: int) -> jax.Array:
+    """``fn(*args)`` with the leading (row) axis processed in groups within ``budget``.
 
-    ``per_row`` is the number of complex intermediates one row needs. Rows are padded
-    with copies of row 0 (so padded values stay finite and gradients NaN-free).
+    ``per_row`` is the number of complex intermediates one row needs, ``budget`` the
+    number of complex intermediates allowed (`budget_elements`). Rows are padded with
+    copies of row 0 (so padded values stay finite and gradients NaN-free).
     """
     rows = args[0].shape[0]
-    group = max(1, MEMORY_BUDGET // max(per_row, 1))
+    group = max(1, budget // max(per_row, 1))
     if group >= rows:
         return fn(*args)
     n = -(-rows // group)
@@ -200,7 +284,9 @@ def _kernel_naive(Ab, Bb, C, *, L, diagonal, batch):
 # --------------------------------------------------------------------------- diagonal
 
 
-def _vandermonde(W: jax.Array, logA: jax.Array, L: int, block: int | None) -> jax.Array:
+def _vandermonde(
+    W: jax.Array, logA: jax.Array, L: int, block: int | None, budget: int
+) -> jax.Array:
     """``out[h, s, l] = Σ_m W[h, s, m] exp(l logA[h, m])`` for l < L, blockwise.
 
     ``l = q c + r`` with block length ``c``: ``exp(l logA) = exp(q c logA) exp(r logA)``, so
@@ -222,7 +308,7 @@ def _vandermonde(W: jax.Array, logA: jax.Array, L: int, block: int | None) -> ja
         return out.reshape(out.shape[0], S, nq * c)[..., :L]
 
     per_row = M * (c + nq * (S + 1)) + S * nq * c
-    return _map_rows(fn, (W, logA), per_row)
+    return _map_rows(fn, (W, logA), per_row, budget)
 
 
 def kernel_diag(
@@ -235,6 +321,7 @@ def kernel_diag(
     method: DiagMethod = "zoh",
     conj_sym: bool = True,
     chunk_size: int | None = None,
+    memory_budget: int | None = None,
 ) -> jax.Array:
     """S4D convolution kernel of a diagonal SSM (a Vandermonde product).
 
@@ -259,7 +346,10 @@ def kernel_diag(
       chunk_size: length of the blocks the length axis is split into (``None``: the power
         of two nearest above ``sqrt(L)``, which minimises the powers formed; ``>= L``: one
         block, i.e. the plain ``(H, M, L)`` Vandermonde matrix). Channels are processed in
-        groups when the blocks would exceed the memory budget (module docstring).
+        groups when the blocks would exceed the memory budget.
+      memory_budget: the budget in bytes of complex intermediates, or None for
+        `hippox.memory_budget` of the default device (module docstring). It changes the
+        grouping only, never the values.
 
     Returns:
       ``(..., L)`` real kernel (the broadcast batch shape of ``Lambda, B, C, dt``; ``(H, L)``
@@ -285,6 +375,7 @@ def kernel_diag(
     L = _validate.check_size("L", L)
     conj_sym = _validate.check_bool("conj_sym", conj_sym)
     chunk_size = check_chunk_size(chunk_size)
+    budget = check_memory_budget(memory_budget)
     Lam, B, C = (
         _validate.as_inexact(name, x, allow_bool=True)
         for name, x in (("Lambda", Lambda), ("B", B), ("C", C))
@@ -314,11 +405,14 @@ def kernel_diag(
         conj_sym=conj_sym,
         chunk_size=chunk_size,
         batch=batch,
+        budget=budget,
     )
 
 
-@functools.partial(jax.jit, static_argnames=("L", "method", "conj_sym", "chunk_size", "batch"))
-def _kernel_diag(Lam, B, C, dt, *, L, method, conj_sym, chunk_size, batch):
+@functools.partial(
+    jax.jit, static_argnames=("L", "method", "conj_sym", "chunk_size", "batch", "budget")
+)
+def _kernel_diag(Lam, B, C, dt, *, L, method, conj_sym, chunk_size, batch, budget):
     M = Lam.shape[-1]
     rtype = _validate.compute_dtype(Lam, B, C, dt)
     ctype = _validate.complex_dtype(rtype)
@@ -341,6 +435,6 @@ def _kernel_diag(Lam, B, C, dt, *, L, method, conj_sym, chunk_size, batch):
         W = (C * Bb)[:, None]
         x = dt[:, None] * Lam
         logA = x if method == "zoh" else jnp.log1p(x / 2) - jnp.log1p(-x / 2)
-    K = _vandermonde(W, logA, L, chunk_size)  # (rows, S, L)
+    K = _vandermonde(W, logA, L, chunk_size, budget_elements(budget, ctype))  # (rows, S, L)
     K = K[:, 0] + K[:, 1, ::-1] if method == "dss" else K[:, 0]
     return _real_part(K, conj_sym).astype(rtype).reshape(*batch, L)
