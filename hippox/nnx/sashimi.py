@@ -20,74 +20,62 @@ autoregressively. ``unet=True`` also runs residual blocks before each down-pooli
 and adds every block's input as a skip (the reference's UNet variant, better for
 non-autoregressive use).
 
-Only the convolution (training) mode is offered; step mode is not implemented for
-this backbone. The input length must be a multiple of the product of the pool factors.
+The input length must be a multiple of the product of the pool factors. Step mode
+follows the reference's pooling ``step``: down-pooling buffers ``pool[k]`` inputs and
+runs the coarser level once its window is full, up-pooling emits the buffered outputs of
+the previous coarse position (`SaShiMi.step`, `SaShiMi.initialize_carry`), so the model
+generates autoregressively; ``__call__`` accepts and returns the same carry for chunks
+that start at a multiple of ``prod(pool)`` (prefill a prompt, then step). The maths is
+`hippox._src.layers.sashimi`, shared with the linen, Haiku and Equinox versions.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 from flax import nnx
 from jax.typing import ArrayLike, DTypeLike
 
 from hippox._src import _validate
-from hippox._src.layers import pooling
+from hippox._src.layers import sashimi as core
 from hippox.nnx import layers as _layers
 
 __all__ = ["SaShiMi"]
+
+SaShiMiCarry = core.SaShiMiCarry
 
 _LAYERS = {"s4d": _layers.S4D, "s4": _layers.S4, "s5": _layers.S5, "lssl": _layers.LSSL}
 
 
 class _FeedForward(nnx.Module):
-    def __init__(self, H: int, expand: int, dropout: float, lin: dict, rngs: nnx.Rngs):
+    """``Dense(H, ff·H) -> GELU -> dropout -> Dense(ff·H, H)`` (parameters; maths in core)."""
+
+    def __init__(self, H: int, expand: int, lin: dict):
         self.inner = nnx.Linear(H, expand * H, **lin)
         self.outer = nnx.Linear(expand * H, H, **lin)
-        self.dropout = nnx.Dropout(dropout, rngs=rngs)
-
-    def __call__(self, x: jax.Array) -> jax.Array:
-        return self.outer(self.dropout(jax.nn.gelu(self.inner(x), approximate=False)))
 
 
 class _Residual(nnx.Module):
-    """``x + dropout(layer(LayerNorm(x)))``."""
+    """``x + dropout(layer(LayerNorm(x)))`` (parameters; maths in core)."""
 
-    def __init__(self, H: int, layer, dropout: float, lin: dict, rngs: nnx.Rngs):
+    def __init__(self, H: int, layer, lin: dict):
         self.norm = nnx.LayerNorm(H, **lin)
         self.layer = layer
-        self.dropout = nnx.Dropout(dropout, rngs=rngs)
-
-    def __call__(self, x: jax.Array) -> jax.Array:
-        return x + self.dropout(self.layer(self.norm(x)))
 
 
-class _DownPool(nnx.Module):
-    def __init__(self, H: int, expand: int, pool: int, lin: dict):
-        self.pool = pool
-        self.linear = nnx.Linear(pool * H, expand * H, **lin)
+class _Pool(nnx.Module):
+    """The dense layer of a down- or up-pooling (parameters; maths in core)."""
 
-    def __call__(self, x: jax.Array) -> jax.Array:
-        return self.linear(pooling.fold(x, self.pool))
-
-
-class _UpPool(nnx.Module):
-    def __init__(self, H: int, expand: int, pool: int, lin: dict):
-        self.pool = pool
-        self.linear = nnx.Linear(H, pool * (H // expand), **lin)
-
-    def __call__(self, x: jax.Array) -> jax.Array:
-        return pooling.unfold(pooling.shift_right(self.linear(x)), self.pool)
+    def __init__(self, d_in: int, d_out: int, lin: dict):
+        self.linear = nnx.Linear(d_in, d_out, **lin)
 
 
 class SaShiMi(nnx.Module):
     """The SaShiMi pooling backbone (NNX): ``(..., L, d_model) -> (..., L, d_model)``.
 
-    See the module docstring for the architecture.
+    See the module docstring for the architecture and step mode.
 
     Args:
       d_model: width H at the finest resolution.
@@ -98,24 +86,33 @@ class SaShiMi(nnx.Module):
       expand: width factor per down-pooling.
       ff: expansion of the feed-forward blocks (0: none).
       layer: ``'s4d'``, ``'s4'``, ``'s5'``, ``'lssl'`` or a callable
-        ``layer(H, *, rngs) -> nnx.Module`` mapping ``(..., L, H)`` to itself.
+        ``layer(H, *, rngs) -> nnx.Module`` mapping ``(..., L, H)`` to itself (for
+        carries and step mode it needs the sequence-layer convention and
+        ``initialize_carry``/``setup_step``/``step``, as the built-in layers).
       layer_kwargs: keyword options of the built-in layer (e.g. ``{"N": 64}``; S4
         needs ``l_max``, any value: it runs at every length).
       unet: the UNet variant (blocks before each down-pooling, skips around every
         block).
       dropout: dropout rate in ``[0, 1)`` in every residual and feed-forward block.
-      dtype: computation dtype of the dense and norm layers (None: inferred).
+      dtype: computation dtype of the dense and norm layers and the layers' output
+        dtype (None: inferred).
       param_dtype: parameter storage dtype.
       rngs: `flax.nnx.Rngs` (``params``; ``dropout`` when training with dropout).
 
     Examples:
-      >>> import jax.numpy as jnp
+      >>> import jax, jax.numpy as jnp
       >>> from flax import nnx
       >>> from hippox.nnx import SaShiMi
       >>> model = SaShiMi(8, n_layers=1, pool=(2, 2), layer_kwargs={"N": 8},
       ...                 rngs=nnx.Rngs(0))
-      >>> model(jnp.ones((3, 16, 8), jnp.float32)).shape
+      >>> u = jnp.ones((3, 16, 8), jnp.float32)
+      >>> model(u).shape
       (3, 16, 8)
+      >>> carry, y = model(u[:, :8], return_carry=True)      # prefill 8 positions
+      >>> sp = model.setup_step()
+      >>> carry, y8 = model.step(carry, u[:, 8], sp)           # then step
+      >>> bool(jnp.allclose(y8, model(u)[:, 8], atol=1e-5))
+      True
     """
 
     def __init__(
@@ -136,78 +133,135 @@ class SaShiMi(nnx.Module):
     ):
         if not isinstance(rngs, nnx.Rngs):
             raise TypeError(f"`rngs` must be a flax.nnx.Rngs, got {type(rngs).__name__}.")
-        H = _validate.check_size("d_model", d_model)
-        n_layers = _validate.check_size("n_layers", n_layers, minimum=0)
-        if isinstance(pool, int) or not isinstance(pool, Sequence):
-            raise TypeError(f"`pool` must be a sequence of ints, got {pool!r}.")
-        pool = tuple(_validate.check_size("pool entry", p) for p in pool)
-        expand = _validate.check_size("expand", expand)
-        ff = _validate.check_size("ff", ff, minimum=0)
-        unet = _validate.check_bool("unet", unet)
-        dropout = _validate.check_real("dropout", dropout, low=0.0)
-        if dropout >= 1.0:
-            raise ValueError(f"`dropout` must be in [0, 1), got {dropout}.")
-        if not callable(layer):
-            _validate.check_choice("layer", layer, tuple(_LAYERS))
-        if layer_kwargs is not None and not isinstance(layer_kwargs, Mapping):
-            raise TypeError(f"`layer_kwargs` must be a mapping or None, got {layer_kwargs!r}.")
-        kwargs = dict(layer_kwargs or {})
+        opts = core.check_options(
+            d_model=d_model,
+            n_layers=n_layers,
+            pool=pool,
+            expand=expand,
+            ff=ff,
+            layer=layer,
+            layer_kwargs=layer_kwargs,
+            unet=unet,
+            dropout=dropout,
+        )
         pd = _validate.real_dtype(param_dtype, name="param_dtype")
-        lin = dict(dtype=dtype, param_dtype=pd, rngs=rngs)
+        self.dtype = None if dtype is None else _validate.real_dtype(dtype, name="dtype")
+        self.param_dtype = pd
+        lin = dict(dtype=self.dtype, param_dtype=pd, rngs=rngs)
+        kwargs = dict(opts.layer_kwargs)
 
-        def blocks(width: int) -> list:
-            out = []
-            for _ in range(n_layers):
-                if callable(layer):
-                    mixer = layer(width, rngs=rngs)
-                else:
-                    mixer = _LAYERS[layer](width, **kwargs, dtype=dtype, param_dtype=pd, rngs=rngs)
-                out.append(_Residual(width, mixer, dropout, lin, rngs))
-                if ff > 0:
-                    ffn = _FeedForward(width, ff, dropout, lin, rngs)
-                    out.append(_Residual(width, ffn, dropout, lin, rngs))
-            return out
-
-        self.d_model, self.pool, self.unet = H, pool, unet
-        width, down = H, []
-        for p in pool:
-            if unet:
-                down.extend(blocks(width))
-            down.append(_DownPool(width, expand, p, lin))
-            width *= expand
-        self.down = nnx.List(down)
-        self.center = nnx.List(blocks(width))
-        up = []
-        for p in reversed(pool):
-            up.append(nnx.List([_UpPool(width, expand, p, lin), *blocks(width // expand)]))
-            width //= expand
-        self.up = nnx.List(up)
-        self.norm = nnx.LayerNorm(H, **lin)
-
-    def __call__(self, u: ArrayLike) -> jax.Array:
-        """``u`` ``(..., L, d_model)`` -> ``(..., L, d_model)``; ``L`` a multiple of ∏ pool."""
-        u = _validate.as_array("u", u)
-        factor = math.prod(self.pool)
-        if u.ndim < 2 or u.shape[-1] != self.d_model or u.shape[-2] % factor:
-            raise ValueError(
-                f"`u` must have shape (..., L, {self.d_model}) with L a multiple of "
-                f"prod(pool)={factor}, got {u.shape}."
-            )
-        x, skips = u, [u]
-        for block in self.down:
-            x = block(x)
-            skips.append(x)
-        for block in self.center:
-            x = block(x)
-        x = x + skips.pop()
-        for stage in self.up:
-            if self.unet:
-                for block in stage:
-                    x = block(x) + skips.pop()
+        def block(kind: str, k: int):
+            width = opts.width(k)
+            if kind == "ff":
+                return _Residual(width, _FeedForward(width, opts.ff, lin), lin)
+            if callable(layer):
+                mixer = layer(width, rngs=rngs)
             else:
-                x = stage[0](x) + skips.pop()
-                skip = x
-                for block in stage[1:]:
-                    x = block(x)
-                x = x + skip
-        return self.norm(x)
+                mixer = _LAYERS[layer](width, **kwargs, dtype=self.dtype, param_dtype=pd, rngs=rngs)
+            return _Residual(width, mixer, lin)
+
+        tree: dict = {"down": {}, "center": {}, "up": {}}
+        for path, kind, k in core.layout(opts).kinds:
+            if kind != "pool":
+                module = block(kind, k)
+            elif path.startswith("down"):
+                module = _Pool(opts.pool[k] * opts.width(k), opts.width(k + 1), lin)
+            else:
+                module = _Pool(opts.width(k + 1), opts.pool[k] * opts.width(k), lin)
+            core.put(tree, path, module)
+        self.options = opts
+        self.d_model, self.pool, self.unet = opts.d_model, opts.pool, opts.unet
+        self.down = nnx.List([tree["down"][i] for i in sorted(tree["down"])])
+        self.center = nnx.List([tree["center"][i] for i in sorted(tree["center"])])
+        self.up = nnx.List(
+            [nnx.List([s[j] for j in sorted(s)]) for _, s in sorted(tree["up"].items())]
+        )
+        self.norm = nnx.LayerNorm(opts.d_model, **lin)
+        self.dropout = nnx.Dropout(opts.dropout, rngs=rngs)
+
+    def _params(self) -> dict:
+        return nnx.to_pure_dict(nnx.state(self, nnx.Param))
+
+    def _layer(self, path: str):
+        node = self
+        for part in path.split("/"):
+            node = node[int(part)] if part.isdigit() else getattr(node, part)
+        return node.layer
+
+    def __call__(
+        self,
+        u: ArrayLike,
+        *,
+        initial_carry: core.SaShiMiCarry | None = None,
+        return_carry: bool = False,
+    ):
+        """The backbone over a sequence (or a chunk of one).
+
+        Args:
+          u: ``(..., L, d_model)`` real input, ``L`` a positive multiple of ``prod(pool)``.
+          initial_carry: a `SaShiMiCarry` (from `initialize_carry`, `step` or a call
+            with ``return_carry=True``) that has seen a multiple of ``prod(pool)``
+            positions, or None.
+          return_carry: also return the carry after the last position.
+
+        Returns:
+          ``y`` ``(..., L, d_model)``, or ``(carry, y)``.
+        """
+        opts = self.options
+        u = core.check_input(u, opts)
+        return_carry = _validate.check_bool("return_carry", return_carry)
+        if initial_carry is not None:
+            expected = self.initialize_carry(u.shape[:-2])
+            initial_carry = core.check_carry("initial_carry", initial_carry, expected, u.shape[:-2])
+
+        def layer(path, z, carry, want):
+            module = self._layer(path)
+            if not want:
+                return None, module(z)
+            return module(z, initial_carry=carry, return_carry=True)
+
+        return core.forward(
+            opts,
+            self._params(),
+            u,
+            layer=layer,
+            drop=self.dropout,
+            initial_carry=initial_carry,
+            return_carry=return_carry,
+            dtype=self.dtype,
+        )
+
+    def initialize_carry(
+        self, batch_shape: Sequence[int] = (), dtype: DTypeLike | None = None
+    ) -> core.SaShiMiCarry:
+        """Zero step-mode carry with batch shape ``batch_shape`` (buffers in ``dtype``,
+        default the parameters' dtype promoted to at least float32)."""
+        batch = _validate.check_batch_shape(batch_shape)
+        layers = {
+            p: self._layer(p).initialize_carry(batch)
+            for p in core.layout(self.options).layer_paths()
+        }
+        rd = jnp.promote_types(self.param_dtype, jnp.float32) if dtype is None else dtype
+        return core.initial_carry(self.options, layers, batch, rd)
+
+    def setup_step(self) -> dict:
+        """``{path: step params}`` of every layer block (discretise once; pass to `step`)."""
+        return {p: self._layer(p).setup_step() for p in core.layout(self.options).layer_paths()}
+
+    def step(self, carry: core.SaShiMiCarry, u_k: ArrayLike, step_params=None):
+        """One position: ``u_k`` ``(..., d_model)`` -> ``(carry, y_k (..., d_model))``.
+
+        Evaluation semantics (no dropout). ``step_params`` from `setup_step`
+        (recomputed when None).
+        """
+        u_k = core.check_step_input(u_k, self.options)
+        expected = self.initialize_carry(u_k.shape[:-1])
+        carry = core.check_carry("carry", carry, expected, u_k.shape[:-1])
+        sp = self.setup_step() if step_params is None else step_params
+
+        def layer_step(path, c, z):
+            return self._layer(path).step(c, z, sp[path])
+
+        return core.step(
+            self.options, self._params(), carry, u_k, layer_step=layer_step, dtype=self.dtype
+        )
