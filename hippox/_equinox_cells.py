@@ -1,5 +1,6 @@
 """Equinox baseline cells: RNN, GRU, LSTM, MGU, MinimalRNN, ExpRNN, Lipschitz RNN, UnICORNN;
-and the continuous kernel convolution `CKConv`.
+the sequence layers `LipschitzRNN` and `UnICORNN`; and the continuous kernel convolution
+`CKConv`.
 
 Re-exported by ``hippox.equinox``. Thin shells over the configs of
 ``hippox._src.layers.cells`` (equations there), in the Equinox cell convention
@@ -8,6 +9,9 @@ output ``h_t`` is ``state.h``. Parameters live in ``params`` (the names and shap
 the Flax and Haiku versions), the config is static. The HiPPO variants are
 `hippox.equinox.HiPPORNNCell` with `hippox.hippo_cell_options`. `CKConv` maps
 ``(..., L, H) -> (..., L, H)`` with the parameters of `hippox.nnx.CKConv` (no step mode).
+`LipschitzRNN` / `UnICORNN` run their cell over a sequence with the calling convention of
+the hippox sequence layers (``seq_lengths``, ``initial_carry``, ``return_carry``, step
+mode) and the parameters of `hippox.nnx.LipschitzRNN` / `hippox.nnx.UnICORNN`.
 
 Examples:
   >>> import jax, jax.numpy as jnp
@@ -39,10 +43,12 @@ __all__ = [
     "ExpRNNCell",
     "GRUCell",
     "LSTMCell",
+    "LipschitzRNN",
     "LipschitzRNNCell",
     "MGUCell",
     "MinimalRNNCell",
     "RNNCell",
+    "UnICORNN",
     "UnICORNNCell",
 ]
 
@@ -100,6 +106,104 @@ MinimalRNNCell = _make("MinimalRNNCell", _cells.MinimalRNNConfig)
 ExpRNNCell = _make("ExpRNNCell", _cells.ExpRNNConfig)
 LipschitzRNNCell = _make("LipschitzRNNCell", _lipschitz.LipschitzRNNConfig)
 UnICORNNCell = _make("UnICORNNCell", _unicornn.UnICORNNConfig)
+
+
+class _RecurrentLayer(eqx.Module):
+    """A recurrent cell over a sequence (Equinox): ``(..., L, in_features) -> (..., L, hidden)``.
+
+    Runs the cell with `jax.lax.scan` under the calling convention of the hippox sequence
+    layers and their step API (``initialize_carry``, ``setup_step``, ``step``). Parameters
+    live in ``params`` (the names and shapes of the NNX, linen and Haiku layers), the
+    config is static. Leading batch axes are allowed (no `jax.vmap` needed).
+
+    Args:
+      in_features: input features ``d_in``.
+      hidden_features: hidden size.
+      key: jax.random key.
+      param_dtype: parameter storage dtype (default float32).
+      dtype: output dtype (None: the input's).
+      **options: keyword fields of the cell's config.
+    """
+
+    params: dict[str, jax.Array]
+    config: Any = eqx.field(static=True)
+    dtype: Any = eqx.field(static=True, default=None)
+
+    def __init__(
+        self,
+        in_features: int,
+        hidden_features: int,
+        *,
+        key,
+        param_dtype: DTypeLike = jnp.float32,
+        dtype: DTypeLike | None = None,
+        **options,
+    ):
+        self.config = self.config_class(in_features, hidden_features, **options)
+        self.params = self.config.init_params(key, param_dtype=param_dtype)
+        self.dtype = None if dtype is None else jnp.dtype(dtype)
+
+    def _param_dtype(self):
+        return jnp.result_type(*self.params.values())
+
+    def __call__(
+        self,
+        x: ArrayLike,
+        *,
+        seq_lengths: ArrayLike | None = None,
+        initial_carry=None,
+        return_carry: bool = False,
+        key=None,
+    ):
+        """The cell scanned over ``x`` ``(..., L, in_features)``.
+
+        Args:
+          x: ``(..., L, in_features)`` real input.
+          seq_lengths: ``(...)`` ints in ``[0, L]`` (None: all valid); padding positions
+            leave the carry untouched and output zeros.
+          initial_carry: the carry to start from (from `initialize_carry`, `step` or a
+            call with ``return_carry=True``), or None (zeros).
+          return_carry: also return the carry after each sequence's last valid step.
+          key: unused (accepted for `equinox.nn.Sequential`).
+
+        Returns:
+          ``(..., L, hidden)``, or ``(carry, outputs)``.
+        """
+        del key
+        return _lipschitz.call_recurrent_layer(
+            self.config,
+            self.params,
+            x,
+            param_dtype=self._param_dtype(),
+            dtype=self.dtype,
+            seq_lengths=seq_lengths,
+            initial_carry=initial_carry,
+            return_carry=return_carry,
+        )
+
+    def initialize_carry(self, batch_shape: Sequence[int] = ()):
+        """Zero carry with batch shape ``batch_shape``."""
+        return self.config.initial_state(batch_shape, self._param_dtype())
+
+    def setup_step(self) -> dict[str, jax.Array]:
+        """Step parameters (the weights)."""
+        return self.params
+
+    def step(self, carry, u_k: ArrayLike, step_params=None):
+        """One step: ``u_k`` ``(..., in_features)`` -> ``(carry, y_k (..., hidden))``."""
+        sp = self.params if step_params is None else step_params
+        return self.config.step(sp, carry, u_k, dtype=self.dtype)
+
+
+def _make_layer(name: str, config_class: type, what: str) -> type:
+    doc = f"{what} over a sequence (Equinox); see the cell's config.\n\n"
+    doc += _RecurrentLayer.__doc__.split("\n\n", 1)[1]
+    ns = {"config_class": config_class, "__doc__": doc, "__module__": __name__}
+    return type(name, (_RecurrentLayer,), ns)
+
+
+LipschitzRNN = _make_layer("LipschitzRNN", _lipschitz.LipschitzRNNConfig, "The Lipschitz RNN")
+UnICORNN = _make_layer("UnICORNN", _unicornn.UnICORNNConfig, "The stacked UnICORNN")
 
 
 class CKConv(eqx.Module):

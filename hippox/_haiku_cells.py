@@ -1,5 +1,6 @@
 """Haiku baseline cells (`haiku.RNNCore`): RNN, GRU, LSTM, MGU, MinimalRNN, ExpRNN, Lipschitz
-RNN, UnICORNN; and the continuous kernel convolution `CKConv`.
+RNN, UnICORNN; the sequence layers `LipschitzRNN` and `UnICORNN`; and the continuous kernel
+convolution `CKConv`.
 
 Re-exported by ``hippox.haiku``. Thin shells over the configs of
 ``hippox._src.layers.cells`` (equations there): ``cell(x_t, state) -> (h_t, state)``,
@@ -7,7 +8,10 @@ usable with `haiku.dynamic_unroll`; the input size is read from the input at the
 call; parameter names are those of the Flax versions. The HiPPO variants are
 `hippox.haiku.HiPPORNNCell` with `hippox.hippo_cell_options`. `CKConv` is a sequence
 layer ``(..., L, H) -> (..., L, H)`` with the parameters of `hippox.nnx.CKConv` (no step
-mode).
+mode). `LipschitzRNN` / `UnICORNN` run their cell over a sequence with the calling
+convention of the hippox sequence layers (``seq_lengths``, ``initial_carry``,
+``return_carry``, step mode) and the parameters of `hippox.nnx.LipschitzRNN` /
+`hippox.nnx.UnICORNN`.
 
 Examples:
   >>> import jax, jax.numpy as jnp
@@ -42,10 +46,12 @@ __all__ = [
     "ExpRNNCell",
     "GRUCell",
     "LSTMCell",
+    "LipschitzRNN",
     "LipschitzRNNCell",
     "MGUCell",
     "MinimalRNNCell",
     "RNNCell",
+    "UnICORNN",
     "UnICORNNCell",
 ]
 
@@ -121,6 +127,107 @@ MinimalRNNCell = _make("MinimalRNNCell", _cells.MinimalRNNConfig, "minimal_rnn_c
 ExpRNNCell = _make("ExpRNNCell", _cells.ExpRNNConfig, "exp_rnn_cell")
 LipschitzRNNCell = _make("LipschitzRNNCell", _lipschitz.LipschitzRNNConfig, "lipschitz_rnn_cell")
 UnICORNNCell = _make("UnICORNNCell", _unicornn.UnICORNNConfig, "unicornn_cell")
+
+
+class _RecurrentLayer(hk.Module):
+    """A recurrent cell over a sequence (Haiku): ``(..., L, in_features) -> (..., L, hidden)``.
+
+    Runs the cell with `jax.lax.scan` under the calling convention of the hippox sequence
+    layers and their step API (``initialize_carry``, ``setup_step``, ``step``); the
+    parameters have the names and shapes of the NNX, linen and Equinox layers.
+
+    Args:
+      in_features: input features ``d_in``.
+      hidden_features: hidden size.
+      name: module name (default: the class name in snake case).
+      param_dtype: parameter storage dtype (default float32).
+      dtype: output dtype (None: the input's).
+      **options: keyword fields of the cell's config.
+    """
+
+    config_class: type
+    default_name: str
+
+    def __init__(
+        self,
+        in_features: int,
+        hidden_features: int,
+        *,
+        name: str | None = None,
+        param_dtype: DTypeLike = jnp.float32,
+        dtype: DTypeLike | None = None,
+        **options,
+    ):
+        config = self.config_class(in_features, hidden_features, **options)
+        super().__init__(name=name or self.default_name)
+        self.config = config
+        self.param_dtype = _validate.real_dtype(param_dtype, name="param_dtype")
+        self.dtype = None if dtype is None else jnp.dtype(dtype)
+
+    def cell_params(self) -> dict[str, jax.Array]:
+        """The parameters (created at init) as a flat ``{name: array}`` dict."""
+        return {
+            name: hk.get_parameter(name, shape, self.param_dtype, init=_haiku_init(init))
+            for name, (shape, init) in self.config.param_specs().items()
+        }
+
+    def __call__(
+        self,
+        x: ArrayLike,
+        *,
+        seq_lengths: ArrayLike | None = None,
+        initial_carry=None,
+        return_carry: bool = False,
+    ):
+        """The cell scanned over ``x`` ``(..., L, in_features)``.
+
+        Args:
+          x: ``(..., L, in_features)`` real input.
+          seq_lengths: ``(...)`` ints in ``[0, L]`` (None: all valid); padding positions
+            leave the carry untouched and output zeros.
+          initial_carry: the carry to start from (from `initialize_carry`, `step` or a
+            call with ``return_carry=True``), or None (zeros).
+          return_carry: also return the carry after each sequence's last valid step.
+
+        Returns:
+          ``(..., L, hidden)``, or ``(carry, outputs)``.
+        """
+        return _lipschitz.call_recurrent_layer(
+            self.config,
+            self.cell_params(),
+            x,
+            param_dtype=self.param_dtype,
+            dtype=self.dtype,
+            seq_lengths=seq_lengths,
+            initial_carry=initial_carry,
+            return_carry=return_carry,
+        )
+
+    def initialize_carry(self, batch_shape=()):
+        """Zero carry with batch shape ``batch_shape``."""
+        return self.config.initial_state(batch_shape, self.param_dtype)
+
+    def setup_step(self) -> dict[str, jax.Array]:
+        """Step parameters (the weights)."""
+        return self.cell_params()
+
+    def step(self, carry, u_k: ArrayLike, step_params=None):
+        """One step: ``u_k`` ``(..., in_features)`` -> ``(carry, y_k (..., hidden))``."""
+        sp = self.cell_params() if step_params is None else step_params
+        return self.config.step(sp, carry, u_k, dtype=self.dtype)
+
+
+def _make_layer(name: str, config_class: type, snake: str, what: str) -> type:
+    doc = f"{what} over a sequence (Haiku); see the cell's config.\n\n"
+    doc += _RecurrentLayer.__doc__.split("\n\n", 1)[1]
+    ns = {"config_class": config_class, "default_name": snake, "__doc__": doc}
+    return type(name, (_RecurrentLayer,), {**ns, "__module__": __name__})
+
+
+LipschitzRNN = _make_layer(
+    "LipschitzRNN", _lipschitz.LipschitzRNNConfig, "lipschitz_rnn", "The Lipschitz RNN"
+)
+UnICORNN = _make_layer("UnICORNN", _unicornn.UnICORNNConfig, "unicornn", "The stacked UnICORNN")
 
 
 class CKConv(hk.Module):

@@ -65,6 +65,7 @@ __all__ = [
     "GRUCell",
     "HiPPORNN",
     "HiPPORNNCell",
+    "LipschitzRNN",
     "LipschitzRNNCell",
     "LSSL",
     "LSTMCell",
@@ -76,6 +77,7 @@ __all__ = [
     "S5",
     "SequenceCarry",
     "SequenceModel",
+    "UnICORNN",
     "UnICORNNCell",
 ]
 
@@ -378,10 +380,12 @@ class HiPPORNNCell(eqx.Module):
 from hippox._equinox_cells import CKConv as CKConv  # noqa: E402
 from hippox._equinox_cells import ExpRNNCell as ExpRNNCell  # noqa: E402
 from hippox._equinox_cells import GRUCell as GRUCell  # noqa: E402
+from hippox._equinox_cells import LipschitzRNN as LipschitzRNN  # noqa: E402
 from hippox._equinox_cells import LipschitzRNNCell as LipschitzRNNCell  # noqa: E402
 from hippox._equinox_cells import LSTMCell as LSTMCell  # noqa: E402
 from hippox._equinox_cells import MGUCell as MGUCell  # noqa: E402
 from hippox._equinox_cells import MinimalRNNCell as MinimalRNNCell  # noqa: E402
 from hippox._equinox_cells import RNNCell as RNNCell  # noqa: E402
+from hippox._equinox_cells import UnICORNN as UnICORNN  # noqa: E402
 from hippox._equinox_cells import UnICORNNCell as UnICORNNCell  # noqa: E402
 from hippox._equinox_sequence import SequenceModel as SequenceModel  # noqa: E402

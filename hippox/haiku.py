@@ -60,6 +60,7 @@ __all__ = [
     "GRUCell",
     "HiPPORNN",
     "HiPPORNNCell",
+    "LipschitzRNN",
     "LipschitzRNNCell",
     "LSSL",
     "LSTMCell",
@@ -72,6 +73,7 @@ __all__ = [
     "SequenceCarry",
     "SequenceModel",
     "to_haiku",
+    "UnICORNN",
     "UnICORNNCell",
 ]
 
@@ -431,10 +433,12 @@ class HiPPORNNCell(hk.RNNCore):
 from hippox._haiku_cells import CKConv as CKConv  # noqa: E402
 from hippox._haiku_cells import ExpRNNCell as ExpRNNCell  # noqa: E402
 from hippox._haiku_cells import GRUCell as GRUCell  # noqa: E402
+from hippox._haiku_cells import LipschitzRNN as LipschitzRNN  # noqa: E402
 from hippox._haiku_cells import LipschitzRNNCell as LipschitzRNNCell  # noqa: E402
 from hippox._haiku_cells import LSTMCell as LSTMCell  # noqa: E402
 from hippox._haiku_cells import MGUCell as MGUCell  # noqa: E402
 from hippox._haiku_cells import MinimalRNNCell as MinimalRNNCell  # noqa: E402
 from hippox._haiku_cells import RNNCell as RNNCell  # noqa: E402
+from hippox._haiku_cells import UnICORNN as UnICORNN  # noqa: E402
 from hippox._haiku_cells import UnICORNNCell as UnICORNNCell  # noqa: E402
 from hippox._haiku_sequence import SequenceModel as SequenceModel  # noqa: E402
