@@ -75,6 +75,7 @@ __all__ = [
     "S4",
     "S4D",
     "S5",
+    "SaShiMi",
     "SequenceCarry",
     "SequenceModel",
     "UnICORNN",
@@ -389,3 +390,4 @@ from hippox._equinox_cells import RNNCell as RNNCell  # noqa: E402
 from hippox._equinox_cells import UnICORNN as UnICORNN  # noqa: E402
 from hippox._equinox_cells import UnICORNNCell as UnICORNNCell  # noqa: E402
 from hippox._equinox_sequence import SequenceModel as SequenceModel  # noqa: E402
+from hippox._equinox_sashimi import SaShiMi as SaShiMi  # noqa: E402

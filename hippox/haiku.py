@@ -70,6 +70,7 @@ __all__ = [
     "S4",
     "S4D",
     "S5",
+    "SaShiMi",
     "SequenceCarry",
     "SequenceModel",
     "to_haiku",
@@ -442,3 +443,4 @@ from hippox._haiku_cells import RNNCell as RNNCell  # noqa: E402
 from hippox._haiku_cells import UnICORNN as UnICORNN  # noqa: E402
 from hippox._haiku_cells import UnICORNNCell as UnICORNNCell  # noqa: E402
 from hippox._haiku_sequence import SequenceModel as SequenceModel  # noqa: E402
+from hippox._haiku_sashimi import SaShiMi as SaShiMi  # noqa: E402

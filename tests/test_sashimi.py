@@ -148,3 +148,73 @@ def test_step_float32_and_generation_loop(rng):
         x = model(padded)[:, L - 1 : L]
         ref.append(x)
     np.testing.assert_allclose(out, jnp.concatenate(ref, axis=1), rtol=1e-5, atol=2e-5)
+
+
+# ----------------------------------------------------------------------------- frameworks
+
+
+def test_linen_haiku_equinox_equal_nnx(rng):
+    # the same parameters (the NNX tree, grouped for linen/Haiku) give the same outputs
+    # and step outputs in every framework; float64 so any wiring difference shows
+    import equinox as eqx
+    import haiku as hk
+
+    import hippox.equinox
+    import hippox.haiku
+    import hippox.linen
+    from hippox._src.layers import sashimi as core
+
+    kw = dict(n_layers=1, pool=(2,), ff=1, unet=True, layer_kwargs={"N": 4})
+    model = SaShiMi(3, **kw, param_dtype=jnp.float64, rngs=nnx.Rngs(3))
+    params = nnx.to_pure_dict(nnx.state(model, nnx.Param))
+    grouped = core.group_params(params)
+    u = jnp.asarray(rng.standard_normal((2, 4, 3)))
+    carry, y = model(u[:, :2], return_carry=True)
+    _, y_step = model.step(carry, u[:, 2])
+    y = jnp.concatenate([y, model(u[:, 2:], initial_carry=carry)], axis=1)
+
+    f64 = dict(param_dtype=jnp.float64)
+    eq = hippox.equinox.SaShiMi(3, **kw, **f64, key=jax.random.key(0))
+    eq = eqx.tree_at(lambda m: m.params, eq, params)
+    np.testing.assert_allclose(jax.vmap(eq)(u), y, rtol=1e-12, atol=1e-12)
+    eq_carry = eq.initialize_carry((2,))
+    eq_carry, _ = eq(u[:, :2], initial_carry=eq_carry, return_carry=True)
+    np.testing.assert_allclose(eq.step(eq_carry, u[:, 2])[1], y_step, rtol=1e-12, atol=1e-12)
+
+    def hk_fn(u, c):
+        m = hippox.haiku.SaShiMi(3, **kw, **f64)
+        c2, y0 = m(u[:, :2], initial_carry=c, return_carry=True)
+        return m(u), m.step(c2, u[:, 2])[1]
+
+    f = hk.transform(hk_fn)
+    c0 = model.initialize_carry((2,))
+    hk_params = f.init(jax.random.key(0), u, c0)
+    assert set(hk_params) == {f"sashimi/~/{g}" for g in grouped}
+    hk_y, hk_step = f.apply({f"sashimi/~/{g}": v for g, v in grouped.items()}, None, u, c0)
+    np.testing.assert_allclose(hk_y, y, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(hk_step, y_step, rtol=1e-12, atol=1e-12)
+
+    ln = hippox.linen.SaShiMi(3, **kw, **f64, deterministic=True)
+    variables = ln.init(jax.random.key(0), u)
+    assert set(variables["params"]) == set(grouped)
+    np.testing.assert_allclose(ln.apply({"params": grouped}, u), y, rtol=1e-12, atol=1e-12)
+    ln_carry, _ = ln.apply({"params": grouped}, u[:, :2], return_carry=True)
+    ln_step = ln.apply({"params": grouped}, ln_carry, u[:, 2], method="step")[1]
+    np.testing.assert_allclose(ln_step, y_step, rtol=1e-12, atol=1e-12)
+
+
+def test_step_bad_carry_and_chunk_start():
+    model = SaShiMi(4, n_layers=1, pool=(2,), ff=0, layer_kwargs={"N": 4}, rngs=nnx.Rngs(0))
+    carry = model.initialize_carry((2,))
+    with pytest.raises(ValueError, match="`carry"):
+        model.step(model.initialize_carry((3,)), jnp.ones((2, 4), jnp.float32))
+    with pytest.raises(TypeError, match="`carry`"):
+        model.step((carry,), jnp.ones((2, 4), jnp.float32))
+    with pytest.raises(ValueError, match="`u_k`"):
+        model.step(carry, jnp.ones((2, 5), jnp.float32))
+    carry1, _ = model.step(carry, jnp.ones((2, 4), jnp.float32))
+    with pytest.raises(ValueError, match="`initial_carry` must have seen a multiple"):
+        model(jnp.ones((2, 4, 4), jnp.float32), initial_carry=carry1)
+    other = SaShiMi(4, n_layers=1, pool=(2,), ff=0, layer_kwargs={"N": 6}, rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match="`initial_carry"):
+        model(jnp.ones((2, 4, 4), jnp.float32), initial_carry=other.initialize_carry((2,)))

@@ -23,6 +23,7 @@ from hippox.linen.layers import S4D as S4D
 from hippox.linen.layers import S5 as S5
 from hippox.linen.rnn import HiPPORNN as HiPPORNN
 from hippox.linen.rnn import HiPPORNNCell as HiPPORNNCell
+from hippox.linen.sashimi import SaShiMi as SaShiMi
 from hippox.linen.sequence import SequenceCarry as SequenceCarry
 from hippox.linen.sequence import SequenceModel as SequenceModel
 
@@ -43,6 +44,7 @@ __all__ = [
     "S4",
     "S4D",
     "S5",
+    "SaShiMi",
     "SequenceCarry",
     "SequenceModel",
     "UnICORNN",
