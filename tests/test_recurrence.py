@@ -117,6 +117,21 @@ def test_broadcasting_of_batch_axes(rng, method):
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-13)
 
 
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_associative_without_x0_broadcasts_and_matches_loop(rng, layout):
+    # No x0: the associative path skips the x0 fold; the batch comes from Ab and Bu only.
+    N, L = 4, 9
+    Ab, diagonal = random_system(rng, layout, N=N, L=L, batch_ab=(3, 1), time_varying=False)
+    Bu = rng.standard_normal((1, 2, L, N))
+    want = np_recurrence(Ab, Bu, np.zeros(N), diagonal=diagonal, time_varying=False)
+    got = hippox.linear_recurrence(Ab, Bu, diagonal=diagonal, method="associative")
+    assert got.shape == (3, 2, L, N)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-13)
+    kw = dict(diagonal=diagonal, method="associative", final_only=True)
+    last = hippox.linear_recurrence(Ab, Bu, **kw)
+    np.testing.assert_allclose(last, want[..., -1, :], rtol=1e-12, atol=1e-13)
+
+
 def test_unroll_gives_same_result(rng):
     N, L = 6, 50
     Ab = rng.standard_normal((N, N)) / 6

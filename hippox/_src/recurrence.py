@@ -203,9 +203,11 @@ def linear_recurrence(
         ) from err
     dtype = jnp.result_type(*arrays)
     Ab, Bu = Ab.astype(dtype), Bu.astype(dtype)
-    x0 = jnp.zeros((*batch, N), dtype) if x0 is None else x0.astype(dtype)
     if method == "sequential":
+        x0 = jnp.zeros((*batch, N), dtype) if x0 is None else x0.astype(dtype)
         return _sequential(Ab, Bu, x0, batch, diagonal, time_varying, unroll, final_only)
+    # Associative: without x0 there is nothing to fold into the first input (no copy).
+    x0 = None if x0 is None else x0.astype(dtype)
     return _associative(Ab, Bu, x0, batch, diagonal, time_varying, final_only)
 
 
@@ -259,12 +261,12 @@ def _associative(Ab, Bu, x0, batch, diagonal, time_varying, final_only):
         A = jnp.expand_dims(Ab, Ab.ndim - len(state_shape))
         A = jnp.broadcast_to(A, (*batch, L, *state_shape))
     b = jnp.broadcast_to(Bu, (*batch, L, N))
-    # Fold x0 into the first input: b_0 <- A_0 x0 + b_0.
-    A_first = lax.index_in_dim(A, 0, axis, keepdims=False)
-    b0 = apply_transition(A_first, jnp.broadcast_to(x0, (*batch, N)), diagonal=diagonal)
-    b = lax.dynamic_update_index_in_dim(
-        b, lax.index_in_dim(b, 0, axis, keepdims=False) + b0, 0, axis
-    )
+    if x0 is not None:  # fold x0 into the first input: b_0 <- A_0 x0 + b_0
+        A_first = lax.index_in_dim(A, 0, axis, keepdims=False)
+        b0 = apply_transition(A_first, jnp.broadcast_to(x0, (*batch, N)), diagonal=diagonal)
+        b = lax.dynamic_update_index_in_dim(
+            b, lax.index_in_dim(b, 0, axis, keepdims=False) + b0, 0, axis
+        )
     if final_only:
         return _tree_reduce(A, b, axis, diagonal)
     _, states = lax.associative_scan(_combine(diagonal), (A, b), axis=axis)
