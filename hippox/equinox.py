@@ -389,5 +389,5 @@ from hippox._equinox_cells import MinimalRNNCell as MinimalRNNCell  # noqa: E402
 from hippox._equinox_cells import RNNCell as RNNCell  # noqa: E402
 from hippox._equinox_cells import UnICORNN as UnICORNN  # noqa: E402
 from hippox._equinox_cells import UnICORNNCell as UnICORNNCell  # noqa: E402
-from hippox._equinox_sequence import SequenceModel as SequenceModel  # noqa: E402
 from hippox._equinox_sashimi import SaShiMi as SaShiMi  # noqa: E402
+from hippox._equinox_sequence import SequenceModel as SequenceModel  # noqa: E402

@@ -174,6 +174,43 @@ class _Layer(hk.Module):
             self.config, sp, carry, u_k, param_dtype=self.param_dtype, dtype=self.dtype
         )
 
+    def core(self, step_params=None) -> hk.RNNCore:
+        """This layer's step mode as an `haiku.RNNCore` (for `haiku.dynamic_unroll`).
+
+        A sequence layer's own call runs over the whole sequence (convolution or scan
+        mode); its recurrent view is this core: ``core(x_t, state) -> (y_t, state)``
+        and ``core.initial_state(batch_size)``, stepping the layer's parameters (no
+        parameters of its own). Unrolled over ``u`` it gives ``layer(u)``::
+
+            core = layer.core()                    # discretises once
+            ys, state = hk.dynamic_unroll(core, u_time_major, core.initial_state(B))
+
+        Args:
+          step_params: from `setup_step` (None: computed now, once).
+
+        Returns:
+          An `haiku.RNNCore` whose state is this layer's carry.
+        """
+        sp = self.setup_step() if step_params is None else step_params
+        return _StepCore(self, sp)
+
+
+class _StepCore(hk.RNNCore):
+    """`_Layer.core`: a layer's step mode as an `haiku.RNNCore`."""
+
+    def __init__(self, layer: _Layer, step_params):
+        super().__init__(name=f"{layer.module_name.split('/')[-1]}_core")
+        self.layer, self.step_params = layer, step_params
+
+    def __call__(self, inputs: ArrayLike, prev_state):
+        """One step: ``inputs`` ``(..., features)`` -> ``(y (..., H), state)``."""
+        state, y = self.layer.step(prev_state, inputs, self.step_params)
+        return y, state
+
+    def initial_state(self, batch_size: int | None):
+        """The layer's zero carry for ``batch_size`` sequences (None: unbatched)."""
+        return self.layer.initialize_carry(() if batch_size is None else (batch_size,))
+
 
 class _SSM(_Layer):
     def ssm_params(self) -> dict[str, jax.Array]:
@@ -442,5 +479,5 @@ from hippox._haiku_cells import MinimalRNNCell as MinimalRNNCell  # noqa: E402
 from hippox._haiku_cells import RNNCell as RNNCell  # noqa: E402
 from hippox._haiku_cells import UnICORNN as UnICORNN  # noqa: E402
 from hippox._haiku_cells import UnICORNNCell as UnICORNNCell  # noqa: E402
-from hippox._haiku_sequence import SequenceModel as SequenceModel  # noqa: E402
 from hippox._haiku_sashimi import SaShiMi as SaShiMi  # noqa: E402
+from hippox._haiku_sequence import SequenceModel as SequenceModel  # noqa: E402

@@ -392,3 +392,30 @@ def test_backbone_framework_errors():
     np.testing.assert_array_equal(ei(u), ei(u))
     with pytest.raises(ValueError, match="d_input=3"):
         ei(jnp.ones((5, 4), jnp.float32))
+
+
+# ----------------------------------------------------------------------------- RNNCore view
+
+
+@pytest.mark.parametrize("name", list(LAYER_SPECS))
+def test_haiku_layer_core_dynamic_unroll_equals_call(name, rng):
+    # layer.core() is the layer's step mode as an hk.RNNCore over the same parameters:
+    # hk.dynamic_unroll over the sequence (time-major) equals the layer's sequence call
+    sizes = LAYER_SPECS[name][:-1] if name == "HiPPORNN" else LAYER_SPECS[name]
+    cls = getattr(hippox.haiku, name)
+
+    def f(u):
+        layer = cls(*sizes, name="layer", param_dtype=jnp.float64, **_layer_kw(name))
+        core = layer.core()
+        assert isinstance(core, hk.RNNCore)
+        ys, state = hk.dynamic_unroll(core, jnp.swapaxes(u, 0, 1), core.initial_state(u.shape[0]))
+        carry, y = layer(u, return_carry=True)
+        return jnp.swapaxes(ys, 0, 1), state, y, carry
+
+    t = hk.transform(f)
+    u = jnp.asarray(rng.normal(size=(2, 6, 3)), jnp.float64)
+    params = t.init(jax.random.key(int(rng.integers(1000))), u)
+    assert list(params) == ["layer"]  # the core has no parameters of its own
+    ys, state, y, carry = t.apply(params, None, u)
+    np.testing.assert_allclose(ys, y, rtol=1e-9, atol=1e-10)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-10), state, carry)
