@@ -26,6 +26,8 @@ the step-mode state (``initialize_carry()``, then ``step(carry, u_k)``), exactly
   nested dict ``flax.nnx.to_pure_dict`` makes of the `hippox.nnx.SequenceModel`
   parameters, so an NNX parameter tree loads as it is. Dropout follows Equinox:
   active unless ``inference=True`` (`equinox.nn.inference_mode`), with a ``key``.
+* `SaShiMi`: the SaShiMi pooling backbone (`hippox.nnx.SaShiMi`) with its step mode;
+  ``params`` as `SequenceModel`'s (the NNX tree loads as it is).
 
 To load parameters from elsewhere (e.g. a Flax layer)::
 

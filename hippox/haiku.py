@@ -16,12 +16,17 @@ positionally, the config's keyword fields as ``**options``, and ``name``, ``dtyp
       carry, y = layer(u, seq_lengths=lengths, initial_carry=carry, return_carry=True)
 
   and step mode (``initialize_carry``, ``setup_step``, ``step(carry, u_k, sp)``) with the
-  same carry (see `hippox.nnx.S4D`);
+  same carry (see `hippox.nnx.S4D`). A sequence layer's call runs over the whole
+  sequence, so it is an `haiku.Module`; its recurrent view ``layer.core()`` is an
+  `haiku.RNNCore` stepping the same parameters (``core(x_t, state) -> (y_t, state)``,
+  ``core.initial_state(batch_size)``), and ``hk.dynamic_unroll(layer.core(), u, state)``
+  equals ``layer(u)``;
 * `HiPPORNNCell`: the HiPPO-RNN cell as an `haiku.RNNCore`
   (``cell(x_t, state) -> (h_t, state)``, usable with `haiku.dynamic_unroll`);
 * `SequenceModel`: the hippox backbone (`hippox.nnx.SequenceModel`) with LayerNorm or no
   norm; its sub-modules are named ``encoder``, ``layers_i``, ``mixers_i``, ``norms_i``,
   ``final_norm``, ``decoder`` (the linen names), with the leaves of the Flax model.
+* `SaShiMi`: the SaShiMi pooling backbone (`hippox.nnx.SaShiMi`) with its step mode.
 
 Examples:
   >>> import jax, jax.numpy as jnp
