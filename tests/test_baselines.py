@@ -37,22 +37,28 @@ def _np(p):
 # ----------------------------------------------------------------- NumPy references
 
 
-def _lipschitz_numpy(p, x, *, eps, beta, gamma, alpha, solver):
-    """Float64 reference of the Lipschitz RNN (paper / reference formulas)."""
+def _lipschitz_numpy(
+    p, x, *, eps, beta, gamma, alpha, solver, beta_W=None, gamma_W=None, gated=False
+):
+    """Float64 reference of the Lipschitz RNN (paper / reference formulas; the gated
+    variant is the reference's ``LipschitzRNN_gated``)."""
     p = _np(p)
     H = p["M_A"].shape[0]
     I = np.eye(H)
 
-    def ss(M):
+    def ss(M, beta, gamma):
         return beta * (M - M.T) + (1 - beta) * (M + M.T) - gamma * I
 
-    A, W = ss(p["M_A"]), ss(p["M_W"])
+    A = ss(p["M_A"], beta, gamma)
+    W = ss(p["M_W"], beta if beta_W is None else beta_W, gamma if gamma_W is None else gamma_W)
     h, ys = np.zeros(H), []
     for xt in x:
         z = xt @ p["U"] + p["b"]
+        zg = xt @ p["U_g"] + p["b_g"] if gated else None
 
-        def f(h, z=z):
-            return alpha * h @ A + np.tanh(h @ W + z)
+        def f(h, z=z, zg=zg):
+            q = alpha * h @ A + np.tanh(h @ W + z)
+            return q / (1 + np.exp(-(h @ W + zg))) if gated else q
 
         if solver == "euler":
             h = h + eps * f(h)
@@ -115,9 +121,18 @@ def _ckconv_numpy(cfg, p, x, *, r=1.0):
 # ------------------------------------------------------------------- the maths
 
 
-@pytest.mark.parametrize("solver", ["euler", "midpoint"])
-def test_lipschitz_matches_numpy(solver, rng):
-    opts = dict(eps=0.1, beta=0.6, gamma=0.05, alpha=0.7, solver=solver)
+@pytest.mark.parametrize(
+    "solver, extra",
+    [
+        ("euler", {}),
+        ("midpoint", {}),
+        ("euler", dict(beta_W=0.2, gamma_W=0.4, gated=True)),
+        ("midpoint", dict(beta_W=0.9, gated=True)),
+    ],
+    ids=["euler", "midpoint", "euler-own-W-gated", "midpoint-gated"],
+)
+def test_lipschitz_matches_numpy(solver, extra, rng):
+    opts = dict(eps=0.1, beta=0.6, gamma=0.05, alpha=0.7, solver=solver, **extra)
     cfg = LipschitzRNNConfig(3, 5, **opts)
     p = _params(cfg, rng)
     x = rng.normal(size=(2, 7, 3))
@@ -125,7 +140,7 @@ def test_lipschitz_matches_numpy(solver, rng):
     for b in range(2):
         np.testing.assert_allclose(y[b], _lipschitz_numpy(p, x[b], **opts), rtol=1e-10)
     np.testing.assert_allclose(state.h, y[:, -1], rtol=1e-12)
-    if solver != "euler":
+    if solver != "euler" or extra:
         return
     # padding, vmap, grad (the step rule does not matter for these)
     st, yp = cfg.apply(p, x, seq_lengths=jnp.array([7, 3]))
@@ -151,6 +166,20 @@ def test_lipschitz_parameterisation_and_init():
     np.testing.assert_allclose(float(jnp.std(p["M_A"])), 2.0 / 64, rtol=0.05)
     assert float(jnp.abs(p["U"]).max()) <= 0.5 and float(jnp.abs(p["b"]).max()) <= 0.5
     np.testing.assert_allclose(float(jnp.std(p["U"])), 0.5 / np.sqrt(3), rtol=0.15)
+    # W's own beta / gamma (the paper's A_{beta_A, gamma_A}, W_{beta_W, gamma_W})
+    cw = LipschitzRNNConfig(4, 64, beta=1.0, gamma=0.3, beta_W=0.0, gamma_W=0.1)
+    A2, W2 = cw.matrices(p)
+    np.testing.assert_allclose(A2, A, atol=1e-14)
+    M = np.asarray(p["M_W"])
+    np.testing.assert_allclose(W2, M + M.T - 0.1 * np.eye(64), atol=1e-14)
+    # gated: the gate's input map has nn.Linear's init; orthogonal init: M^T M = I
+    cg = LipschitzRNNConfig(4, 64, gated=True, init="orthogonal")
+    q = cg.init_params(jax.random.key(1), param_dtype=jnp.float64)
+    assert q["U_g"].shape == (4, 64) and q["b_g"].shape == (64,)
+    assert float(jnp.abs(q["U_g"]).max()) <= 0.5 and float(jnp.abs(q["b_g"]).max()) <= 0.5
+    for name in ("M_A", "M_W"):
+        np.testing.assert_allclose(q[name].T @ q[name], np.eye(64), atol=1e-5)
+    assert not np.allclose(q["M_A"], q["M_W"])
 
 
 def test_unicornn_matches_numpy(rng):
@@ -241,7 +270,10 @@ def _haiku_unroll(cls, H, x, **opts):
 
 @pytest.mark.parametrize(
     "name, opts",
-    [("LipschitzRNN", dict(solver="midpoint")), ("UnICORNN", dict(n_layers=2, dt=0.2))],
+    [
+        ("LipschitzRNN", dict(solver="midpoint", gated=True, beta_W=0.3)),
+        ("UnICORNN", dict(n_layers=2, dt=0.2)),
+    ],
 )
 def test_cells_frameworks_agree(name, opts, rng):
     d, H, L = 3, 4, 6
@@ -312,6 +344,14 @@ def test_errors_and_dtypes():
         LipschitzRNNConfig(2, 3, eps=0.0)
     with pytest.raises(ValueError, match="`beta` must be <= 1"):
         LipschitzRNNConfig(2, 3, beta=1.5)
+    with pytest.raises(ValueError, match="`beta_W` must be <= 1"):
+        LipschitzRNNConfig(2, 3, beta_W=1.5)
+    with pytest.raises(ValueError, match="`gamma_W` must be >= 0"):
+        LipschitzRNNConfig(2, 3, gamma_W=-0.1)
+    with pytest.raises(TypeError, match="`gated` must be a bool"):
+        LipschitzRNNConfig(2, 3, gated="yes")
+    with pytest.raises(ValueError, match=r"`init` must be one of \('gaussian', 'orthogonal'\)"):
+        LipschitzRNNConfig(2, 3, init="cayley")
     with pytest.raises(ValueError, match=r"`solver` must be one of \('euler', 'midpoint'\)"):
         nnx_cells.LipschitzRNNCell(2, 3, solver="rk4", rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match="`dt` must be a positive number or a sequence of"):

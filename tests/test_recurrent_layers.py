@@ -16,7 +16,7 @@ import hippox.haiku
 from hippox.nnx import cells as nnx_cells
 
 CASES = [
-    ("LipschitzRNN", dict(solver="midpoint", beta=0.6)),
+    ("LipschitzRNN", dict(solver="midpoint", beta=0.6, gated=True)),
     pytest.param("UnICORNN", dict(n_layers=2), marks=pytest.mark.slow),  # two-leaf carry
 ]
 

@@ -135,8 +135,11 @@ class ExpRNNCell(_Cell, omit=("d_in",)):
     config_class: ClassVar[type] = _cells.ExpRNNConfig
 
 
-class LipschitzRNNCell(_Cell, omit=("d_in",)):
-    """The Lipschitz RNN cell (linen); see ``hippox._src.layers.lipschitz``."""
+class LipschitzRNNCell(_Cell, omit=("d_in",), rename={"init": "weight_init"}):
+    """The Lipschitz RNN cell (linen); see ``hippox._src.layers.lipschitz``.
+
+    The config's ``init`` is the field ``weight_init`` (``init`` is linen's method).
+    """
 
     config_class: ClassVar[type] = _lipschitz.LipschitzRNNConfig
 
@@ -201,10 +204,12 @@ class _RecurrentLayer(ConfigModule):
         return self.config.step(sp, carry, u_k, dtype=self.dtype)
 
 
-class LipschitzRNN(_RecurrentLayer, rename={"d_in": "in_features"}):
+class LipschitzRNN(_RecurrentLayer, rename={"d_in": "in_features", "init": "weight_init"}):
     """The Lipschitz RNN over a sequence (linen); fields those of
     `hippox._src.layers.lipschitz.LipschitzRNNConfig` (``d_in`` named ``in_features``),
     plus ``dtype``, ``param_dtype``.
+
+    The config's ``init`` is the field ``weight_init`` (``init`` is linen's method).
 
     Examples:
       >>> import jax, jax.numpy as jnp

@@ -7,22 +7,31 @@ The hidden state follows the ODE (row vectors, ``x @ W`` layout as in the refere
 with the hidden-to-hidden matrices built from unconstrained ``M_A``, ``M_W`` ``(H, H)``
 by the symmetric-skew decomposition::
 
-    A = (1 - β)(M_A + M_Aᵀ) + β(M_A - M_Aᵀ) - γ_A I
-    W = (1 - β)(M_W + M_Wᵀ) + β(M_W - M_Wᵀ) - γ_W I
+    A = (1 - β_A)(M_A + M_Aᵀ) + β_A(M_A - M_Aᵀ) - γ_A I
+    W = (1 - β_W)(M_W + M_Wᵀ) + β_W(M_W - M_Wᵀ) - γ_W I
 
 (``β`` in [0, 1] trades the symmetric part, whose eigenvalues are real, against the
-skew part, whose eigenvalues are imaginary; ``γ`` shifts the spectrum to the left;
-the reference uses one ``γ`` for both). One step of the cell integrates the ODE over a
-step ``ε`` with ``x`` held fixed:
+skew part, whose eigenvalues are imaginary; ``γ`` shifts the spectrum to the left).
+The paper gives ``A`` and ``W`` their own ``(β, γ)``; the reference code uses one pair
+for both, which is the default here (``beta``, ``gamma``; set ``beta_W`` / ``gamma_W``
+for W's own). One step of the cell integrates the ODE over a step ``ε`` with ``x`` held
+fixed:
 
 * ``solver='euler'`` (the reference's default): ``h⁺ = h + ε f(h, x)``;
 * ``solver='midpoint'`` (RK2, the explicit midpoint rule of the reference's
   ``LipschitzRNN_ODE`` variant): ``h⁺ = h + ε f(h + ε/2 f(h, x), x)``.
 
+``gated=True`` is the reference's ``LipschitzRNN_gated``: the update is multiplied by
+an input-dependent gate, ``f(h, x) = (α h A + tanh(h W + z)) ⊙ σ(h W + x U_g + b_g)``
+(extra parameters ``U_g`` (d_in, H), ``b_g`` (H,), PyTorch ``nn.Linear``'s init).
+
 The carry is `hippox._src.layers.cells.RNNState` ``(h,)``; the output is ``h``.
 
-Initialisation (the reference's): ``M_A``, ``M_W`` ~ N(0, (init_std / H)²); the input
-map ``U``, ``b`` PyTorch ``nn.Linear``'s U(±1/sqrt(d_in)). Defaults are those of the
+Initialisation (the reference's): ``M_A``, ``M_W`` ~ N(0, (init_std / H)²)
+(``init='gaussian'``); the input map ``U``, ``b`` PyTorch ``nn.Linear``'s
+U(±1/sqrt(d_in)). ``init='orthogonal'`` starts ``M_A``, ``M_W`` from the orthogonal
+polar factor ``Q = U Vᵀ`` of such a draw (``G = U S Vᵀ``), the reference's init of its
+Cayley-RNN ablation (``calRNN``); ``init_std`` then does not matter. Defaults are those of the
 reference configuration ``model=lipschitzrnn`` (ε = 0.03, β = 0.75, γ = 0.001,
 α = 1, init_std = 1, Euler). The ``state-spaces`` port feeds the block input to the
 nonlinearity directly (its input map is left to the backbone's encoder); here the input
@@ -49,6 +58,8 @@ from hippox._src.layers.cells import RNNState
 
 #: The ``solver`` choices of `LipschitzRNNConfig`.
 LIPSCHITZ_SOLVERS: tuple[str, ...] = ("euler", "midpoint")
+#: The ``init`` choices of `LipschitzRNNConfig` (of ``M_A``, ``M_W``).
+LIPSCHITZ_INITS: tuple[str, ...] = ("gaussian", "orthogonal")
 
 
 def symmetric_skew(M: jax.Array, beta, gamma) -> jax.Array:
@@ -67,21 +78,33 @@ def gaussian_init(init_std: float):
     return init
 
 
+def orthogonal_init(key, shape, dtype=jnp.float32):
+    """The orthogonal polar factor ``U Vᵀ`` of a Gaussian ``(H, H)`` draw ``U S Vᵀ``."""
+    G = jax.random.normal(key, shape, jnp.float32)
+    U, _, Vt = jnp.linalg.svd(G)
+    return (U @ Vt).astype(dtype)
+
+
 @dataclasses.dataclass(frozen=True)
 class LipschitzRNNConfig(cb.RecurrentConfig):
     """The Lipschitz RNN cell (module docstring) as a frozen config of pure methods.
 
-    Parameters: ``U`` (d_in, H), ``b`` (H,), ``M_A`` (H, H), ``M_W`` (H, H).
+    Parameters: ``U`` (d_in, H), ``b`` (H,), ``M_A`` (H, H), ``M_W`` (H, H), and with
+    ``gated`` ``U_g`` (d_in, H), ``b_g`` (H,).
 
     Args:
       d_in: input features.
       features: hidden size ``H``.
       eps: integration step ``ε`` (> 0; default 0.03).
-      beta: ``β`` in [0, 1] (default 0.75).
-      gamma: ``γ >= 0`` (default 0.001), used for both ``A`` and ``W``.
+      beta: ``β_A`` in [0, 1] (default 0.75), and ``β_W`` unless ``beta_W`` is given.
+      gamma: ``γ_A >= 0`` (default 0.001), and ``γ_W`` unless ``gamma_W`` is given.
       alpha: ``α``, the weight of the linear term (default 1).
       init_std: scale of the N(0, (init_std / H)²) init of ``M_A``, ``M_W`` (> 0).
       solver: ``'euler'`` (default) or ``'midpoint'`` (RK2).
+      beta_W: ``β_W`` in [0, 1] (None: ``beta``, the reference's single ``β``).
+      gamma_W: ``γ_W >= 0`` (None: ``gamma``).
+      gated: the reference's gated variant (module docstring; default False).
+      init: ``'gaussian'`` (default, the reference's) or ``'orthogonal'``.
 
     Examples:
       >>> import jax, jax.numpy as jnp
@@ -101,6 +124,10 @@ class LipschitzRNNConfig(cb.RecurrentConfig):
     alpha: float = 1.0
     init_std: float = 1.0
     solver: str = "euler"
+    beta_W: float | None = None
+    gamma_W: float | None = None
+    gated: bool = False
+    init: str = "gaussian"
 
     state_class: ClassVar[type] = RNNState
 
@@ -115,22 +142,37 @@ class LipschitzRNNConfig(cb.RecurrentConfig):
             self, "init_std", _validate.check_real("init_std", self.init_std, positive=True)
         )
         _validate.check_choice("solver", self.solver, LIPSCHITZ_SOLVERS)
+        if self.beta_W is not None:
+            base.set_field(
+                self, "beta_W", _validate.check_real("beta_W", self.beta_W, low=0.0, high=1.0)
+            )
+        if self.gamma_W is not None:
+            base.set_field(self, "gamma_W", _validate.check_real("gamma_W", self.gamma_W, low=0.0))
+        base.set_field(self, "gated", _validate.check_bool("gated", self.gated))
+        _validate.check_choice("init", self.init, LIPSCHITZ_INITS)
 
     def state_spec(self):
         return {"h": ((self.features,), "float")}
 
     def param_shapes(self):
         d, H = self.d_in, self.features
-        return {"U": (d, H), "b": (H,), "M_A": (H, H), "M_W": (H, H)}
+        shapes = {"U": (d, H), "b": (H,), "M_A": (H, H), "M_W": (H, H)}
+        if self.gated:
+            shapes.update(U_g=(d, H), b_g=(H,))
+        return shapes
 
     def param_initializers(self):
-        g = gaussian_init(self.init_std)
-        return {"U": cb.fan_in_uniform, "b": cb.bias_uniform(self.d_in), "M_A": g, "M_W": g}
+        g = gaussian_init(self.init_std) if self.init == "gaussian" else orthogonal_init
+        lin = {"U": cb.fan_in_uniform, "b": cb.bias_uniform(self.d_in)}
+        inits = {**lin, "M_A": g, "M_W": g, "U_g": lin["U"], "b_g": lin["b"]}
+        return {name: inits[name] for name in self.param_shapes()}
 
     def matrices(self, params) -> tuple[jax.Array, jax.Array]:
         """``(A, W)`` ``(H, H)`` from ``M_A``, ``M_W`` (module docstring)."""
+        beta_W = self.beta if self.beta_W is None else self.beta_W
+        gamma_W = self.gamma if self.gamma_W is None else self.gamma_W
         A = symmetric_skew(params["M_A"], self.beta, self.gamma)
-        W = symmetric_skew(params["M_W"], self.beta, self.gamma)
+        W = symmetric_skew(params["M_W"], beta_W, gamma_W)
         return A, W
 
     def prepared(self, params, *arrays):
@@ -141,9 +183,12 @@ class LipschitzRNNConfig(cb.RecurrentConfig):
     def _cell(self, p, state, x):
         A, W = (p["A"], p["W"]) if "A" in p else self.matrices(p)
         z = x @ p["U"] + p["b"]
+        z_g = x @ p["U_g"] + p["b_g"] if self.gated else None
 
         def f(h):
-            return self.alpha * (h @ A) + jnp.tanh(h @ W + z)
+            hW = h @ W
+            q = self.alpha * (h @ A) + jnp.tanh(hW + z)
+            return q * jax.nn.sigmoid(hW + z_g) if self.gated else q
 
         h = state.h
         if self.solver == "euler":
