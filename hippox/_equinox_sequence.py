@@ -33,6 +33,15 @@ class SequenceModel(eqx.Module):
     ``initial_carry``, ``return_carry``; carry a `SequenceCarry`) and step mode of the
     Flax model; batch with `jax.vmap`.
 
+    With ``norm='batch'`` build it with `equinox.nn.make_with_state` (``model, state =
+    eqx.nn.make_with_state(SequenceModel)(...)``) and pass ``state``: calls return
+    ``(out, state)``; the running ``mean``/``var`` are updated from valid positions only
+    unless ``inference``. The batch statistics cover the examples of a `jax.vmap` whose
+    ``axis_name`` is given here as ``axis_name`` (otherwise one call's positions), e.g.
+    ``jax.vmap(model, in_axes=(0, None), out_axes=(0, None), axis_name="batch")(us,
+    state)``. Dropout and drop path draw from ``key`` (split it per example under
+    `jax.vmap` for independent masks).
+
     Args:
       d_input: input features.
       d_output: output features.
@@ -44,9 +53,13 @@ class SequenceModel(eqx.Module):
       l_max: maximum sequence length (the reference length of S4's ``C_tilde``).
       prenorm: normalise before the layer (True) or after the residual sum (False).
       dropout: dropout rate in ``[0, 1)``.
-      activation: ``'gelu'`` or ``'glu'`` after the layer.
+      activation: ``'gelu'`` or ``'glu'`` after the layer (older name of ``final_act``).
       pooling: ``'mean'``, ``'last'`` or None (sequence to sequence).
-      norm: ``'layer'`` or None (BatchNorm is offered by the Flax models only).
+      norm: ``'layer'``, ``'batch'`` or None.
+      final_act, gate, gate_act, mult_act, bottleneck, residual, residual_kwargs,
+        drop_path, tie_dropout: the block options of `hippox.nnx.SequenceModel`.
+      axis_name: the `jax.vmap` axis name BatchNorm's statistics reduce over (None:
+        one call's positions).
       inference: evaluation mode (dropout off); toggle with
         `equinox.nn.inference_mode`.
       dtype: computation dtype of the dense and norm layers and the layers' output
@@ -54,8 +67,11 @@ class SequenceModel(eqx.Module):
       param_dtype: parameter storage dtype.
 
     Attributes:
-      params: nested dict ``encoder``, ``layers[i]``, ``mixers[i]``, ``norms[i]``,
-        ``final_norm``, ``decoder`` (as `flax.nnx.to_pure_dict` of the NNX model).
+      params: nested dict ``encoder``, ``layers[i]``, ``mixers[i]`` (and the other block
+        parts), ``norms[i]``, ``final_norm``, ``decoder`` (as `flax.nnx.to_pure_dict`
+        of the NNX model's parameters).
+      norm_state: `equinox.nn.StateIndex` of each BatchNorm's ``(mean, var)`` (blocks,
+        then the final norm), or None.
 
     Examples:
       >>> import jax, jax.numpy as jnp
@@ -73,7 +89,11 @@ class SequenceModel(eqx.Module):
     wiring: _bb.Wiring = eqx.field(static=True)
     layer_config: Any = eqx.field(static=True)
     dropout: float = eqx.field(static=True)
+    drop_path: float = eqx.field(static=True)
+    tie_dropout: bool = eqx.field(static=True)
     d_model: int = eqx.field(static=True)
+    norm_state: tuple | None
+    axis_name: Any = eqx.field(static=True, default=None)
     dtype: Any = eqx.field(static=True, default=None)
 
     def __init__(
@@ -92,6 +112,16 @@ class SequenceModel(eqx.Module):
         dropout: float = 0.0,
         activation: str = "gelu",
         pooling: str | None = "mean",
+        final_act: str | None = "auto",
+        gate: int | None = None,
+        gate_act: str | None = None,
+        mult_act: str | None = None,
+        bottleneck: int | None = None,
+        residual: str | None = "R",
+        residual_kwargs: Mapping[str, Any] | None = None,
+        drop_path: float = 0.0,
+        tie_dropout: bool = False,
+        axis_name: Any = None,
         inference: bool = False,
         dtype: DTypeLike | None = None,
         param_dtype: DTypeLike = jnp.float32,
@@ -114,18 +144,39 @@ class SequenceModel(eqx.Module):
             dropout=dropout,
             activation=activation,
             pooling=pooling,
+            final_act=final_act,
+            gate=gate,
+            gate_act=gate_act,
+            mult_act=mult_act,
+            bottleneck=bottleneck,
+            residual=residual,
+            residual_kwargs=residual_kwargs,
+            drop_path=drop_path,
+            tie_dropout=tie_dropout,
         )
-        _bb.refuse_batch_norm(opts.norm, "Equinox")
         self.inference = _validate.check_bool("inference", inference)
         pd = _validate.real_dtype(param_dtype, name="param_dtype")
-        self.wiring, self.dropout, self.d_model = _bb.Wiring.of(opts), opts.dropout, opts.d_model
+        self.wiring, self.d_model = _bb.Wiring.of(opts), opts.d_model
+        self.dropout, self.drop_path = opts.dropout, opts.drop_path
+        self.tie_dropout = opts.tie_dropout
+        self.axis_name = axis_name
+        if opts.norm == "batch":
+            H = opts.d_model
+            n_norms = opts.n_layers + (1 if opts.prenorm else 0)
+            init = (jnp.zeros((H,), jnp.float32), jnp.ones((H,), jnp.float32))
+            self.norm_state = tuple(eqx.nn.StateIndex(init) for _ in range(n_norms))
+        else:
+            self.norm_state = None
         self.layer_config = _bb.layer_config(opts)
         self.dtype = _bb.output_dtype(dtype)
         specs = _bb.param_specs(self.d_input, opts, self.layer_config)
         self.params = _bb.init_params(specs, key, pd)
 
-    def _norm(self, i: int, x, mask=None):
-        p = self.params.get("final_norm") if i == -1 else self.params.get("norms", {}).get(i)
+    def _norm_params(self, i: int):
+        return self.params.get("final_norm") if i == -1 else self.params.get("norms", {}).get(i)
+
+    def _layer_norm(self, i: int, x, mask=None):
+        p = self._norm_params(i)
         return x if p is None else _bb.layer_norm(p, x, self.dtype)
 
     def _call_layer(self, i: int, z, lengths, carry, want_carry: bool):
@@ -145,9 +196,28 @@ class SequenceModel(eqx.Module):
         p = self.params[name] if i is None else self.params[name][i]
         return lambda x: _bb.dense(p, x, self.dtype)
 
+    def _block_dense(self, name: str, i: int, z):
+        return _bb.dense(self.params[name][i], z, self.dtype)
+
+    def _param(self, name: str, i: int):
+        return self.params[name][i]
+
+    def _check_state(self, state):
+        if self.norm_state is not None and state is None:
+            raise ValueError(
+                "`state` must be the eqx.nn.State of the BatchNorm statistics for norm='batch' "
+                "(model, state = eqx.nn.make_with_state(SequenceModel)(...)), got None."
+            )
+        if state is not None and not isinstance(state, eqx.nn.State):
+            raise TypeError(f"`state` must be an equinox.nn.State or None, got {state!r}.")
+
+    def _state_index(self, i: int):
+        return self.norm_state[i if i >= 0 else len(self.norm_state) - 1]
+
     def __call__(
         self,
         u: ArrayLike,
+        state: eqx.nn.State | None = None,
         *,
         seq_lengths: ArrayLike | None = None,
         initial_carry: _bb.SequenceCarry | None = None,
@@ -158,32 +228,58 @@ class SequenceModel(eqx.Module):
 
         Args:
           u: ``(L, d_input)`` real input (leading batch axes are accepted too).
+          state: `equinox.nn.State` (BatchNorm statistics; required for
+            ``norm='batch'``), or None.
           seq_lengths: ints in ``[0, L]`` of shape ``u.shape[:-2]`` (None: all valid).
           initial_carry: `SequenceCarry` to continue from, or None.
           return_carry: also return the `SequenceCarry`.
-          key: jax.random key for dropout (needed unless ``inference`` or no dropout).
+          key: jax.random key for dropout and drop path (needed unless ``inference`` or
+            both rates are 0).
 
         Returns:
-          ``y``, or ``(carry, y)``.
+          ``y``, or ``(carry, y)``; with ``state`` given, ``(that, state)``.
         """
         u = _bb.check_model_input(u, self.d_input)
+        self._check_state(state)
         if initial_carry is not None:
             expected = jax.eval_shape(lambda: self.initialize_carry(u.shape[:-2]))
             initial_carry = _bb.check_model_carry(
                 initial_carry, expected, name="initial_carry", batch=u.shape[:-2]
             )
-        training = not self.inference and self.dropout > 0.0
+        training = not self.inference and (self.dropout > 0.0 or self.drop_path > 0.0)
         if training and key is None:
             raise ValueError(
                 "`key` must be a jax.random key for dropout in training mode (or set "
                 "inference=True, e.g. with equinox.nn.inference_mode), got None."
             )
-        keys = iter(jax.random.split(key, 2 * self.wiring.n_layers) if training else ())
+        keys = iter(jax.random.split(key, 3 * self.wiring.n_layers) if training else ())
 
-        def drop(x):
-            return _bb.dropout(x, self.dropout, next(keys)) if training else x
+        def drop(x, kind):
+            rate = self.drop_path if kind == "drop_path" else self.dropout
+            if not training or rate == 0.0:
+                return x
+            return _bb.dropout(x, rate, next(keys), _bb.broadcast_dims(kind, self.tie_dropout))
 
-        return _bb.forward(
+        box = [state]
+
+        def norm(i, x, mask=None):
+            if self.norm_state is None:
+                return self._layer_norm(i, x)
+            index = self._state_index(i)
+            y, stats = _bb.batch_norm(
+                self._norm_params(i),
+                box[0].get(index),
+                x,
+                mask,
+                use_running_average=self.inference,
+                dtype=self.dtype,
+                axis_name=self.axis_name,
+            )
+            if not self.inference:
+                box[0] = box[0].set(index, stats)
+            return y
+
+        out = _bb.forward(
             self.wiring,
             u,
             seq_lengths=seq_lengths,
@@ -192,11 +288,13 @@ class SequenceModel(eqx.Module):
             carry_dtype=jnp.promote_types(_param_dtype(self.params), jnp.float32),
             encode=self._dense("encoder"),
             layer=self._call_layer,
-            mix=lambda i, z: self._dense("mixers", i)(z),
-            norm=self._norm,
+            dense=self._block_dense,
+            norm=norm,
             drop=drop,
             decode=self._dense("decoder"),
+            param=self._param,
         )
+        return out if state is None else (out, box[0])
 
     def initialize_carry(
         self, batch_shape: Sequence[int] = (), dtype: DTypeLike | None = None
@@ -215,20 +313,39 @@ class SequenceModel(eqx.Module):
             return tuple(self.params["layers"][i] for i in range(self.wiring.n_layers))
         return tuple(cfg.step_params(self.params["layers"][i]) for i in range(self.wiring.n_layers))
 
-    def step(self, carry: _bb.SequenceCarry, u_k: ArrayLike, step_params=None):
-        """One position: ``u_k`` ``(d_input,)`` -> ``(carry, y_k (d_output,))`` (evaluation)."""
+    def step(
+        self,
+        carry: _bb.SequenceCarry,
+        u_k: ArrayLike,
+        step_params=None,
+        state: eqx.nn.State | None = None,
+    ):
+        """One position: ``u_k`` ``(d_input,)`` -> ``(carry, y_k (d_output,))`` (evaluation).
+
+        ``state``: the BatchNorm statistics (required for ``norm='batch'``; read only).
+        """
         u_k = _bb.check_step_input(u_k, self.d_input)
+        self._check_state(state)
         expected = jax.eval_shape(lambda: self.initialize_carry(u_k.shape[:-1]))
         carry = _bb.check_model_carry(carry, expected, name="carry", batch=u_k.shape[:-1])
         sp = self.setup_step() if step_params is None else step_params
         cfg = self.layer_config
+
+        def norm(i, x):
+            if self.norm_state is None:
+                return self._layer_norm(i, x)
+            stats = state.get(self._state_index(i))
+            p = self._norm_params(i)
+            return _bb.batch_norm(p, stats, x, use_running_average=True, dtype=self.dtype)[0]
+
         return _bb.step(
             self.wiring,
             carry,
             u_k,
             encode=self._dense("encoder"),
             layer_step=lambda i, c, z: cfg.step(sp[i], c, z, dtype=self.dtype),
-            mix=lambda i, z: self._dense("mixers", i)(z),
-            norm=self._norm,
+            dense=self._block_dense,
+            norm=norm,
             decode=self._dense("decoder"),
+            param=self._param,
         )

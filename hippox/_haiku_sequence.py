@@ -54,14 +54,38 @@ class _LayerNorm(hk.Module):
         return _bb.layer_norm(_get_params(self.specs, self.param_dtype), x, self.dtype)
 
 
+class _BatchNorm(hk.Module):
+    """`flax.nnx.BatchNorm`'s maths over valid positions (``scale``/``bias``, state
+    ``mean``/``var``)."""
+
+    def __init__(self, H: int, *, name: str, param_dtype, dtype):
+        super().__init__(name=name)
+        self.H, self.specs = H, _bb.norm_params(H)
+        self.param_dtype, self.dtype = param_dtype, dtype
+
+    def __call__(self, x, mask=None, *, is_training: bool):
+        p = _get_params(self.specs, self.param_dtype)
+        mean = hk.get_state("mean", (self.H,), jnp.float32, init=jnp.zeros)
+        var = hk.get_state("var", (self.H,), jnp.float32, init=jnp.ones)
+        y, (mean, var) = _bb.batch_norm(
+            p, (mean, var), x, mask, use_running_average=not is_training, dtype=self.dtype
+        )
+        if is_training:
+            hk.set_state("mean", mean)
+            hk.set_state("var", var)
+        return y
+
+
 class SequenceModel(hk.Module):
     """The hippox backbone (`hippox.nnx.SequenceModel`) as a Haiku module.
 
     ``u`` ``(..., L, d_input)`` -> ``(..., d_output)`` (``pooling='mean'``/``'last'``)
     or ``(..., L, d_output)`` (``pooling=None``), with the calling convention
     (``seq_lengths``, ``initial_carry``, ``return_carry``; carry a `SequenceCarry`) and
-    step mode of the Flax model. Dropout is active with ``is_training=True`` (it then
-    draws keys from the transform's rng).
+    step mode of the Flax model. Dropout and drop path are active with
+    ``is_training=True`` (keys from the transform's rng). With ``norm='batch'`` use
+    `haiku.transform_with_state`: the running ``mean``/``var`` are state, updated with
+    ``is_training=True`` from valid positions only, used otherwise and in step mode.
 
     Args:
       d_input: input features.
@@ -74,9 +98,11 @@ class SequenceModel(hk.Module):
       l_max: maximum sequence length (the reference length of S4's ``C_tilde``).
       prenorm: normalise before the layer (True) or after the residual sum (False).
       dropout: dropout rate in ``[0, 1)``.
-      activation: ``'gelu'`` or ``'glu'`` after the layer.
+      activation: ``'gelu'`` or ``'glu'`` after the layer (older name of ``final_act``).
       pooling: ``'mean'``, ``'last'`` or None (sequence to sequence).
-      norm: ``'layer'`` or None (BatchNorm is offered by the Flax models only).
+      norm: ``'layer'``, ``'batch'`` or None.
+      final_act, gate, gate_act, mult_act, bottleneck, residual, residual_kwargs,
+        drop_path, tie_dropout: the block options of `hippox.nnx.SequenceModel`.
       name: module name (default ``'sequence_model'``).
       dtype: computation dtype of the dense and norm layers and the layers' output
         dtype (None: inferred).
@@ -109,6 +135,15 @@ class SequenceModel(hk.Module):
         dropout: float = 0.0,
         activation: str = "gelu",
         pooling: str | None = "mean",
+        final_act: str | None = "auto",
+        gate: int | None = None,
+        gate_act: str | None = None,
+        mult_act: str | None = None,
+        bottleneck: int | None = None,
+        residual: str | None = "R",
+        residual_kwargs: Mapping[str, Any] | None = None,
+        drop_path: float = 0.0,
+        tie_dropout: bool = False,
         name: str | None = "sequence_model",
         dtype: DTypeLike | None = None,
         param_dtype: DTypeLike = jnp.float32,
@@ -126,8 +161,16 @@ class SequenceModel(hk.Module):
             dropout=dropout,
             activation=activation,
             pooling=pooling,
+            final_act=final_act,
+            gate=gate,
+            gate_act=gate_act,
+            mult_act=mult_act,
+            bottleneck=bottleneck,
+            residual=residual,
+            residual_kwargs=residual_kwargs,
+            drop_path=drop_path,
+            tie_dropout=tie_dropout,
         )
-        _bb.refuse_batch_norm(opts.norm, "Haiku")
         super().__init__(name=name)
         pd = _validate.real_dtype(param_dtype, name="param_dtype")
         self.options, self.wiring = opts, _bb.Wiring.of(opts)
@@ -135,20 +178,25 @@ class SequenceModel(hk.Module):
         self.dtype = _bb.output_dtype(dtype)
         H, n = opts.d_model, opts.n_layers
         kw = dict(param_dtype=pd, dtype=self.dtype)
-        width = 2 * H if opts.activation == "glu" else H
         self.encoder = _Dense(d_input, H, name="encoder", **kw)
         self.layers = [self._make_layer(opts, f"layers_{i}", kw) for i in range(n)]
-        self.mixers = [_Dense(H, width, name=f"mixers_{i}", **kw) for i in range(n)]
-        self.norms = [
-            _LayerNorm(H, name=f"norms_{i}", **kw) if opts.norm else None for i in range(n)
-        ]
+        self.block_specs = _bb.block_specs(opts)
+        self.parts = {
+            name: [
+                _Dense(*sp, name=f"{name}_{i}", **kw) if isinstance(sp, _bb.DenseSpec) else None
+                for i, sp in enumerate(specs)
+            ]
+            for name, specs in self.block_specs.items()
+        }
+        norm_cls = {"layer": _LayerNorm, "batch": _BatchNorm, None: None}[opts.norm]
+        self.norms = [norm_cls(H, name=f"norms_{i}", **kw) if norm_cls else None for i in range(n)]
         final = opts.prenorm and opts.norm is not None
-        self.final_norm = _LayerNorm(H, name="final_norm", **kw) if final else None
+        self.final_norm = norm_cls(H, name="final_norm", **kw) if final else None
         self.decoder = _Dense(H, opts.d_output, name="decoder", **kw)
 
     @staticmethod
     def _make_layer(opts, name: str, kw: dict):
-        H = opts.d_model
+        H = opts.inner_width
         if callable(opts.layer):
             return opts.layer(H)
         from hippox import haiku as hx  # the layer classes (that module imports this one)
@@ -159,9 +207,21 @@ class SequenceModel(hk.Module):
         layers = {"s4d": hx.S4D, "s4": hx.S4, "s5": hx.S5, "lssl": hx.LSSL}
         return layers[opts.layer](H, name=name, **lkw, **kw)
 
-    def _norm(self, i: int, x, mask=None):
+    def _norm(self, i: int, x, mask=None, *, is_training: bool = False):
         norm = self.final_norm if i == -1 else self.norms[i]
-        return x if norm is None else norm(x)
+        if norm is None:
+            return x
+        if isinstance(norm, _BatchNorm):
+            return norm(x, mask, is_training=is_training)
+        return norm(x)
+
+    def _dense(self, name: str, i: int, z):
+        return self.parts[name][i](z)
+
+    def _param(self, name: str, i: int):
+        sp = self.block_specs[name][i]
+        init = lambda shape, dtype: sp.init(hk.maybe_next_rng_key(), tuple(shape), dtype)  # noqa: E731
+        return hk.get_parameter(f"{name}_{i}", sp.shape, self.param_dtype, init=init)
 
     def _call_layer(self, i: int, z, lengths, carry, want_carry: bool):
         layer = self.layers[i]
@@ -200,12 +260,14 @@ class SequenceModel(hk.Module):
             initial_carry = _bb.check_model_carry(
                 initial_carry, expected, name="initial_carry", batch=u.shape[:-2]
             )
-        rate = self.options.dropout
+        opts = self.options
 
-        def drop(x):
+        def drop(x, kind):
+            rate = opts.drop_path if kind == "drop_path" else opts.dropout
             if not is_training or rate == 0.0:
                 return x
-            return _bb.dropout(x, rate, hk.next_rng_key())
+            dims = _bb.broadcast_dims(kind, opts.tie_dropout)
+            return _bb.dropout(x, rate, hk.next_rng_key(), dims)
 
         return _bb.forward(
             self.wiring,
@@ -216,10 +278,11 @@ class SequenceModel(hk.Module):
             carry_dtype=self._carry_dtype(),
             encode=self.encoder,
             layer=self._call_layer,
-            mix=lambda i, z: self.mixers[i](z),
-            norm=self._norm,
+            dense=self._dense,
+            norm=lambda i, x, mask: self._norm(i, x, mask, is_training=is_training),
             drop=drop,
             decode=self.decoder,
+            param=self._param,
         )
 
     def initialize_carry(
@@ -247,7 +310,8 @@ class SequenceModel(hk.Module):
             u_k,
             encode=self.encoder,
             layer_step=lambda i, c, z: self.layers[i].step(c, z, sp[i]),
-            mix=lambda i, z: self.mixers[i](z),
+            dense=self._dense,
             norm=self._norm,
             decode=self.decoder,
+            param=self._param,
         )

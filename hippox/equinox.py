@@ -22,7 +22,8 @@ the step-mode state (``initialize_carry()``, then ``step(carry, u_k)``), exactly
 * `S4D`, `S4`, `S5`, `LSSL`, `HiPPORNN`: sequence layers ``(L, H) -> (L, H)``;
 * `HiPPORNNCell`: ``cell(x_t, state) -> state`` (the Equinox cell convention, as
   `equinox.nn.GRUCell`); the output ``h_t`` is ``state.h``;
-* `SequenceModel`: the hippox backbone (LayerNorm or no norm); its ``params`` is the
+* `SequenceModel`: the hippox backbone and its block options (BatchNorm statistics in an
+  `equinox.nn.State`: build it with `equinox.nn.make_with_state`); its ``params`` is the
   nested dict ``flax.nnx.to_pure_dict`` makes of the `hippox.nnx.SequenceModel`
   parameters, so an NNX parameter tree loads as it is. Dropout follows Equinox:
   active unless ``inference=True`` (`equinox.nn.inference_mode`), with a ``key``.

@@ -23,9 +23,10 @@ positionally, the config's keyword fields as ``**options``, and ``name``, ``dtyp
   equals ``layer(u)``;
 * `HiPPORNNCell`: the HiPPO-RNN cell as an `haiku.RNNCore`
   (``cell(x_t, state) -> (h_t, state)``, usable with `haiku.dynamic_unroll`);
-* `SequenceModel`: the hippox backbone (`hippox.nnx.SequenceModel`) with LayerNorm or no
-  norm; its sub-modules are named ``encoder``, ``layers_i``, ``mixers_i``, ``norms_i``,
-  ``final_norm``, ``decoder`` (the linen names), with the leaves of the Flax model.
+* `SequenceModel`: the hippox backbone (`hippox.nnx.SequenceModel`), its block options
+  and LayerNorm / BatchNorm (BatchNorm statistics as Haiku state); its sub-modules are
+  named ``encoder``, ``layers_i``, ``mixers_i``, ``norms_i``, ``final_norm``,
+  ``decoder`` (the linen names), with the leaves of the Flax model.
 * `SaShiMi`: the SaShiMi pooling backbone (`hippox.nnx.SaShiMi`) with its step mode.
 
 Examples:

@@ -67,6 +67,15 @@ class SequenceModel(nn.Module):
     dropout: float = 0.0
     activation: str = "gelu"
     pooling: str | None = "mean"
+    final_act: str | None = "auto"
+    gate: int | None = None
+    gate_act: str | None = None
+    mult_act: str | None = None
+    bottleneck: int | None = None
+    residual: str | None = "R"
+    residual_kwargs: Any = None
+    drop_path: float = 0.0
+    tie_dropout: bool = False
     deterministic: bool | None = None
     dtype: Any = None
     param_dtype: Any = jnp.float32
@@ -90,11 +99,20 @@ class SequenceModel(nn.Module):
             dropout=self.dropout,
             activation=self.activation,
             pooling=self.pooling,
+            final_act=self.final_act,
+            gate=self.gate,
+            gate_act=self.gate_act,
+            mult_act=self.mult_act,
+            bottleneck=self.bottleneck,
+            residual=self.residual,
+            residual_kwargs=self.residual_kwargs,
+            drop_path=self.drop_path,
+            tie_dropout=self.tie_dropout,
         )
 
     @nn.nowrap
     def _make_layer(self, opts: _bb.BackboneOptions, **parent):
-        H = opts.d_model
+        H = opts.inner_width
         if callable(opts.layer):
             return opts.layer(H)
         kw = dict(
@@ -120,13 +138,24 @@ class SequenceModel(nn.Module):
         dense = dict(dtype=self.dtype, param_dtype=self.param_dtype)
         self.encoder = nn.Dense(H, **dense)
         self.layers = [self._make_layer(opts) for _ in range(n)]
-        width = 2 * H if opts.activation == "glu" else H
-        self.mixers = [nn.Dense(width, **dense) for _ in range(n)]
+        for name, specs in _bb.block_specs(opts).items():
+            parts = [
+                nn.Dense(sp.d_out, **dense)
+                if isinstance(sp, _bb.DenseSpec)
+                else self.param(f"{name}_{i}", sp.init, sp.shape, self.param_dtype)
+                for i, sp in enumerate(specs)
+            ]
+            setattr(self, name, parts)  # submodules ``{name}_{i}``, as NNX's ``name[i]``
         if opts.norm is not None:
             self.norms = [self._make_norm() for _ in range(n)]
             if opts.prenorm:
                 self.final_norm = self._make_norm()
-        self.drop = nn.Dropout(opts.dropout)
+        self.drop = nn.Dropout(
+            opts.dropout, broadcast_dims=_bb.broadcast_dims("dropout", opts.tie_dropout)
+        )
+        self.path_drop = nn.Dropout(
+            opts.drop_path, broadcast_dims=_bb.broadcast_dims("drop_path", False)
+        )
         self.decoder = nn.Dense(opts.d_output, **dense)
 
     def _norm(self, which, x, mask=None, *, eval_mode: bool):
@@ -137,6 +166,12 @@ class SequenceModel(nn.Module):
             m = None if (mask is None or eval_mode) else mask[..., None]
             return norm(x, use_running_average=eval_mode, mask=m)
         return norm(x)
+
+    def _dense(self, name: str, i: int, z):
+        return getattr(self, name)[i](z)
+
+    def _param(self, name: str, i: int):
+        return getattr(self, name)[i]
 
     def _call_layer(self, i: int, z, lengths, carry, want_carry: bool):
         layer = self.layers[i]
@@ -189,10 +224,13 @@ class SequenceModel(nn.Module):
             carry_dtype=jnp.promote_types(self.param_dtype, jnp.float32),
             encode=self.encoder,
             layer=self._call_layer,
-            mix=lambda i, z: self.mixers[i](z),
+            dense=self._dense,
             norm=lambda i, x, mask: self._norm(i, x, mask, eval_mode=det),
-            drop=lambda x: self.drop(x, deterministic=det),
+            drop=lambda x, kind: (self.path_drop if kind == "drop_path" else self.drop)(
+                x, deterministic=det
+            ),
             decode=self.decoder,
+            param=self._param,
         )
 
     # ------------------------------------------------------------------ step mode
@@ -246,7 +284,8 @@ class SequenceModel(nn.Module):
             u_k,
             encode=self.encoder,
             layer_step=lambda i, c, z: self.layers[i].step(c, z, sp[i]),
-            mix=lambda i, z: self.mixers[i](z),
+            dense=self._dense,
             norm=lambda i, x: self._norm(i, x, eval_mode=True),
             decode=self.decoder,
+            param=self._param,
         )

@@ -34,6 +34,13 @@ def _builtin(name: str, H: int, kw: dict, dtype, param_dtype, rngs: nnx.Rngs):
     return cls(H, **kw, **common)
 
 
+def _block_part(spec, lin: dict):
+    """An `nnx.Linear` for a `DenseSpec`, an `nnx.Param` for an `ArraySpec`."""
+    if isinstance(spec, _bb.DenseSpec):
+        return nnx.Linear(spec.d_in, spec.d_out, **lin)
+    return nnx.Param(spec.init(lin["rngs"].params(), spec.shape, lin["param_dtype"]))
+
+
 class SequenceModel(nnx.Module):
     """A deep sequence model with hippox layers (NNX).
 
@@ -57,8 +64,26 @@ class SequenceModel(nnx.Module):
       norm: ``'layer'`` (LayerNorm), ``'batch'`` (BatchNorm) or None.
       dropout: dropout rate in ``[0, 1)`` (after the activation and after the block).
       activation: ``'gelu'`` (Dense H -> H) or ``'glu'`` (Dense H -> 2H and GLU) after
-        the layer's GELU.
+        the layer's GELU; the older name of ``final_act`` (``'id'`` / ``'glu'``).
       pooling: ``'mean'``, ``'last'`` or None (sequence to sequence).
+      final_act: activation after the block's output Dense (the reference's choices,
+        `hippox._src.layers.backbone.FINAL_ACTS`: ``'id'``, ``'glu'``, ``'gelu'``,
+        ``'tanh'``, ``'relu'``, ``'sigmoid'``, ``'silu'``, ``'glu-<act>'``, ...), None
+        for no output Dense, ``'auto'`` (default) to follow ``activation``.
+      gate: GSS-style gate expansion factor (None: no gate): a gate branch
+        ``gate_act(Dense(z))`` multiplies ``Dense(gelu(layer(z)))``, both
+        ``inner * gate`` wide.
+      gate_act: activation of the gate branch (None: identity).
+      mult_act: activation after the gate multiplication (None: identity).
+      bottleneck: the layer runs on ``d_model // bottleneck`` channels (a Dense before
+        it; the output Dense maps back to ``d_model``); None: no bottleneck.
+      residual: the reference's residual kind: ``'R'`` (default, ``x + z``), ``'F'``
+        (no skip), ``'H'`` (highway), ``'D'`` (depth decay), ``'A'`` (learned affine),
+        their long names, or None (the branch alone, without its second dropout).
+      residual_kwargs: the kind's options (``alpha``, ``beta``; ``gamma``, ``scalar``;
+        ``power``, ``l2``; ``scaling_correction``, ``elemwise``), reference defaults.
+      drop_path: stochastic-depth rate in ``[0, 1)`` (whole sequences, training only).
+      tie_dropout: share each dropout mask over the sequence axis.
       deterministic: start in evaluation mode (dropout off, BatchNorm running averages).
       dtype: computation dtype of the dense and norm layers and the layers' output
         dtype (None: inferred).
@@ -98,6 +123,15 @@ class SequenceModel(nnx.Module):
         dropout: float = 0.0,
         activation: str = "gelu",
         pooling: str | None = "mean",
+        final_act: str | None = "auto",
+        gate: int | None = None,
+        gate_act: str | None = None,
+        mult_act: str | None = None,
+        bottleneck: int | None = None,
+        residual: str | None = "R",
+        residual_kwargs: Mapping[str, Any] | None = None,
+        drop_path: float = 0.0,
+        tie_dropout: bool = False,
         deterministic: bool = False,
         dtype: DTypeLike | None = None,
         param_dtype: DTypeLike = jnp.float32,
@@ -118,6 +152,15 @@ class SequenceModel(nnx.Module):
             dropout=dropout,
             activation=activation,
             pooling=pooling,
+            final_act=final_act,
+            gate=gate,
+            gate_act=gate_act,
+            mult_act=mult_act,
+            bottleneck=bottleneck,
+            residual=residual,
+            residual_kwargs=residual_kwargs,
+            drop_path=drop_path,
+            tie_dropout=tie_dropout,
         )
         _validate.check_bool("deterministic", deterministic)
         pd = _validate.real_dtype(param_dtype, name="param_dtype")
@@ -128,24 +171,34 @@ class SequenceModel(nnx.Module):
         self.n_layers = opts.n_layers
         self.prenorm = opts.prenorm
         self.norm_kind = opts.norm
-        self.activation = opts.activation
         self.pooling = opts.pooling
         self.param_dtype = pd
         lin = dict(dtype=dtype, param_dtype=pd, rngs=rngs)
         self.encoder = nnx.Linear(d_input, H, **lin)
-        kw = _bb.layer_arguments(opts)
+        kw, Hi = _bb.layer_arguments(opts), opts.inner_width
         if callable(opts.layer):
-            self.layers = nnx.List([opts.layer(H, rngs=rngs) for _ in range(opts.n_layers)])
+            self.layers = nnx.List([opts.layer(Hi, rngs=rngs) for _ in range(opts.n_layers)])
         else:
             self.layers = nnx.List(
-                [_builtin(opts.layer, H, kw, dtype, pd, rngs) for _ in range(opts.n_layers)]
+                [_builtin(opts.layer, Hi, kw, dtype, pd, rngs) for _ in range(opts.n_layers)]
             )
-        width = 2 * H if opts.activation == "glu" else H
-        self.mixers = nnx.List([nnx.Linear(H, width, **lin) for _ in range(opts.n_layers)])
+        for name, specs in _bb.block_specs(opts).items():
+            setattr(self, name, nnx.List([_block_part(sp, lin) for sp in specs]))
         self.norms = nnx.List([self._make_norm(deterministic, lin) for _ in range(opts.n_layers)])
         final = opts.prenorm and opts.norm is not None
         self.final_norm = self._make_norm(deterministic, lin) if final else None
-        self.dropout = nnx.Dropout(opts.dropout, deterministic=deterministic, rngs=rngs)
+        self.dropout = nnx.Dropout(
+            opts.dropout,
+            broadcast_dims=_bb.broadcast_dims("dropout", opts.tie_dropout),
+            deterministic=deterministic,
+            rngs=rngs,
+        )
+        self.drop_path = nnx.Dropout(
+            opts.drop_path,
+            broadcast_dims=_bb.broadcast_dims("drop_path", False),
+            deterministic=deterministic,
+            rngs=rngs,
+        )
         self.decoder = nnx.Linear(H, opts.d_output, **lin)
 
     def _make_norm(self, deterministic: bool, lin: dict):
@@ -164,6 +217,15 @@ class SequenceModel(nnx.Module):
                 return norm(x, use_running_average=True)
             return norm(x, mask=None if mask is None else mask[..., None])
         return norm(x)
+
+    def _dense(self, name: str, i: int, z):
+        return getattr(self, name)[i](z)
+
+    def _param(self, name: str, i: int):
+        return getattr(self, name)[i][...]
+
+    def _drop(self, x, kind: str):
+        return self.drop_path(x) if kind == "drop_path" else self.dropout(x)
 
     def _call_layer(self, i: int, z, lengths, carry, want_carry: bool):
         layer = self.layers[i]
@@ -209,10 +271,11 @@ class SequenceModel(nnx.Module):
             carry_dtype=self._carry_dtype(None),
             encode=self.encoder,
             layer=self._call_layer,
-            mix=lambda i, z: self.mixers[i](z),
+            dense=self._dense,
             norm=self._norm,
-            drop=self.dropout,
+            drop=self._drop,
             decode=self.decoder,
+            param=self._param,
         )
 
     # ------------------------------------------------------------------ step mode
@@ -276,7 +339,8 @@ class SequenceModel(nnx.Module):
             u_k,
             encode=self.encoder,
             layer_step=lambda i, c, z: self._stepper(self.layers[i], "step")(c, z, sp[i]),
-            mix=lambda i, z: self.mixers[i](z),
+            dense=self._dense,
             norm=lambda i, x: self._norm(i, x, step=True),
             decode=self.decoder,
+            param=self._param,
         )

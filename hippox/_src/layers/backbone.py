@@ -1,19 +1,39 @@
 """Framework-free pieces of the `SequenceModel` backbone and of the sequence-layer convention.
 
-The backbone (Gu et al.'s S4 sequence model, with any hippox layer as the mixer)::
+The backbone (Gu et al.'s S4 sequence model, with any hippox layer as the mixer), the
+reference's ``SequenceModel`` / ``SequenceResidualBlock`` / ``S4Block`` of state-spaces/s4::
 
     x = encoder(u)                                    Dense d_input -> H
-    for each of the n_layers blocks:
+    for each block i = 0 .. n_layers - 1:
         z = norm(x)              if prenorm           LayerNorm / BatchNorm / none
-        z = layer(z)                                  (..., L, H) -> (..., L, H)
-        z = dropout(gelu(z))
-        z = dense(z)             activation 'gelu':   Dense H -> H
-        z = glu(dense(z))        activation 'glu':    Dense H -> 2H, a * sigmoid(b)
-        x = x + dropout(z)
+        v = gate_act(Dense(z))   if gate              H -> I*gate  (GSS-style gate branch)
+        z = Dense(z)             if bottleneck        H -> I = H // bottleneck
+        z = gelu(layer(z))                            (..., L, I) -> (..., L, I*channels)
+        z = Dense(z) * v         if gate              -> I*gate
+        z = dropout(mult_act(z))
+        z = final_act(Dense(z))  unless final_act None -> H ('glu...': Dense to 2H, GLU)
+        x = residual(x, drop_path(dropout(z)))        'R': x + z (default), 'F': z,
+                                                      'H' highway, 'D' decay, 'A' affine
         x = norm(x)              if not prenorm (post-norm)
     x = final_norm(x)            if prenorm and a norm is used
     x = pool(x)                                       'mean' / 'last' over L, or None
     y = decoder(x)                                    Dense H -> d_output
+
+The older ``activation`` option is ``final_act``: ``'gelu'`` (the default) is
+``final_act='id'`` (a Dense H -> H) and ``'glu'`` is ``final_act='glu'``. With
+``residual=None`` (no residual function) the block returns ``z`` without the second
+dropout and drop path, as the reference does. ``tie_dropout`` shares one dropout mask
+over the sequence axis (the reference's ``DropoutNd``); ``drop_path`` drops a block's
+branch for whole sequences (``StochasticDepth`` in ``'row'`` mode), both scaled by
+``1 / (1 - rate)`` and off in evaluation mode.
+
+Where the reference's ``S4Block`` is inconsistent hippox follows the GSS layout
+(Mehta et al., 2022): with ``bottleneck`` the reference builds its input Dense and
+gate as ``H/b -> H/b`` yet applies them to ``H`` features, gives the layer ``H``
+channels and maps the output to ``H/b`` (which its residual cannot add to ``x``);
+here the input Dense is ``H -> H/b``, the layer gets ``H/b`` channels and the output
+Dense maps back to ``H``. Dense layers use Flax's initialisation (lecun normal, zero
+bias) rather than PyTorch's.
 
 ``layer`` is ``'s4'``, ``'s4d'``, ``'s5'``, ``'lssl'``, ``'hippo_rnn'`` or a callable
 building a layer. GELU is the exact (erf) GELU. Step mode runs the same network one
@@ -73,8 +93,58 @@ LAYERS: tuple[str, ...] = ("s4", "s4d", "s5", "lssl", "hippo_rnn")
 POOLINGS: tuple[str | None, ...] = ("mean", "last", None)
 #: Normalisation choices (None: no normalisation).
 NORMS: tuple[str | None, ...] = ("layer", "batch", None)
-#: Output activation of a block.
+#: hippox's older name for the block's output: ``'gelu'`` (= ``final_act='id'``, a Dense
+#: H -> H) or ``'glu'`` (= ``final_act='glu'``).
 ACTIVATIONS: tuple[str, ...] = ("gelu", "glu")
+#: The reference's activations (``src/models/nn/activation.py``) without ``modrelu`` (it
+#: has a parameter); ``'glu-<act>'`` is a GLU whose gate goes through ``<act>``.
+ACTIVATION_NAMES: tuple[str, ...] = (
+    "id",
+    "identity",
+    "linear",
+    "none",
+    "tanh",
+    "relu",
+    "gelu",
+    "elu",
+    "swish",
+    "silu",
+    "sigmoid",
+    "softplus",
+    "sqrelu",
+    "relu2",
+    "laplace",
+)
+_GLU_NAMES = ("glu", *(f"glu-{a}" for a in ACTIVATION_NAMES))
+#: ``final_act`` / ``gate_act`` choices (None: identity for ``gate_act``; no output
+#: Dense at all for ``final_act``).
+FINAL_ACTS: tuple[str, ...] = (*ACTIVATION_NAMES, *_GLU_NAMES)
+#: The reference's residual registry (``src/models/nn/residual.py``) and the kind each
+#: name means: ``'R'`` identity skip ``alpha x + beta y``, ``'F'`` feedforward (no
+#: skip), ``'H'`` highway, ``'D'`` depth-decayed, ``'A'`` learned affine scalars.
+RESIDUALS: dict[str, str] = {
+    "R": "R",
+    "residual": "R",
+    "F": "F",
+    "N": "F",
+    "none": "F",
+    "ff": "F",
+    "feedforward": "F",
+    "H": "H",
+    "highway": "H",
+    "D": "D",
+    "decay": "D",
+    "A": "A",
+    "affine": "A",
+}
+#: Keyword options of each residual kind, with the reference's defaults.
+RESIDUAL_KWARGS: dict[str, dict[str, Any]] = {
+    "R": {"alpha": 1.0, "beta": 1.0},
+    "F": {},
+    "H": {"scaling_correction": False, "elemwise": False},
+    "D": {"power": 0.5, "l2": True},
+    "A": {"alpha": 1.0, "beta": 1.0, "scalar": True, "gamma": 0.0},
+}
 #: The configs of the built-in layers (``hippo_rnn`` is built as ``HiPPORNNConfig(H, H)``).
 LAYER_CONFIGS: dict[str, type] = {
     "s4": S4Config,
@@ -99,6 +169,51 @@ class BackboneOptions(NamedTuple):
     dropout: float
     activation: str
     pooling: str | None
+    final_act: str | None = "id"
+    gate: int | None = None
+    gate_act: str | None = None
+    mult_act: str | None = None
+    bottleneck: int | None = None
+    residual: str | None = "R"
+    residual_kwargs: tuple = ()
+    drop_path: float = 0.0
+    tie_dropout: bool = False
+
+    @property
+    def inner_width(self) -> int:
+        """The width of the block's layer: ``d_model // bottleneck`` (``d_model``)."""
+        return self.d_model if self.bottleneck is None else self.d_model // self.bottleneck
+
+
+def _check_residual_kwargs(kind: str | None, kwargs) -> tuple:
+    if kwargs is None:
+        kwargs = {}
+    if not isinstance(kwargs, Mapping):
+        raise TypeError(f"`residual_kwargs` must be a mapping or None, got {kwargs!r}.")
+    allowed = RESIDUAL_KWARGS.get(kind, {})
+    out = dict(allowed)
+    for k, v in kwargs.items():
+        if k not in allowed:
+            raise ValueError(
+                f"`residual_kwargs` must have keys in {tuple(allowed)} for residual={kind!r}, "
+                f"got {k!r}."
+            )
+        if isinstance(allowed[k], bool):
+            out[k] = _validate.check_bool(f"residual_kwargs[{k!r}]", v)
+        else:
+            out[k] = _validate.check_real(f"residual_kwargs[{k!r}]", v)
+    return tuple(sorted(out.items()))
+
+
+def _resolve_final_act(final_act, activation: str):
+    if isinstance(final_act, str) and final_act == "auto":
+        return "id" if activation == "gelu" else "glu"
+    if activation != "gelu":
+        raise ValueError(
+            f"`final_act` replaces the older `activation`: give one of them, got "
+            f"activation={activation!r} and final_act={final_act!r}."
+        )
+    return _validate.check_none_or_choice("final_act", final_act, FINAL_ACTS)
 
 
 def check_options(
@@ -114,12 +229,27 @@ def check_options(
     dropout: float,
     activation: str,
     pooling: str | None,
+    final_act: str | None = "auto",
+    gate: int | None = None,
+    gate_act: str | None = None,
+    mult_act: str | None = None,
+    bottleneck: int | None = None,
+    residual: str | None = "R",
+    residual_kwargs: Mapping[str, Any] | None = None,
+    drop_path: float = 0.0,
+    tie_dropout: bool = False,
 ) -> BackboneOptions:
     """Validates the `SequenceModel` options eagerly.
 
+    The block options follow the reference's ``S4Block`` and ``SequenceResidualBlock``
+    (module docstring). ``final_act='auto'`` follows the older ``activation``
+    (``'gelu'`` -> ``'id'``, ``'glu'`` -> ``'glu'``).
+
     Raises:
-      ValueError: an unknown layer, norm, activation or pooling; a bad size; a
-        dropout rate outside ``[0, 1)``; ``layer='s4'`` without ``l_max``.
+      ValueError: an unknown layer, norm, activation, residual or pooling; a bad size;
+        a dropout or drop-path rate outside ``[0, 1)``; ``layer='s4'`` without
+        ``l_max``; widths that do not meet (``final_act=None`` with a gate or a
+        bottleneck).
       TypeError: wrongly typed options.
     """
     d_output = _validate.check_size("d_output", d_output)
@@ -145,7 +275,30 @@ def check_options(
         raise ValueError(f"`dropout` must be in [0, 1), got {dropout}.")
     _validate.check_choice("activation", activation, ACTIVATIONS)
     pooling = _validate.check_none_or_choice("pooling", pooling, ("mean", "last"))
-    return BackboneOptions(
+    final_act = _resolve_final_act(final_act, activation)
+    gate = None if gate is None else _validate.check_size("gate", gate)
+    gate_act = _validate.check_none_or_choice("gate_act", gate_act, FINAL_ACTS)
+    mult_act = _validate.check_none_or_choice("mult_act", mult_act, ACTIVATION_NAMES)
+    if bottleneck is not None:
+        bottleneck = _validate.check_size("bottleneck", bottleneck)
+        if d_model // bottleneck < 1:
+            raise ValueError(
+                f"`bottleneck` must be <= d_model={d_model} (the layer gets d_model // "
+                f"bottleneck channels), got {bottleneck}."
+            )
+    if residual is not None:
+        _validate.check_choice("residual", residual, tuple(RESIDUALS))
+        residual = RESIDUALS[residual]
+    elif residual_kwargs:
+        raise ValueError(
+            f"`residual_kwargs` must be empty for residual=None, got {residual_kwargs}."
+        )
+    rkw = _check_residual_kwargs(residual, residual_kwargs)
+    drop_path = _validate.check_real("drop_path", drop_path, low=0.0)
+    if drop_path >= 1.0:
+        raise ValueError(f"`drop_path` must be in [0, 1), got {drop_path}.")
+    tie_dropout = _validate.check_bool("tie_dropout", tie_dropout)
+    opts = BackboneOptions(
         d_output,
         d_model,
         n_layers,
@@ -157,7 +310,23 @@ def check_options(
         dropout,
         activation,
         pooling,
+        final_act,
+        gate,
+        gate_act,
+        mult_act,
+        bottleneck,
+        residual,
+        rkw,
+        drop_path,
+        tie_dropout,
     )
+    if final_act is None and _branch_width(opts) != d_model:
+        raise ValueError(
+            f"`final_act` None (no output Dense) needs the block's branch to have d_model="
+            f"{d_model} features, got {_branch_width(opts)} (gate={gate}, "
+            f"bottleneck={bottleneck}); use final_act='id' for a plain Dense."
+        )
+    return opts
 
 
 class Wiring(NamedTuple):
@@ -165,12 +334,29 @@ class Wiring(NamedTuple):
 
     n_layers: int
     prenorm: bool
-    activation: str
     pooling: str | None
+    final_act: str | None = "id"
+    gate: bool = False
+    gate_act: str | None = None
+    mult_act: str | None = None
+    bottleneck: bool = False
+    residual: str | None = "R"
+    residual_kwargs: tuple = ()
 
     @classmethod
     def of(cls, opts: BackboneOptions) -> Wiring:
-        return cls(opts.n_layers, opts.prenorm, opts.activation, opts.pooling)
+        return cls(
+            opts.n_layers,
+            opts.prenorm,
+            opts.pooling,
+            opts.final_act,
+            opts.gate is not None,
+            opts.gate_act,
+            opts.mult_act,
+            opts.bottleneck is not None,
+            opts.residual,
+            opts.residual_kwargs,
+        )
 
 
 def layer_arguments(opts: BackboneOptions) -> dict:
@@ -182,16 +368,163 @@ def layer_arguments(opts: BackboneOptions) -> dict:
 
 
 def layer_config(opts: BackboneOptions):
-    """The config of a built-in block layer with ``H = d_model`` channels."""
-    H, kw = opts.d_model, layer_arguments(opts)
+    """The config of a built-in block layer with ``H = inner_width`` channels."""
+    H, kw = opts.inner_width, layer_arguments(opts)
     if opts.layer == "hippo_rnn":
         return HiPPORNNConfig(H, H, **kw)
     return LAYER_CONFIGS[opts.layer](H, **kw)
 
 
+def layer_width(opts: BackboneOptions) -> int:
+    """Output features of a block's layer: ``channels * inner_width`` (S4D/S4 ``channels``)."""
+    channels = opts.layer_kwargs.get("channels", 1) if opts.layer in ("s4", "s4d") else 1
+    return int(channels) * opts.inner_width
+
+
+def _branch_width(opts: BackboneOptions) -> int:
+    """Features entering the output Dense: ``inner_width * gate`` or the layer's output."""
+    return opts.inner_width * opts.gate if opts.gate is not None else layer_width(opts)
+
+
+def activation_width(name: str | None, d: int) -> int:
+    """Width of a Dense followed by activation ``name`` that outputs ``d`` features (GLU: 2d)."""
+    return 2 * d if name is not None and name.startswith("glu") else d
+
+
+class DenseSpec(NamedTuple):
+    """A Dense layer ``d_in -> d_out`` of a block (Flax's initialisation, `dense_params`)."""
+
+    d_in: int
+    d_out: int
+
+
+class ArraySpec(NamedTuple):
+    """A plain parameter array of a block: ``init(key, shape, dtype)``."""
+
+    shape: tuple[int, ...]
+    init: Callable
+
+
+def _constant(value: float) -> Callable:
+    def init(key, shape, dtype=jnp.float32):
+        del key
+        return jnp.full(shape, value, dtype)
+
+    return init
+
+
+def block_specs(opts: BackboneOptions) -> dict[str, tuple]:
+    """The parameters of every block besides its layer and norms, named as in NNX.
+
+    ``{name: (spec_0, ..., spec_{n-1})}`` with `DenseSpec` / `ArraySpec` entries:
+    ``input_gates`` (gate: ``H -> inner*gate``, then ``gate_act``), ``input_linears``
+    (bottleneck: ``H -> inner``), ``output_gates`` (gate: layer output ``-> inner*gate``),
+    ``mixers`` (the output Dense ``-> H``, then ``final_act``; absent for
+    ``final_act=None``), and the residual's ``residual_wx``, ``residual_wy`` (highway)
+    or ``residual_affine`` (affine). Every framework builds its modules from this.
+    """
+    H, n, Hi = opts.d_model, opts.n_layers, opts.inner_width
+    out: dict[str, tuple] = {}
+    if opts.gate is not None:
+        out["input_gates"] = (DenseSpec(H, activation_width(opts.gate_act, Hi * opts.gate)),) * n
+    if opts.bottleneck is not None:
+        out["input_linears"] = (DenseSpec(H, Hi),) * n
+    if opts.gate is not None:
+        out["output_gates"] = (DenseSpec(layer_width(opts), Hi * opts.gate),) * n
+    if opts.final_act is not None:
+        out["mixers"] = (DenseSpec(_branch_width(opts), activation_width(opts.final_act, H)),) * n
+    kw = dict(opts.residual_kwargs)
+    if opts.residual == "H":
+        out["residual_wx"] = (DenseSpec(H, H),) * n
+        if kw["elemwise"]:
+            out["residual_wy"] = (ArraySpec((H,), jax.nn.initializers.normal(1.0)),) * n
+        else:
+            out["residual_wy"] = (DenseSpec(H, H),) * n
+    if opts.residual == "A":
+        shape = (1,) if kw["scalar"] else (H,)
+        out["residual_affine"] = tuple(
+            ArraySpec(shape, _constant(kw["beta"] * (i + 1) ** (-kw["gamma"]))) for i in range(n)
+        )
+    return out
+
+
 def gelu(x: jax.Array) -> jax.Array:
     """The exact (erf) GELU."""
     return jax.nn.gelu(x, approximate=False)
+
+
+def activation(name: str | None, x: jax.Array) -> jax.Array:
+    """The reference's activation ``name`` (`ACTIVATION_NAMES`, ``'glu'``, ``'glu-<act>'``).
+
+    None and ``'id'``/``'identity'``/``'linear'``/``'none'`` are the identity; ``'gelu'``
+    is the exact GELU, ``'sqrelu'``/``'relu2'`` is ``relu(x)**2``, ``'laplace'`` is
+    ``(1 + erf((x - 0.707107) / (0.282095 sqrt 2))) / 2``; GLUs split the last axis.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from hippox._src.layers.backbone import activation
+      >>> activation("glu-tanh", jnp.array([2.0, 0.5])).tolist() == [2.0 * float(jnp.tanh(0.5))]
+      True
+    """
+    if name is None or name in ("id", "identity", "linear", "none"):
+        return x
+    if name.startswith("glu"):
+        a, b = jnp.split(x, 2, axis=-1)
+        return a * (jax.nn.sigmoid(b) if name == "glu" else activation(name[4:], b))
+    if name == "tanh":
+        return jnp.tanh(x)
+    if name == "relu":
+        return jax.nn.relu(x)
+    if name == "gelu":
+        return gelu(x)
+    if name == "elu":
+        return jax.nn.elu(x)
+    if name in ("swish", "silu"):
+        return jax.nn.silu(x)
+    if name == "sigmoid":
+        return jax.nn.sigmoid(x)
+    if name == "softplus":
+        return jax.nn.softplus(x)
+    if name in ("sqrelu", "relu2"):
+        return jnp.square(jax.nn.relu(x))
+    if name == "laplace":
+        mu, sigma = 0.707107, 0.282095
+        return 0.5 * (1.0 + jax.scipy.special.erf((x - mu) / (sigma * np.sqrt(2.0))))
+    raise ValueError(f"`activation` must be one of {FINAL_ACTS} or None, got {name!r}.")
+
+
+def residual(
+    wiring: Wiring, i: int, x: jax.Array, y: jax.Array, dense: Callable, param: Callable
+) -> jax.Array:
+    """The block's residual function (the reference's registry) of input ``x``, branch ``y``.
+
+    ``i`` is the block index (the reference's ``i_layer = i + 1``). Kinds:
+    None -> ``y``; ``'F'`` -> ``y``; ``'R'`` -> ``alpha x + beta y``; ``'A'`` ->
+    ``alpha x + c y`` (``c`` learned, initialised ``beta i_layer^-gamma``); ``'D'`` ->
+    ``alpha x + beta y`` with ``beta = i_layer^-power``, ``alpha = sqrt(1 - beta^2)``
+    (``l2``) or ``1 - beta``; ``'H'`` -> ``s (1 - r) x + r y'`` with
+    ``y' = Wy y`` (or ``wy * y``, ``elemwise``), ``r = sigmoid(Wx x + y')``, ``s = 1.732``
+    with ``scaling_correction`` else 1.
+    """
+    kind, kw = wiring.residual, dict(wiring.residual_kwargs)
+    if kind is None or kind == "F":
+        return y
+    if kind == "R":
+        y = kw["beta"] * y if kw["beta"] != 1.0 else y
+        return kw["alpha"] * x + y if kw["alpha"] else y
+    if kind == "A":
+        return kw["alpha"] * x + param("residual_affine", i).astype(y.dtype) * y
+    if kind == "D":
+        beta = (i + 1) ** (-kw["power"])
+        alpha = (1.0 - beta**2) ** 0.5 if kw["l2"] else 1.0 - beta
+        return alpha * x + beta * y
+    if kw["elemwise"]:
+        wy = param("residual_wy", i).astype(y.dtype) * y
+    else:
+        wy = dense("residual_wy", i, y)
+    r = jax.nn.sigmoid(dense("residual_wx", i, x) + wy)
+    s = 1.732 if kw["scaling_correction"] else 1.0
+    return (s * (1.0 - r) * x + r * wy).astype(y.dtype)
 
 
 def glu(z: ArrayLike) -> jax.Array:
@@ -565,6 +898,25 @@ def check_model_carry(carry, expected: SequenceCarry, *, name: str, batch) -> Se
     )
 
 
+def _block_in(opts: Wiring, i: int, z, dense: Callable):
+    """The reference S4Block before its layer: the gate branch and the bottleneck."""
+    gate = activation(opts.gate_act, dense("input_gates", i, z)) if opts.gate else None
+    if opts.bottleneck:
+        z = dense("input_linears", i, z)
+    return z, gate
+
+
+def _block_out(opts: Wiring, i: int, z, gate, dense: Callable, drop: Callable):
+    """The reference S4Block after its layer: GELU, gate, ``mult_act``, dropout, output Dense."""
+    z = gelu(z)
+    if gate is not None:
+        z = dense("output_gates", i, z) * gate
+    z = drop(activation(opts.mult_act, z))
+    if opts.final_act is not None:
+        z = activation(opts.final_act, dense("mixers", i, z))
+    return z
+
+
 def forward(
     opts: Wiring,
     u: jax.Array,
@@ -575,10 +927,11 @@ def forward(
     carry_dtype,
     encode: Callable,
     layer: Callable,
-    mix: Callable,
+    dense: Callable,
     norm: Callable,
     drop: Callable,
     decode: Callable,
+    param: Callable | None = None,
 ):
     """The backbone over a chunk, with masks and carries (the framework supplies the parts).
 
@@ -593,10 +946,14 @@ def forward(
       layer: ``(i, z, lengths, carry_i, want_carry) -> (carry_i, z)``: block ``i``'s
         layer under the calling convention (``want_carry`` False: no carry in or out,
         return ``(None, z)``; a plain ``layer(z)`` call when ``lengths`` is None too).
-      mix: ``(i, z) -> Dense(z)`` (the block's output dense layer).
+      dense: ``(name, i, z) -> Dense(z)``: block ``i``'s Dense layer ``name`` (a
+        `block_specs` name).
       norm: ``(i, x, mask) -> x``; ``i = -1`` is the final norm; ``mask`` ``(..., L)``
         or None (only BatchNorm statistics need it).
-      drop: ``x -> dropout(x)`` (identity in evaluation mode).
+      drop: ``(x, kind) -> x``: ``kind`` ``'dropout'`` (the model's dropout, its mask
+        shared over L with ``tie_dropout``) or ``'drop_path'`` (stochastic depth: one
+        mask entry per sequence); identity in evaluation mode.
+      param: ``(name, i) -> array``: block ``i``'s `ArraySpec` parameter ``name``.
 
     Returns:
       ``y`` or ``(SequenceCarry, y)``.
@@ -611,12 +968,13 @@ def forward(
     for i in range(opts.n_layers):
         z = norm(i, x, mask) if opts.prenorm else x
         c_in = None if initial_carry is None else initial_carry.layers[i]
+        z, gate = _block_in(opts, i, z, dense)
         c, z = layer(i, z, lengths, c_in, want_carry)
         carries.append(c)
-        z = mix(i, drop(gelu(z)))
-        if opts.activation == "glu":
-            z = glu(z)
-        x = x + drop(z)
+        z = _block_out(opts, i, z, gate, dense, lambda y: drop(y, "dropout"))
+        if opts.residual is not None:
+            z = drop(drop(z, "dropout"), "drop_path")
+        x = residual(opts, i, x, z, dense, param)
         if not opts.prenorm:
             x = norm(i, x, mask)
     if opts.prenorm:
@@ -638,9 +996,10 @@ def step(
     *,
     encode: Callable,
     layer_step: Callable,
-    mix: Callable,
+    dense: Callable,
     norm: Callable,
     decode: Callable,
+    param: Callable | None = None,
 ):
     """One position of the backbone in step mode (evaluation semantics).
 
@@ -648,7 +1007,7 @@ def step(
       opts: the `Wiring` of the validated options.
       carry: a checked `SequenceCarry`.
       u_k: ``(..., d_input)`` checked input.
-      encode, mix, decode: as in `forward`.
+      encode, dense, decode, param: as in `forward`.
       layer_step: ``(i, carry_i, z) -> (carry_i, z)``.
       norm: ``(i, x) -> x`` in evaluation mode (``i = -1``: the final norm).
 
@@ -659,10 +1018,11 @@ def step(
     states = []
     for i in range(opts.n_layers):
         z = norm(i, x) if opts.prenorm else x
+        z, gate = _block_in(opts, i, z, dense)
         s, z = layer_step(i, carry.layers[i], z)
         states.append(s)
-        z = mix(i, gelu(z))
-        x = x + (glu(z) if opts.activation == "glu" else z)
+        z = _block_out(opts, i, z, gate, dense, lambda y: y)
+        x = residual(opts, i, x, z, dense, param)
         if not opts.prenorm:
             x = norm(i, x)
     if opts.prenorm:
@@ -693,19 +1053,23 @@ def norm_params(H: int) -> dict:
 def param_specs(d_input: int, opts: BackboneOptions, config) -> dict:
     """``{name: (shape, init)}`` trees of a built-in-layer backbone, named as in NNX.
 
-    ``encoder``, ``layers[i]`` (the ``config``'s leaves), ``mixers[i]``, ``norms[i]``
-    (LayerNorm only), ``final_norm`` (prenorm with a norm), ``decoder``; block entries
+    ``encoder``, ``layers[i]`` (the ``config``'s leaves), the `block_specs` parts
+    (``mixers[i]``, ...), ``norms[i]``, ``final_norm`` (prenorm with a norm),
+    ``decoder``; block entries
     are dicts keyed by the int ``i`` (as ``flax.nnx.to_pure_dict`` writes an
     ``nnx.List``), so an NNX parameter tree loads as it is.
     """
     H, n = opts.d_model, opts.n_layers
-    width = 2 * H if opts.activation == "glu" else H
     specs: dict = {
         "encoder": dense_params(d_input, H),
         "layers": {i: config.param_specs() for i in range(n)},
-        "mixers": {i: dense_params(H, width) for i in range(n)},
     }
-    if opts.norm == "layer":
+    for name, per_block in block_specs(opts).items():
+        specs[name] = {
+            i: dense_params(*sp) if isinstance(sp, DenseSpec) else (sp.shape, sp.init)
+            for i, sp in enumerate(per_block)
+        }
+    if opts.norm is not None:  # LayerNorm and BatchNorm: scale and bias
         specs["norms"] = {i: norm_params(H) for i in range(n)}
         if opts.prenorm:
             specs["final_norm"] = norm_params(H)
@@ -720,15 +1084,6 @@ def init_params(specs: dict, key, param_dtype) -> dict:
     keys = jax.random.split(key, len(leaves))
     values = [init(k, shape, param_dtype) for k, (shape, init) in zip(keys, leaves, strict=True)]
     return jax.tree.unflatten(treedef, values)
-
-
-def refuse_batch_norm(norm, framework: str) -> None:
-    """BatchNorm needs mutable statistics: only the Flax models offer it."""
-    if norm == "batch":
-        raise ValueError(
-            f"`norm` must be 'layer' or None in the {framework} SequenceModel (BatchNorm "
-            "keeps running statistics; use hippox.nnx or hippox.linen for it), got 'batch'."
-        )
 
 
 def dense(p: Mapping, x: jax.Array, dtype=None) -> jax.Array:
@@ -747,9 +1102,83 @@ def layer_norm(p: Mapping, x: jax.Array, dtype=None, eps: float = 1e-6) -> jax.A
     return (y * p["scale"] + p["bias"]).astype(dt)
 
 
-def dropout(x: jax.Array, rate: float, key) -> jax.Array:
-    """Inverted dropout (``key`` None or ``rate`` 0: identity)."""
+def dropout(x: jax.Array, rate: float, key, broadcast_dims: tuple[int, ...] = ()) -> jax.Array:
+    """Inverted dropout (``key`` None or ``rate`` 0: identity).
+
+    ``broadcast_dims``: axes along which one mask entry is shared (as in
+    `flax.nnx.Dropout`): ``(-2,)`` ties the mask over the sequence (the reference's
+    ``DropoutNd``), ``(-2, -1)`` keeps or drops whole sequences (its ``StochasticDepth``
+    in ``'row'`` mode). Kept entries are scaled by ``1 / (1 - rate)``.
+    """
     if key is None or rate == 0.0:
         return x
-    keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
+    shape = list(x.shape)
+    for d in broadcast_dims:
+        shape[d] = 1
+    keep = jax.random.bernoulli(key, 1.0 - rate, tuple(shape))
     return jnp.where(keep, x / (1.0 - rate), jnp.zeros((), x.dtype)).astype(x.dtype)
+
+
+def broadcast_dims(kind: str, tie_dropout: bool) -> tuple[int, ...]:
+    """The `dropout` ``broadcast_dims`` of the model's ``'dropout'`` or ``'drop_path'``."""
+    if kind == "drop_path":
+        return (-2, -1)
+    return (-2,) if tie_dropout else ()
+
+
+def batch_norm(
+    p: Mapping,
+    stats: tuple,
+    x: jax.Array,
+    mask: jax.Array | None = None,
+    *,
+    use_running_average: bool,
+    momentum: float = 0.99,
+    eps: float = 1e-5,
+    dtype=None,
+    axis_name: str | None = None,
+):
+    """BatchNorm over every axis but the last, statistics over valid positions only.
+
+    The formulas of `flax.nnx.BatchNorm` (``momentum=0.99``, ``epsilon=1e-5``, fast
+    variance ``E[x^2] - E[x]^2`` clipped at 0, statistics in at least float32).
+
+    Args:
+      p: ``{"scale": (H,), "bias": (H,)}``.
+      stats: ``(mean, var)`` running averages, ``(H,)`` each.
+      x: ``(..., L, H)`` (or ``(..., H)`` in step mode).
+      mask: ``(..., L)`` valid positions (None: all), for the batch statistics.
+      use_running_average: normalise with ``stats`` (evaluation) instead of the batch's.
+      momentum: running-average decay.
+      eps: added to the variance.
+      dtype: output dtype (None: promote(x, scale)).
+      axis_name: a `jax.vmap` / ``shard_map`` axis name whose examples share the
+        statistics (Equinox's unbatched convention), or None.
+
+    Returns:
+      ``(y, (mean, var))``: the output and the updated running averages (unchanged
+      with ``use_running_average``).
+    """
+    dt = jnp.result_type(x, p["scale"]) if dtype is None else dtype
+    sd = jnp.promote_types(x.dtype, jnp.float32)
+    xf = x.astype(sd)
+    ra_mean, ra_var = stats
+    if use_running_average:
+        mean, var = ra_mean.astype(sd), ra_var.astype(sd)
+        new_stats = stats
+    else:
+        axes = tuple(range(x.ndim - 1))
+        w = jnp.ones(x.shape[:-1] + (1,), sd) if mask is None else mask[..., None].astype(sd)
+        w = jnp.broadcast_to(w, x.shape[:-1] + (1,))
+        s1, s2, n = jnp.sum(xf * w, axes), jnp.sum(xf * xf * w, axes), jnp.sum(w, axes)
+        if axis_name is not None:
+            s1, s2, n = jax.lax.psum((s1, s2, n), axis_name)
+        n = jnp.maximum(n, 1.0)
+        mean = s1 / n
+        var = jnp.maximum(0.0, s2 / n - mean * mean)
+        new_stats = (
+            (momentum * ra_mean + (1.0 - momentum) * mean).astype(ra_mean.dtype),
+            (momentum * ra_var + (1.0 - momentum) * var).astype(ra_var.dtype),
+        )
+    y = (xf - mean) * jax.lax.rsqrt(var + eps)
+    return (y * p["scale"] + p["bias"]).astype(dt), new_stats
