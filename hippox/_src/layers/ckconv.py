@@ -28,7 +28,21 @@ output unit, as `torch.nn.utils.weight_norm`); leaves ``v{k}`` (fan_in, fan_out)
 ``bias`` (H,), and for ``norm='layer'`` (non-sine nets only) ``norm{k}_scale`` /
 ``norm{k}_shift`` (hidden,). ``'layer'`` is the reference's ``LayerNorm`` (a one-group
 GroupNorm: statistics over every position and hidden unit of the sampled grid, eps
-1e-12, a per-unit affine map).
+1e-12, a per-unit affine map). ``'batch'`` is the reference's ``BatchNorm1d`` in training
+mode: per hidden unit, statistics over the positions of the sampled grid (eps 1e-5), a
+per-unit affine map. The grid is fixed, so these statistics are a deterministic
+function of the parameters; hippox uses them at evaluation too (deviation: PyTorch
+would switch to running averages of them, which lag the trained values).
+
+Kernel dropout (``weight_dropout``, the reference's ``weight_dropout``): with a
+``dropout_key``, each entry of the sampled kernel ``K_m[o, i]`` is zeroed with
+probability ``weight_dropout`` and the others scaled by ``1 / (1 - weight_dropout)``
+(inverted dropout, as ``torch.nn.Dropout`` in training mode); without a key (evaluation)
+the kernel is used as is.
+
+`CKBlockConfig` is the reference's residual block (``CKBlock``, after Bai et al.'s TCN
+block): two CKConvs, each followed by the block's LayerNorm, ReLU and dropout, then the
+residual and a final ReLU.
 
 Initialisation. SIREN (``'sine'``): ``v_1`` ~ U(-1, 1), ``v_2, v_3`` ~ U(±sqrt(6 / fan_in)
 / ω₀), biases ``b_k`` ~ U(-1, 1), ``bias`` 0 (the reference's ``KernelNet.initialize``).
@@ -76,7 +90,8 @@ CKCONV_ACTIVATIONS = {
     "swish": jax.nn.swish,
 }
 #: The kernel net's normalisations (non-sine nets only).
-CKCONV_NORMS: tuple = ("layer", None)
+CKCONV_NORMS: tuple = ("layer", "batch", None)
+_NORM_EPS = {"layer": 1e-12, "batch": 1e-5}
 
 
 def _uniform(bound: float):
@@ -103,10 +118,13 @@ class CKConvConfig(base.LayerConfig):
       hidden: hidden units of the kernel net (default 32).
       activation: ``'sine'`` (default, SIREN), ``'relu'``, ``'leaky_relu'``, ``'swish'``.
       omega_0: ``ω₀`` of the SIREN layers (> 0; default 40).
-      norm: ``'layer'`` (default) or None; used by non-sine nets only, as in the reference.
+      norm: ``'layer'`` (default), ``'batch'`` or None; used by non-sine nets only, as in
+        the reference.
       bias: biases in the kernel net and the output bias (default True).
       l_max: length of the sampled grid at ``step_rescale=1`` (>= 2), the reference's
         training length; None: every call's own length.
+      weight_dropout: kernel dropout rate in [0, 1) (default 0, the reference's); active
+        only when a ``dropout_key`` is passed.
 
     Examples:
       >>> import jax, jax.numpy as jnp
@@ -124,6 +142,7 @@ class CKConvConfig(base.LayerConfig):
     norm: str | None = "layer"
     bias: bool = True
     l_max: int | None = None
+    weight_dropout: float = 0.0
 
     def __post_init__(self):
         base.set_field(self, "H", _validate.check_size("H", self.H))
@@ -136,6 +155,7 @@ class CKConvConfig(base.LayerConfig):
         base.set_field(self, "bias", _validate.check_bool("bias", self.bias))
         if self.l_max is not None:
             base.set_field(self, "l_max", _validate.check_size("l_max", self.l_max, minimum=2))
+        base.set_field(self, "weight_dropout", check_rate("weight_dropout", self.weight_dropout))
 
     @property
     def _siren(self) -> bool:
@@ -143,7 +163,7 @@ class CKConvConfig(base.LayerConfig):
 
     @property
     def _layer_norm(self) -> bool:
-        return not self._siren and self.norm == "layer"
+        return not self._siren and self.norm is not None
 
     def _fans(self):
         return ((1, self.hidden), (self.hidden, self.hidden), (self.hidden, self.H * self.H))
@@ -205,20 +225,22 @@ class CKConvConfig(base.LayerConfig):
                 h = jnp.sin(self.omega_0 * h)
                 continue
             if self._layer_norm:
-                mean = jnp.mean(h)
-                var = jnp.mean(jnp.square(h - mean))
-                h = (h - mean) * jax.lax.rsqrt(var + 1e-12)
+                axis = None if self.norm == "layer" else 0  # batch: per unit, over positions
+                mean = jnp.mean(h, axis=axis)
+                var = jnp.mean(jnp.square(h - mean), axis=axis)
+                h = (h - mean) * jax.lax.rsqrt(var + _NORM_EPS[self.norm])
                 h = h * params[f"norm{k}_scale"] + params[f"norm{k}_shift"]
             h = act(h)
         return h.reshape(p.shape[0], self.H, self.H)
 
-    def kernel(self, params, L: int, *, step_rescale=1.0) -> jax.Array:
+    def kernel(self, params, L: int, *, step_rescale=1.0, dropout_key=None) -> jax.Array:
         """The convolution kernel ``K_m`` ``(L, H_out, H_in)`` for lags ``m < L``.
 
         Args:
           params: ``{name: array}`` with the shapes of `param_shapes`.
           L: number of lags (>= 1).
           step_rescale: the sampling-rate factor ``r`` (module docstring).
+          dropout_key: a jax.random key for kernel dropout (None: no dropout).
 
         Returns:
           ``(L, H, H)`` in the compute dtype of the parameters.
@@ -226,7 +248,7 @@ class CKConvConfig(base.LayerConfig):
         L = _validate.check_size("L", L)
         p, rd = self.prepared(params)
         r = base.check_step_rescale(step_rescale, rd)
-        return _kernel_jit(self, p, L, r)
+        return _kernel_jit(self, p, L, r, dropout_key)
 
     def apply(
         self,
@@ -236,6 +258,7 @@ class CKConvConfig(base.LayerConfig):
         dtype: DTypeLike | None = None,
         seq_lengths: ArrayLike | None = None,
         step_rescale=1.0,
+        dropout_key=None,
     ) -> jax.Array:
         """The layer over a sequence (FFT convolution, ``O(L log L)``).
 
@@ -247,6 +270,8 @@ class CKConvConfig(base.LayerConfig):
             zeroed before the convolution (they never influence valid outputs) and the
             outputs there are 0.
           step_rescale: ``r > 0``, another sampling rate (module docstring).
+          dropout_key: a jax.random key for kernel dropout (training), or None (no
+            dropout).
 
         Returns:
           ``y`` ``(..., L, H)`` in ``dtype``.
@@ -263,7 +288,23 @@ class CKConvConfig(base.LayerConfig):
             lengths = cb.check_seq_lengths(seq_lengths, u.shape[:-2], L)
         p, rd = self.prepared(params, u)
         r = base.check_step_rescale(step_rescale, rd)
-        return _apply_jit(self, p, u.astype(rd), lengths, r, out)
+        return _apply_jit(self, p, u.astype(rd), lengths, r, out, dropout_key)
+
+
+def check_rate(name: str, value) -> float:
+    """A dropout rate in ``[0, 1)``."""
+    value = _validate.check_real(name, value, low=0.0)
+    if value >= 1.0:
+        raise ValueError(f"`{name}` must be in [0, 1), got {value!r}.")
+    return value
+
+
+def dropout(x: jax.Array, rate: float, key) -> jax.Array:
+    """Inverted dropout: zeros with probability ``rate``, scales the rest by ``1/(1-rate)``."""
+    if key is None or rate == 0.0:
+        return x
+    keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
+    return jnp.where(keep, x / (1.0 - rate), jnp.zeros((), x.dtype))
 
 
 def check_no_carry(initial_carry, return_carry) -> None:
@@ -277,15 +318,15 @@ def check_no_carry(initial_carry, return_carry) -> None:
 
 
 @functools.partial(jax.jit, static_argnums=(0, 2))
-def _kernel_jit(cfg, p, L, r):
+def _kernel_jit(cfg, p, L, r, key=None):
     K = cfg.kernel_net(p, cfg.positions(L, r, r.dtype))
-    return r * K[:L]
+    return dropout(r * K[:L], cfg.weight_dropout, key)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 5))
-def _apply_jit(cfg, p, u, lengths, r, out):
+def _apply_jit(cfg, p, u, lengths, r, out, key=None):
     L = u.shape[-2]
-    K = _kernel_jit(cfg, p, L, r)  # (L, H_out, H_in)
+    K = _kernel_jit(cfg, p, L, r, key)  # (L, H_out, H_in)
     valid = None
     if lengths is not None:
         valid = (jnp.arange(L) < lengths[..., None])[..., None]  # (..., L, 1)
@@ -299,3 +340,139 @@ def _apply_jit(cfg, p, u, lengths, r, out):
     if valid is not None:
         y = jnp.where(valid, y, jnp.zeros((), y.dtype))
     return y.astype(out)
+
+
+@dataclasses.dataclass(frozen=True)
+class CKBlockConfig(base.LayerConfig):
+    """The reference's CKConv residual block: ``(..., L, H) -> (..., L, H)``.
+
+    ::
+
+        y = Dropout(ReLU(LN_1(CKConv_1(u))))
+        y = ReLU(Dropout(ReLU(LN_2(CKConv_2(y)))) + u)
+
+    ``LN`` is the reference's ``LayerNorm`` (a one-group GroupNorm: per sequence,
+    statistics over every position and channel, eps 1e-12, a per-channel affine map;
+    with ``seq_lengths``, over the valid positions only, so padding never influences
+    valid outputs). Dropout (rate ``dropout``, elementwise, inverted) and the kernel
+    dropout of the convolutions act only when a ``dropout_key`` is passed. The block
+    maps ``H`` channels to ``H`` (the reference's ``CKCNN`` blocks; the identity
+    shortcut).
+
+    Parameters: ``conv1_<name>``, ``conv2_<name>`` for each parameter of `CKConvConfig`,
+    ``norm1_scale``, ``norm1_shift``, ``norm2_scale``, ``norm2_shift`` (H,) (ones / zeros).
+
+    Args:
+      H: channels.
+      dropout: the block's dropout rate in [0, 1) (default 0.2, the reference's
+        ``model=ckconv`` configuration).
+      **conv: the fields of `CKConvConfig` but ``H`` (``hidden``, ``activation``,
+        ``omega_0``, ``norm``, ``bias``, ``l_max``, ``weight_dropout``), shared by both
+        convolutions.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> from hippox._src.layers.ckconv import CKBlockConfig
+      >>> cfg = CKBlockConfig(4, hidden=8, l_max=16)
+      >>> p = cfg.init_params(jax.random.key(0))
+      >>> cfg.apply(p, jnp.ones((2, 16, 4)), dropout_key=jax.random.key(1)).shape
+      (2, 16, 4)
+    """
+
+    H: int
+    _: dataclasses.KW_ONLY
+    dropout: float = 0.2
+    hidden: int = 32
+    activation: str = "sine"
+    omega_0: float = 40.0
+    norm: str | None = "layer"
+    bias: bool = True
+    l_max: int | None = None
+    weight_dropout: float = 0.0
+
+    def __post_init__(self):
+        base.set_field(self, "dropout", check_rate("dropout", self.dropout))
+        conv = self.conv
+        for f in dataclasses.fields(CKConvConfig):
+            if f.name != "_":
+                base.set_field(self, f.name, getattr(conv, f.name))
+
+    @property
+    def conv(self) -> CKConvConfig:
+        """The config of each of the two convolutions."""
+        names = [f.name for f in dataclasses.fields(CKConvConfig) if f.name not in ("H", "_")]
+        return CKConvConfig(self.H, **{n: getattr(self, n) for n in names})
+
+    def param_shapes(self):
+        conv = self.conv.param_shapes()
+        shapes = {f"conv1_{k}": v for k, v in conv.items()}
+        shapes.update({f"conv2_{k}": v for k, v in conv.items()})
+        for k in (1, 2):
+            shapes[f"norm{k}_scale"] = (self.H,)
+            shapes[f"norm{k}_shift"] = (self.H,)
+        return shapes
+
+    def param_initializers(self):
+        conv = self.conv.param_initializers()
+        inits = {f"conv{k}_{n}": init for k in (1, 2) for n, init in conv.items()}
+        for k in (1, 2):
+            inits[f"norm{k}_scale"] = jax.nn.initializers.ones
+            inits[f"norm{k}_shift"] = jax.nn.initializers.zeros
+        return inits
+
+    def apply(
+        self,
+        params,
+        u: ArrayLike,
+        *,
+        dtype: DTypeLike | None = None,
+        seq_lengths: ArrayLike | None = None,
+        step_rescale=1.0,
+        dropout_key=None,
+    ) -> jax.Array:
+        """The block over a sequence.
+
+        Args:
+          params: ``{name: array}`` with the shapes of `param_shapes`.
+          u: ``(..., L, H)`` real floating input.
+          dtype: output dtype (None: ``u``'s).
+          seq_lengths: ``(...)`` ints in ``[0, L]`` (None: all valid); outputs at padding
+            positions are 0 and padding never influences valid outputs.
+          step_rescale: ``r > 0``, another sampling rate (`CKConvConfig`).
+          dropout_key: a jax.random key for dropout and kernel dropout (training), or
+            None (no dropout).
+
+        Returns:
+          ``y`` ``(..., L, H)`` in ``dtype``.
+        """
+        u = base.check_sequence_input(u, self.H)
+        out = base.output_dtype(dtype, u)
+        L = u.shape[-2]
+        lengths = None
+        if seq_lengths is not None:
+            lengths = cb.check_seq_lengths(seq_lengths, u.shape[:-2], L)
+        p, rd = self.prepared(params, u)
+        keys = [None] * 4 if dropout_key is None else list(jax.random.split(dropout_key, 4))
+        valid = jnp.ones(u.shape[:-1] + (1,), bool)
+        if lengths is not None:
+            valid = (jnp.arange(L) < lengths[..., None])[..., None]
+        conv, x = self.conv, u.astype(rd)
+        y = x
+        for k in (1, 2):
+            pk = {n[6:]: v for n, v in p.items() if n.startswith(f"conv{k}_")}
+            y = conv.apply(
+                pk, y, seq_lengths=lengths, step_rescale=step_rescale, dropout_key=keys[k - 1]
+            )
+            y = _group_norm(y, p[f"norm{k}_scale"], p[f"norm{k}_shift"], valid)
+            y = dropout(jax.nn.relu(y), self.dropout, keys[k + 1])
+        y = jax.nn.relu(y + x)
+        return jnp.where(valid, y, jnp.zeros((), y.dtype)).astype(out)
+
+
+def _group_norm(y, scale, shift, valid):
+    """One-group GroupNorm over the valid positions and all channels of each sequence."""
+    n = jnp.sum(valid, axis=(-2, -1), keepdims=True) * y.shape[-1]
+    n = jnp.maximum(n, 1)
+    mean = jnp.sum(jnp.where(valid, y, 0.0), axis=(-2, -1), keepdims=True) / n
+    var = jnp.sum(jnp.where(valid, jnp.square(y - mean), 0.0), axis=(-2, -1), keepdims=True) / n
+    return (y - mean) * jax.lax.rsqrt(var + 1e-12) * scale + shift
