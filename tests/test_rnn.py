@@ -649,3 +649,25 @@ def test_presets_and_options_errors():
         hippox.HiPPORNNConfig(2, 6, hh="yes")
     with pytest.raises(ValueError, match="`init` must be one of"):
         hippox.HiPPORNNConfig(2, 6, init="he")
+
+
+def test_rand_preset_is_the_reference_lti_cell():
+    """HiPPO-Rand (`hippo_cell_options('random')`) is the authors' ``RandomCell``: A with
+    N(0, 1/N) entries, B N(0, 1), discretised as their LTICell (scipy's ``cont2discrete``
+    zoh at dt = 0.01). No stabilisation: the memory's growth over L steps is
+    exp(L dt max Re eig(A)) (> 1 for such a matrix), which the docstring reports."""
+    import scipy.signal
+
+    N, seed = 24, 5
+    cfg = hippox.HiPPORNNConfig(1, 8, N=N, **hippo_cell_options("random", seed=seed))
+    assert (cfg.method, cfg.dt) == ("zoh", 0.01)
+    A, B = (np.asarray(a, np.float64) for a in cfg.memory.continuous(np.float64))
+    Ab, Bb = (np.asarray(a, np.float64) for a in cfg.memory.transition(np.float64))
+    C, D = np.ones((1, N)), np.zeros((1,))
+    dA, dB, *_ = scipy.signal.cont2discrete((A, B[:, None], C, D), dt=0.01, method="zoh")
+    np.testing.assert_allclose(Ab, dA, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(Bb, dB[:, 0], rtol=1e-10, atol=1e-12)
+    # zoh maps eigenvalues exactly: rho(Ab) = exp(dt max Re eig(A))
+    lam = np.linalg.eigvals(A)
+    rho = np.abs(np.linalg.eigvals(Ab)).max()
+    np.testing.assert_allclose(rho, np.exp(0.01 * lam.real.max()), rtol=1e-9)

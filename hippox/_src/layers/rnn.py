@@ -139,7 +139,7 @@ class HiPPORNNConfig(cb.RecurrentConfig):
       >>> import hippox
       >>> cfg = hippox.HiPPORNNConfig(d_in=3, features=5, memory_size=2, N=4)
       >>> params = cfg.init_params(jax.random.key(0))
-      >>> {k: v.shape for k, v in params.items()}
+      >>> {k: params[k].shape for k in cfg.param_shapes()}
       {'W_u': (8, 2), 'b_u': (2,), 'W_h': (11, 5), 'b_h': (5,), 'W_g': (11, 5), 'b_g': (5,)}
       >>> state, h = cfg.apply(params, jnp.ones((7, 10, 3), jnp.float32))
       >>> h.shape, state.c.shape, state.t[0].item()
@@ -409,6 +409,16 @@ def hippo_cell_options(name: str, *, theta: float = 100.0, **overrides) -> dict[
     (timestamped LegS / LegT, bilinear; ``dt`` the time scale of ``tlti``). Each step
     size is an option: pass ``dt`` (or ``theta`` for the LMU) to change it; the memory
     window of LegT/LMU spans ``theta_measure / dt`` samples.
+
+    HiPPO-Rand is the authors' ``RandomCell`` exactly (``A`` N(0, 1/N) entries, ``B``
+    N(0, 1), their LTI cell's ``zoh`` at ``dt = 0.01``), and like theirs it is not
+    stabilised: by the circular law the eigenvalues of ``A`` fill the unit disc, so
+    ``max Re λ(A)`` approaches 1 and the discrete memory grows like
+    ``exp(L · dt · max Re λ(A))`` over ``L`` steps (spectral radius of ``Ab``
+    ``exp(dt max Re λ)``; for ``N = 41``, seed 0: 1.0086 per step, ×819 over 784 steps,
+    and about ×2500 at the paper's ``N = 512``). At small hidden sizes this saturates
+    the hidden units (80% at initialisation on the digits stand-in) and the cell stays
+    at chance; see ``examples/RESULTS.md``. A smaller ``dt`` limits the growth.
 
     Args:
       name: one of `HIPPO_CELLS`.
