@@ -123,11 +123,6 @@ class SaShiMi(eqx.Module):
           ``y`` or ``(carry, y)``.
         """
         opts = self.options
-        u = core.check_input(u, opts)
-        return_carry = _validate.check_bool("return_carry", return_carry)
-        if initial_carry is not None:
-            expected = self.initialize_carry(u.shape[:-2])
-            initial_carry = core.check_carry("initial_carry", initial_carry, expected, u.shape[:-2])
         training = not self.inference and opts.dropout > 0.0
         if training and key is None:
             raise ValueError(
@@ -141,17 +136,14 @@ class SaShiMi(eqx.Module):
                 return x
             return bb.dropout(x, opts.dropout, jax.random.fold_in(key, next(counter)))
 
-        layer = core.builtin_layer(
-            opts, self.params, param_dtype=_dtype_of(self.params), dtype=self.dtype
-        )
-        return core.forward(
+        return core.call(
             opts,
             self.params,
             u,
-            layer=layer,
-            drop=drop,
             initial_carry=initial_carry,
             return_carry=return_carry,
+            drop=drop,
+            param_dtype=_dtype_of(self.params),
             dtype=self.dtype,
         )
 
@@ -167,13 +159,12 @@ class SaShiMi(eqx.Module):
 
     def step(self, carry: core.SaShiMiCarry, u_k: ArrayLike, step_params=None):
         """One position: ``u_k`` ``(d_model,)`` -> ``(carry, y_k (d_model,))`` (evaluation)."""
-        u_k = core.check_step_input(u_k, self.options)
-        expected = self.initialize_carry(u_k.shape[:-1])
-        carry = core.check_carry("carry", carry, expected, u_k.shape[:-1])
-        sp = self.setup_step() if step_params is None else step_params
-        layer_step = core.builtin_layer_step(
-            self.options, sp, param_dtype=_dtype_of(self.params), dtype=self.dtype
-        )
-        return core.step(
-            self.options, self.params, carry, u_k, layer_step=layer_step, dtype=self.dtype
+        return core.step_call(
+            self.options,
+            self.params,
+            carry,
+            u_k,
+            step_params,
+            param_dtype=_dtype_of(self.params),
+            dtype=self.dtype,
         )

@@ -16,7 +16,6 @@ from jax.typing import ArrayLike, DTypeLike
 from hippox._src import _validate
 from hippox._src.layers import backbone as bb
 from hippox._src.layers import sashimi as core
-from hippox.haiku import to_haiku
 
 __all__ = ["SaShiMi"]
 
@@ -29,8 +28,11 @@ class _Group(hk.Module):
         self.specs, self.param_dtype = specs, param_dtype
 
     def __call__(self) -> dict:
+        def adapt(init):  # hippox.haiku.to_haiku (not imported: that module imports this one)
+            return lambda shape, dtype: init(hk.maybe_next_rng_key(), tuple(shape), dtype)
+
         return {
-            leaf: hk.get_parameter(leaf, shape, self.param_dtype, init=to_haiku(init))
+            leaf: hk.get_parameter(leaf, shape, self.param_dtype, init=adapt(init))
             for leaf, (shape, init) in self.specs.items()
         }
 
@@ -133,28 +135,21 @@ class SaShiMi(hk.Module):
           ``y`` or ``(carry, y)``.
         """
         opts = self.options
-        u = core.check_input(u, opts)
-        return_carry = _validate.check_bool("return_carry", return_carry)
         is_training = _validate.check_bool("is_training", is_training)
-        if initial_carry is not None:
-            expected = self.initialize_carry(u.shape[:-2])
-            initial_carry = core.check_carry("initial_carry", initial_carry, expected, u.shape[:-2])
 
         def drop(x):
             if not is_training or opts.dropout == 0.0:
                 return x
             return bb.dropout(x, opts.dropout, hk.next_rng_key())
 
-        params = self.params()
-        layer = core.builtin_layer(opts, params, param_dtype=self.param_dtype, dtype=self.dtype)
-        return core.forward(
+        return core.call(
             opts,
-            params,
+            self.params(),
             u,
-            layer=layer,
-            drop=drop,
             initial_carry=initial_carry,
             return_carry=return_carry,
+            drop=drop,
+            param_dtype=self.param_dtype,
             dtype=self.dtype,
         )
 
@@ -170,12 +165,12 @@ class SaShiMi(hk.Module):
 
     def step(self, carry: core.SaShiMiCarry, u_k: ArrayLike, step_params=None):
         """One position: ``u_k`` ``(..., d_model)`` -> ``(carry, y_k)`` (evaluation)."""
-        u_k = core.check_step_input(u_k, self.options)
-        expected = self.initialize_carry(u_k.shape[:-1])
-        carry = core.check_carry("carry", carry, expected, u_k.shape[:-1])
-        params = self.params()
-        sp = core.builtin_setup_step(self.options, params) if step_params is None else step_params
-        layer_step = core.builtin_layer_step(
-            self.options, sp, param_dtype=self.param_dtype, dtype=self.dtype
+        return core.step_call(
+            self.options,
+            self.params(),
+            carry,
+            u_k,
+            step_params,
+            param_dtype=self.param_dtype,
+            dtype=self.dtype,
         )
-        return core.step(self.options, params, carry, u_k, layer_step=layer_step, dtype=self.dtype)

@@ -123,30 +123,22 @@ class SaShiMi(nn.Module):
           ``y`` or ``(carry, y)``.
         """
         opts = self.options
-        u = core.check_input(u, opts)
-        return_carry = _validate.check_bool("return_carry", return_carry)
         det = nn.merge_param("deterministic", self.deterministic, deterministic)
-        if initial_carry is not None:
-            expected = self.initialize_carry(u.shape[:-2])
-            initial_carry = core.check_carry("initial_carry", initial_carry, expected, u.shape[:-2])
 
         def drop(x):
             if det or opts.dropout == 0.0:
                 return x
             return bb.dropout(x, opts.dropout, self.make_rng("dropout"))
 
-        params = self._nested()
-        dt = bb.output_dtype(self.dtype)
-        layer = core.builtin_layer(opts, params, param_dtype=self._pd(), dtype=dt)
-        return core.forward(
+        return core.call(
             opts,
-            params,
+            self._nested(),
             u,
-            layer=layer,
-            drop=drop,
             initial_carry=initial_carry,
             return_carry=return_carry,
-            dtype=dt,
+            drop=drop,
+            param_dtype=self._pd(),
+            dtype=bb.output_dtype(self.dtype),
         )
 
     def initialize_carry(
@@ -161,12 +153,12 @@ class SaShiMi(nn.Module):
 
     def step(self, carry: core.SaShiMiCarry, u_k: ArrayLike, step_params=None):
         """One position: ``u_k`` ``(..., d_model)`` -> ``(carry, y_k)`` (evaluation)."""
-        opts = self.options
-        u_k = core.check_step_input(u_k, opts)
-        expected = self.initialize_carry(u_k.shape[:-1])
-        carry = core.check_carry("carry", carry, expected, u_k.shape[:-1])
-        params = self._nested()
-        sp = core.builtin_setup_step(opts, params) if step_params is None else step_params
-        dt = bb.output_dtype(self.dtype)
-        layer_step = core.builtin_layer_step(opts, sp, param_dtype=self._pd(), dtype=dt)
-        return core.step(opts, params, carry, u_k, layer_step=layer_step, dtype=dt)
+        return core.step_call(
+            self.options,
+            self._nested(),
+            carry,
+            u_k,
+            step_params,
+            param_dtype=self._pd(),
+            dtype=bb.output_dtype(self.dtype),
+        )

@@ -207,12 +207,6 @@ class SaShiMi(nnx.Module):
         Returns:
           ``y`` ``(..., L, d_model)``, or ``(carry, y)``.
         """
-        opts = self.options
-        u = core.check_input(u, opts)
-        return_carry = _validate.check_bool("return_carry", return_carry)
-        if initial_carry is not None:
-            expected = self.initialize_carry(u.shape[:-2])
-            initial_carry = core.check_carry("initial_carry", initial_carry, expected, u.shape[:-2])
 
         def layer(path, z, carry, want):
             module = self._layer(path)
@@ -220,15 +214,17 @@ class SaShiMi(nnx.Module):
                 return None, module(z)
             return module(z, initial_carry=carry, return_carry=True)
 
-        return core.forward(
-            opts,
+        return core.call(
+            self.options,
             self._params(),
             u,
-            layer=layer,
-            drop=self.dropout,
             initial_carry=initial_carry,
             return_carry=return_carry,
+            drop=self.dropout,
+            param_dtype=self.param_dtype,
             dtype=self.dtype,
+            layer=layer,
+            initialize=self.initialize_carry,
         )
 
     def initialize_carry(
@@ -254,14 +250,19 @@ class SaShiMi(nnx.Module):
         Evaluation semantics (no dropout). ``step_params`` from `setup_step`
         (recomputed when None).
         """
-        u_k = core.check_step_input(u_k, self.options)
-        expected = self.initialize_carry(u_k.shape[:-1])
-        carry = core.check_carry("carry", carry, expected, u_k.shape[:-1])
         sp = self.setup_step() if step_params is None else step_params
 
         def layer_step(path, c, z):
             return self._layer(path).step(c, z, sp[path])
 
-        return core.step(
-            self.options, self._params(), carry, u_k, layer_step=layer_step, dtype=self.dtype
+        return core.step_call(
+            self.options,
+            self._params(),
+            carry,
+            u_k,
+            sp,
+            param_dtype=self.param_dtype,
+            dtype=self.dtype,
+            layer_step=layer_step,
+            initialize=self.initialize_carry,
         )

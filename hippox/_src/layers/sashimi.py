@@ -568,3 +568,69 @@ def builtin_initial_carry(opts: SaShiMiOptions, batch_shape, param_dtype, dtype=
     }
     rd = jnp.promote_types(param_dtype, jnp.float32) if dtype is None else dtype
     return initial_carry(opts, layers, batch, rd)
+
+
+# ------------------------------------------------------------------------ wrapper entry points
+
+
+def call(
+    opts: SaShiMiOptions,
+    params: Mapping,
+    u,
+    *,
+    initial_carry,
+    return_carry,
+    drop: Callable,
+    param_dtype,
+    dtype=None,
+    layer: Callable | None = None,
+    initialize: Callable | None = None,
+):
+    """A framework's ``__call__``: checks ``u``, ``return_carry`` and ``initial_carry``
+    (against ``initialize(batch_shape)``, default `builtin_initial_carry`), then `forward`
+    (with `builtin_layer` unless ``layer`` is given)."""
+    u = check_input(u, opts)
+    return_carry = _validate.check_bool("return_carry", return_carry)
+    if initialize is None:
+        initialize = lambda b: builtin_initial_carry(opts, b, param_dtype)  # noqa: E731
+    if initial_carry is not None:
+        batch = u.shape[:-2]
+        initial_carry = check_carry("initial_carry", initial_carry, initialize(batch), batch)
+    if layer is None:
+        layer = builtin_layer(opts, params, param_dtype=param_dtype, dtype=dtype)
+    return forward(
+        opts,
+        params,
+        u,
+        layer=layer,
+        drop=drop,
+        initial_carry=initial_carry,
+        return_carry=return_carry,
+        dtype=dtype,
+    )
+
+
+def step_call(
+    opts: SaShiMiOptions,
+    params: Mapping,
+    carry,
+    u_k,
+    step_params,
+    *,
+    param_dtype,
+    dtype=None,
+    layer_step: Callable | None = None,
+    initialize: Callable | None = None,
+):
+    """A framework's ``step``: checks ``u_k`` and ``carry``, then `step` (built-in layers'
+    step params from `builtin_setup_step` when ``step_params`` is None, unless
+    ``layer_step`` is given)."""
+    u_k = check_step_input(u_k, opts)
+    if initialize is None:
+        initialize = lambda b: builtin_initial_carry(opts, b, param_dtype)  # noqa: E731
+    batch = u_k.shape[:-1]
+    carry = check_carry("carry", carry, initialize(batch), batch)
+    if layer_step is None:
+        sp = builtin_setup_step(opts, params) if step_params is None else step_params
+        layer_step = builtin_layer_step(opts, sp, param_dtype=param_dtype, dtype=dtype)
+    return step(opts, params, carry, u_k, layer_step=layer_step, dtype=dtype)
