@@ -8,6 +8,12 @@ output and the final state. The baseline is the straightforward FFT path
 zero-padded rFFT convolution, the state as a Vandermonde contraction); the rows are
 `hippox.block_scan_diag` with several block lengths T. Full size: B = 8, H = 256,
 N = 64, L = 4096 (the issue's sizes). ``quick=True`` runs a small size.
+
+Groups ``s4d_layer_forward`` and ``s4d_layer_fwd_bwd`` (forward + backward of a scalar
+loss with respect to the parameters and the input): the S4D layer (`hippox.S4DConfig`,
+``(B, L, H)`` input, zero initial state) with ``implementation='fft'`` (the baseline:
+kernel + FFT convolution), ``'block'`` and ``'auto'`` (`hippox.diag_implementation`), at
+the same sizes.
 """
 
 from __future__ import annotations
@@ -47,9 +53,29 @@ def run(quick: bool = False) -> list[Row]:
                 return fn
             return jax.grad(lambda u, x: jnp.sum(fn(u, x)[0] ** 2) + jnp.sum(jnp.abs(fn(u, x)[1])))
 
-        fft = wrap(lambda u, x: hippox.forward_chunk_diag(params, u, x))
+        fft = wrap(lambda u, x: hippox.forward_chunk_diag(params, u, x, implementation="fft"))
         rows.append(measure(group, "fft (forward_chunk_diag)", label, fft, u, x0, baseline=True))
         for T in (32, 64, 128):
             blk = wrap(lambda u, x, T=T: hippox.block_scan_diag(params, u, x, block=T))
             rows.append(measure(group, f"block_scan_diag T={T}", label, blk, u, x0))
+    rows += layer_rows(B, H, N, L)
+    return rows
+
+
+def layer_rows(B: int, H: int, N: int, L: int) -> list[Row]:
+    """The S4D layer forward and forward + backward, per ``implementation``."""
+    u = jnp.asarray(np.random.default_rng(2).standard_normal((B, L, H)), jnp.float32)
+    label = f"B={B} H={H} N={N} L={L}"
+    params = hippox.S4DConfig(H, N).init_params(jax.random.key(0))
+    rows = []
+    for group, loss in (("s4d_layer_forward", False), ("s4d_layer_fwd_bwd", True)):
+        for impl in ("fft", "block", "auto"):
+            cfg = hippox.S4DConfig(H, N, implementation=impl)
+            fn = cfg.apply
+            if loss:
+                fn = jax.grad(lambda p, u, cfg=cfg: jnp.sum(cfg.apply(p, u) ** 2), (0, 1))
+            name = f"S4D implementation={impl!r}"
+            if impl == "auto":
+                name += f" (-> {hippox.diag_implementation(L, cfg.M)})"
+            rows.append(measure(group, name, label, fn, params, u, baseline=impl == "fft"))
     return rows

@@ -58,6 +58,7 @@ from hippox._src.step import dplr_step_dense_params as dplr_step_dense_params
 from hippox._src.step import dplr_step_linear as dplr_step_linear
 from hippox._src.step import dplr_step_linear_params as dplr_step_linear_params
 from hippox._src.block_scan import block_scan_diag as block_scan_diag
+from hippox._src.block_scan import diag_implementation as diag_implementation
 from hippox._src.chunked import forward_chunk_dense as forward_chunk_dense
 from hippox._src.chunked import forward_chunk_diag as forward_chunk_diag
 from hippox._src.step import init_state as init_state
@@ -170,6 +171,7 @@ __all__ = [
     "dplr_step_linear",
     "dplr_step_linear_params",
     "block_scan_diag",
+    "diag_implementation",
     "forward_chunk_dense",
     "forward_chunk_diag",
     "init_state",

@@ -53,7 +53,7 @@ def test_float32_equals_fft_path(rng):
     p = _system(rng, H=4, M=8, dtype=np.float32)
     u = jnp.asarray(rng.standard_normal((3, 4, 300)), jnp.float32)
     y, x = hippox.block_scan_diag(p, u)
-    y_fft, x_fft = hippox.forward_chunk_diag(p, u)
+    y_fft, x_fft = hippox.forward_chunk_diag(p, u, implementation="fft")
     assert y.dtype == jnp.float32 and x.dtype == jnp.complex64
     scale = float(jnp.max(jnp.abs(y_fft)))
     np.testing.assert_allclose(y, y_fft, atol=2e-5 * scale)
@@ -73,7 +73,9 @@ def test_chunks_compose_and_transforms(rng):
     yv = jax.vmap(lambda v: hippox.block_scan_diag(p, v, block=8)[0])(u)
     np.testing.assert_allclose(yv, y, rtol=1e-12, atol=1e-12)
     g = jax.grad(lambda u: jnp.sum(hippox.block_scan_diag(p, u, block=8)[0] ** 2))(u)
-    g_ref = jax.grad(lambda u: jnp.sum(hippox.forward_chunk_diag(p, u)[0] ** 2))(u)
+    g_ref = jax.grad(
+        lambda u: jnp.sum(hippox.forward_chunk_diag(p, u, implementation="fft")[0] ** 2)
+    )(u)
     np.testing.assert_allclose(g, g_ref, rtol=1e-9, atol=1e-9)
 
 
@@ -87,3 +89,36 @@ def test_bad_input(rng):
         hippox.block_scan_diag(p, jnp.ones((2, 5)), block=0)
     with pytest.raises(TypeError, match="`u`"):
         hippox.block_scan_diag(p, jnp.ones((2, 5)) + 1j)
+
+
+def test_core_lengths_channels_and_non_finite(rng):
+    """The layers' core: output rows, the state after each sequence's length, NaN policy."""
+    from hippox._src.block_scan import diag_block_forward
+
+    p = _system(rng, H=2, M=3)
+    Ab, Bb, C, D = p
+    C2 = jnp.stack([C, 0.5j * C])  # two output rows
+    D2 = jnp.stack([D, -D])
+    u = rng.standard_normal((4, 2, 21))
+    x0 = rng.standard_normal((4, 2, 3)) + 1j * rng.standard_normal((4, 2, 3))
+    lengths = np.array([21, 0, 8, 13])  # all, none, a block boundary, mid-block
+    y, x = diag_block_forward(
+        Ab, Bb, C2, D2, jnp.asarray(u), jnp.asarray(x0), jnp.asarray(lengths), T=8, need_state=True
+    )
+    for c in range(2):
+        pc = hippox.DiagStepParams(Ab, Bb, C2[c], D2[c])
+        y_ref, _ = _reference(pc, u, x0)
+        np.testing.assert_allclose(y[:, c], y_ref, rtol=1e-10, atol=1e-10)
+    for b, n in enumerate(lengths):
+        x_ref = _reference(p, u[b, :, :n], x0[b])[1] if n else x0[b]
+        np.testing.assert_allclose(x[b], x_ref, rtol=1e-10, atol=1e-10)
+    u[2, 1, 5] = np.nan  # within sequence 2's 8 valid steps, channel 1
+    u[3, 0, 15] = np.inf  # after sequence 3's 13 valid steps: its state stays finite
+    y, x = diag_block_forward(
+        Ab, Bb, C2, D2, jnp.asarray(u), jnp.asarray(x0), jnp.asarray(lengths), T=8, need_state=True
+    )
+    assert np.isnan(y[2, :, 1, 5:]).all() and np.isfinite(y[2, :, 1, :5]).all()
+    assert np.isfinite(y[2, :, 0]).all() and np.isnan(y[3, :, 0, 15:]).all()
+    y_ref, _ = _reference(p, u[2, :, :5], x0[2])
+    np.testing.assert_allclose(y[2, 0, :, :5], y_ref, rtol=1e-10, atol=1e-10)
+    assert np.isnan(x[2, 1]).all() and np.isfinite(x[2, 0]).all() and np.isfinite(x[3]).all()

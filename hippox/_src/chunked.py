@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
+from hippox._src.block_scan import block_length, diag_block_forward, diag_implementation
 from hippox._src.conv import causal_conv
 from hippox._src.parameterization import conj_closed
 from hippox._src.step import (
@@ -55,7 +56,11 @@ def _chunk_input(params, u, x0):
 
 
 def forward_chunk_diag(
-    params: DiagStepParams, u: ArrayLike, x0: ArrayLike | None = None
+    params: DiagStepParams,
+    u: ArrayLike,
+    x0: ArrayLike | None = None,
+    *,
+    implementation: str = "auto",
 ) -> tuple[jax.Array, jax.Array]:
     """Processes one chunk of a diagonal SSM from a carried state, without an L-step loop.
 
@@ -66,18 +71,25 @@ def forward_chunk_diag(
     one call or `scan_steps`. Memory is O(H·M·L) for the chunk's Vandermonde matrix:
     choose the chunk length to bound it.
 
+    ``implementation='block'`` computes the same result by the FFT-free block form
+    instead (`hippox.block_scan_diag` with blocks of ``min(L, 64)``: no Vandermonde
+    matrix, memory O(H·(L + M·64)) per sequence); ``implementation='auto'`` (default)
+    picks by `hippox.diag_implementation` (the block form for ``L >= 128``). Both follow
+    `hippox.causal_conv`'s non-finite policy.
+
     Args:
       params: `DiagStepParams` from `diag_step_params`.
       u: ``(..., H, L)`` real input chunk.
       x0: ``(..., H, M)`` complex state carried from the previous chunk, or None
         (zeros).
+      implementation: ``'auto'``, ``'fft'`` or ``'block'`` (above).
 
     Returns:
       ``(y, x_next)``: ``(..., H, L)`` real output and the ``(..., H, M)`` complex
       state after the chunk (batch shapes of ``u`` and ``x0`` broadcast).
 
     Raises:
-      ValueError: on shapes that do not match ``params``.
+      ValueError: on shapes that do not match ``params``, or an unknown ``implementation``.
       TypeError: on a complex ``u``.
 
     Examples:
@@ -92,7 +104,16 @@ def forward_chunk_diag(
       True
     """
     check_params("params", params, DiagStepParams, "diag_step_params")
-    return _chunk_diag(params, *_chunk_input(params, u, x0))
+    x0, u = _chunk_input(params, u, x0)
+    L, M = u.shape[-1], params.Bb.shape[-1]
+    if diag_implementation(L, M, state=True, implementation=implementation) == "fft":
+        return _chunk_diag(params, x0, u)
+    x0, u = cast_state_and_input(params, x0, u)
+    Ab, Bb, C, D = params
+    y, x = diag_block_forward(
+        Ab, Bb, C[None], D[None], u, x0, None, T=block_length(L), need_state=True
+    )
+    return y[..., 0, :, :], x
 
 
 @jax.jit

@@ -9,6 +9,12 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from hippox._src import _validate
+from hippox._src.block_scan import (
+    DIAG_IMPLEMENTATIONS,
+    block_length,
+    diag_block_forward,
+    diag_implementation,
+)
 from hippox._src.discretize import discretize_diag
 from hippox._src.kernels import kernel_diag
 from hippox._src.layers import base, masking
@@ -29,11 +35,29 @@ class S4DConfig(SISOConfig):
 
     ``apply(params, u, *, dtype, seq_lengths, initial_state, return_state,
     step_rescale)``: padded batches and carried states (`hippox._src.layers.masking`).
-    The zero-state output is the FFT convolution with the layer's kernel; a carried
-    state adds its free response ``Re(C Ab^{l+1} x0)`` and the final state is a
-    Vandermonde contraction (no step loop). With ``disc='dss'`` ``B`` is normalised by
-    the call's length, so ``seq_lengths`` and ``initial_state`` are refused (a
-    ``return_state`` continues in ``step_params(L=<that length>)``).
+    Two evaluations give the same values (to rounding), chosen by ``implementation``:
+
+    - ``'fft'``: the zero-state output is the FFT convolution with the layer's kernel; a
+      carried state adds its free response ``Re(C Ab^{l+1} x0)`` and the final state is
+      a Vandermonde contraction (no step loop).
+    - ``'block'``: the FFT-free block form (`hippox.block_scan_diag`): small causal
+      matmuls inside blocks of ``T = min(L, 64)`` positions and an ``L/T``-step state
+      recurrence across them, with no kernel of length L and no ``(H, M, L)`` matrix of
+      powers for the state.
+    - ``'auto'`` (default): `hippox.diag_implementation`'s rule (on CPU and GPU:
+      ``'block'`` when a state is carried in or returned and ``L >= 128``, where it is
+      several times faster; ``'fft'`` otherwise); always ``'fft'`` with ``disc='dss'``.
+
+    Both paths support every option (padding, carried states, bidirectional, output
+    channels, ``step_rescale``, per-state steps, bandlimit, float32/float64, jit, vmap,
+    grad) and the same non-finite policy (`hippox.causal_conv`: outputs from a
+    channel's first non-finite sample on are NaN, earlier ones unaffected), except
+    ``disc='dss'``, which runs only on the FFT path: its modes may have ``Re(Lambda) >
+    0``, whose powers ``Ab^l`` grow without bound in the block recurrence (the kernel
+    evaluates them reversed, stably), and its ``B`` depends on the call's length.
+    With ``disc='dss'`` ``B`` is normalised by the call's length, so ``seq_lengths`` and
+    ``initial_state`` are refused (a ``return_state`` continues in
+    ``step_params(L=<that length>)``).
 
     Parameters (name: shape; G = ``n_ssm``, M = N/2 for conj_sym else N, c =
     ``channels``): ``Lambda_re`` (G, M), ``Lambda_im`` (G, M), ``B`` (G, M, 2), ``C``
@@ -62,17 +86,28 @@ class S4DConfig(SISOConfig):
       channels: output rows per channel; the output has ``channels * H`` features.
       bidirectional: add an anti-causal kernel with its own ``C_bwd``
         (`hippox.bidirectional_conv`); no carried state then.
+      implementation: how `apply` evaluates the layer: ``'auto'`` (default), ``'fft'`` or
+        ``'block'`` (above; `hippox.diag_implementation`). Same values either way. ``'block'``
+        with ``disc='dss'`` is refused.
     """
 
     H: int
     N: int = 64
     _: dataclasses.KW_ONLY
     disc: Literal["zoh", "bilinear", "dss"] = "zoh"
+    implementation: Literal["auto", "fft", "block"] = "auto"
 
     def __post_init__(self):
         self._check_shared()
         _validate.check_choice("ssm_init", self.ssm_init, SPECTRUM_INITS)
         _validate.check_choice("disc", self.disc, ("zoh", "bilinear", "dss"))
+        _validate.check_choice("implementation", self.implementation, DIAG_IMPLEMENTATIONS)
+        if self.implementation == "block" and self.disc == "dss":
+            raise ValueError(
+                "`implementation` must be 'auto' or 'fft' with disc='dss' (its modes may have "
+                "Re(Lambda) > 0, whose powers grow without bound in the block recurrence, "
+                "and its B depends on the call's length), got 'block'."
+            )
         if self.b_init is None:
             base.set_field(self, "b_init", "legs" if self.ssm_init == "legs" else "constant")
         self.param_initializers()  # validates the remaining options eagerly
@@ -120,6 +155,33 @@ class S4DConfig(SISOConfig):
         if self.bidirectional:
             return K, kernel_diag(Lam, B, self._rows(p, "C_bwd"), dt, L, **kw)
         return K
+
+    def _use_block(self, L: int, state: bool) -> bool:
+        if self.disc == "dss":
+            return False
+        impl = diag_implementation(L, self.M, state=state, implementation=self.implementation)
+        return impl == "block"
+
+    def _block_apply(self, p: dict, u, x0, lengths, step_rescale, need_state):
+        """The layer by the block form: ``u`` ``(..., H, L)`` -> ``(y (..., L, c H), x)``."""
+        Lam, B, dt = self._system(p, step_rescale)
+        Ab, Bb = discretize_diag(Lam, B, dt, method=self.disc)
+        Lam_stored = base.expand_groups(self._lambda(p), self.H)  # the bandlimit's frequencies
+        dt_stored = self._dt(p)
+        fac = 2.0 if self.conj_sym else 1.0
+        C = self._c_rows(p, "C", Lam_stored, dt_stored).astype(Ab.dtype) * fac
+        L = u.shape[-1]
+        T = block_length(L)
+        y, x = diag_block_forward(Ab, Bb, C, self._d(p), u, x0, lengths, T=T, need_state=need_state)
+        if self.bidirectional:
+            # y_l += Σ_{j>l} K_bwd[j-l-1] u_j: the causal form on the reversed input, shifted.
+            Cb = self._c_rows(p, "C_bwd", Lam_stored, dt_stored).astype(Ab.dtype) * fac
+            z, _ = diag_block_forward(
+                Ab, Bb, Cb, None, u[..., ::-1], None, None, T=T, need_state=False
+            )
+            z = jnp.concatenate([jnp.zeros_like(z[..., :1]), z[..., :-1]], axis=-1)
+            y = y + z[..., ::-1]
+        return base.merge_channels(y, self.channels), x
 
     def _state_pass(self, p: dict, u, x0, lengths, step_rescale, need_state):
         """Free response and final state through the diagonal form (no step loop)."""

@@ -260,6 +260,14 @@ class SISOConfig(base.LayerConfig):
     def _check_apply_options(self, seq_lengths, initial_state, return_state) -> None:
         """Hook for options a subclass refuses (S4D with disc='dss')."""
 
+    def _use_block(self, L: int, state: bool) -> bool:
+        """Whether `apply` runs the FFT-free block form (S4D's ``implementation``); False here."""
+        return False
+
+    def _block_apply(self, p, u, x0, lengths, step_rescale, need_state):  # pragma: no cover
+        """``(y (..., L, channels * H), state)`` by the block form (S4D only)."""
+        raise NotImplementedError
+
     def apply(
         self,
         params: base.Params,
@@ -305,6 +313,11 @@ class SISOConfig(base.LayerConfig):
         p, rd = self.prepared(params, u)
         r = self._rescale(step_rescale, rd)
         ur = masking.zero_padding(u.astype(rd), lengths, axis=-2)
+        if self._use_block(L, x0 is not None or return_state):
+            x0 = None if x0 is None else x0.astype(_validate.complex_dtype(rd))
+            y, state = self._block_apply(p, jnp.swapaxes(ur, -1, -2), x0, lengths, r, return_state)
+            y = masking.zero_padding(y, lengths, axis=-2).astype(base.output_dtype(dtype, u))
+            return (state, y) if return_state else y
         y = base.convolve(self._kernel(p, L, r), ur, p["D"], rd)
         state = None
         if x0 is not None or return_state:
