@@ -13,10 +13,20 @@ Groups ``s4d_layer_forward`` and ``s4d_layer_fwd_bwd`` (forward + backward of a 
 loss with respect to the parameters and the input): the S4D layer (`hippox.S4DConfig`,
 ``(B, L, H)`` input, zero initial state) with ``implementation='fft'`` (the baseline:
 kernel + FFT convolution), ``'block'`` and ``'auto'`` (`hippox.diag_implementation`), at
-the same sizes.
+the same sizes. Group ``s4d_layer_state``: the forward with a carried initial state and
+the returned final state (chunked processing), where the FFT path adds ``(H, M, L)``
+Vandermonde contractions.
+
+Group ``s5_recurrence``: S5's diagonal recurrence with the input projection given
+(``x_l = Ab x_{l-1} + Bu_l``, ``(B, L, M)`` complex, every state returned), by
+`hippox.linear_recurrence` (sequential: the baseline; associative) and by the block
+form written out here (a ``T × T`` decay matmul per mode inside blocks plus an
+``L/T``-step recurrence), to see whether S5 would gain from a block path.
 """
 
 from __future__ import annotations
+
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -59,6 +69,7 @@ def run(quick: bool = False) -> list[Row]:
             blk = wrap(lambda u, x, T=T: hippox.block_scan_diag(params, u, x, block=T))
             rows.append(measure(group, f"block_scan_diag T={T}", label, blk, u, x0))
     rows += layer_rows(B, H, N, L)
+    rows += s5_rows(B, N // 2, L)
     return rows
 
 
@@ -67,15 +78,69 @@ def layer_rows(B: int, H: int, N: int, L: int) -> list[Row]:
     u = jnp.asarray(np.random.default_rng(2).standard_normal((B, L, H)), jnp.float32)
     label = f"B={B} H={H} N={N} L={L}"
     params = hippox.S4DConfig(H, N).init_params(jax.random.key(0))
+    x0 = jnp.full((B, H, N // 2), 0.1 + 0.1j, jnp.complex64)
     rows = []
-    for group, loss in (("s4d_layer_forward", False), ("s4d_layer_fwd_bwd", True)):
+    for group in ("s4d_layer_forward", "s4d_layer_fwd_bwd", "s4d_layer_state"):
         for impl in ("fft", "block", "auto"):
             cfg = hippox.S4DConfig(H, N, implementation=impl)
             fn = cfg.apply
-            if loss:
+            if group == "s4d_layer_fwd_bwd":
                 fn = jax.grad(lambda p, u, cfg=cfg: jnp.sum(cfg.apply(p, u) ** 2), (0, 1))
+            if group == "s4d_layer_state":
+                fn = functools.partial(cfg.apply, initial_state=x0, return_state=True)
             name = f"S4D implementation={impl!r}"
             if impl == "auto":
-                name += f" (-> {hippox.diag_implementation(L, cfg.M)})"
+                state = group == "s4d_layer_state"
+                name += f" (-> {hippox.diag_implementation(L, cfg.M, state=state)})"
             rows.append(measure(group, name, label, fn, params, u, baseline=impl == "fft"))
+    return rows
+
+
+@functools.partial(jax.jit, static_argnames=("T",))
+def _block_states(Ab, Bu, T: int):
+    """Every state of ``x_l = Ab x_{l-1} + Bu_l`` (zero start) by the block form."""
+    B, L, M = Bu.shape
+    nc = L // T
+    ub = Bu.reshape(B, nc, T, M)
+    t = jnp.arange(T)
+    lag = t[:, None] - t[None, :]
+    powers = jnp.power(Ab[:, None], t)  # (M, T)
+    decay = jnp.where(lag >= 0, powers[:, jnp.clip(lag, 0, T - 1)], 0)  # (M, T, T)
+    hi = jax.lax.Precision.HIGHEST
+    inner = jnp.einsum("mts,bnsm->bntm", decay, ub, precision=hi)
+
+    def body(x, s):
+        x = Ab * powers[:, -1] * x + s
+        return x, x
+
+    _, ends = jax.lax.scan(body, jnp.zeros((B, M), Bu.dtype), jnp.moveaxis(inner[:, :, -1], 1, 0))
+    before = jnp.concatenate([jnp.zeros((1, B, M), Bu.dtype), ends[:-1]], 0)
+    free = jnp.einsum("tm,nbm->bntm", Ab * powers.T, before, precision=hi)
+    return (inner + free).reshape(B, L, M)
+
+
+def s5_rows(B: int, M: int, L: int) -> list[Row]:
+    """S5's diagonal recurrence: the scans against the block form."""
+    rng = np.random.default_rng(3)
+    lam = -rng.uniform(0.1, 1, M) + 10j * rng.standard_normal(M)
+    Ab = jnp.asarray(np.exp(0.01 * lam), jnp.complex64)
+    Bu = rng.standard_normal((B, L, M)) + 1j * rng.standard_normal((B, L, M))
+    Bu = jnp.asarray(Bu, jnp.complex64)
+    label = f"B={B} M={M} L={L}"
+    rows = []
+    for method in ("sequential", "associative"):
+        fn = functools.partial(hippox.linear_recurrence, Ab, diagonal=True, method=method)
+        rows.append(
+            measure(
+                "s5_recurrence",
+                f"linear_recurrence {method}",
+                label,
+                fn,
+                Bu,
+                baseline=method == "sequential",
+            )
+        )
+    for T in (32, 64):
+        fn = functools.partial(_block_states, Ab, T=T)
+        rows.append(measure("s5_recurrence", f"block form T={T}", label, fn, Bu))
     return rows
