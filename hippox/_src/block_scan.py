@@ -76,14 +76,15 @@ def diag_implementation(
     - ``'fft'`` for shorter sequences.
 
     Measured on the 2-core CPU (S4D layer, B 4, H 64, N 64, float32, jit, minimum of 15
-    interleaved runs at load 15-20, so ±30 %): with a carried and returned state the
-    block form was 1.2× (L 32), 0.9× (L 64), 3.9× (L 128), 7.8× (L 256), 17.7×
-    (L 1024) and 9.4× (L 4096) faster than the FFT path, whose state contraction
-    dominates; a zero-state forward was 0.4× (L 128), 0.7-0.8× (L 256-512) and 0.85-1.3×
-    (L 1024-4096), forward + backward 0.4× (L 256), 0.6-1.6× (L 1024-4096): no
-    consistent gain on the CPU, so the FFT stays there. GPU and TPU were not measured:
-    the GPU follows the CPU (its FFTs are fast), the TPU takes the block form (matrix
-    products are what its matrix units do best, and its FFTs are slow).
+    interleaved runs at load 15-20, so ±30 % or more; ``benchmarks/RESULTS.md``): with a
+    carried and returned state the block form was 1.2× (L 32), 0.9× (L 64), 3.9×
+    (L 128), 7.8× (L 256), 17.7× (L 1024) and 9.4× (L 4096) as fast as the FFT path,
+    whose state contractions dominate; a zero-state forward was 0.3-0.4× (L 128),
+    0.2-1.0× (L 256-512) and 0.8-1.3× (L 1024-4096), forward + backward 0.3-0.4×
+    (L 256) and 0.6-1.6× (L 1024-4096): no consistent gain on the CPU, so the FFT stays
+    there. GPU and TPU were not measured: the GPU follows the CPU (its FFTs are fast),
+    the TPU takes the block form (matrix products are what its matrix units do best, and
+    its FFTs are slow).
 
     Args:
       L: sequence length.

@@ -57,6 +57,11 @@ class S5Config(base.LayerConfig):
     step_rescale)``: padded batches and carried states (`hippox._src.layers.masking`);
     the state is the scan's ``x0`` (`hippox.linear_recurrence`).
 
+    S5 has no FFT-free block path (S4D's ``implementation='block'``): a block form of its
+    recurrence (a ``T × T`` decay matmul per mode inside blocks) does ``T`` times the
+    scan's work and measured 2-7× slower than the sequential scan on a CPU
+    (``benchmarks/bench_block_scan.py``, group ``s5_recurrence``).
+
     Bidirectional: a second scan runs over the reversed sequence with the same
     ``Lambda``, ``B``, ``dt`` and its own ``C_bwd``; its state at position l has seen
     ``u_l … u_{L-1}`` (so ``u_l`` enters both directions, as in S5).
