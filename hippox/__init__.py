@@ -104,6 +104,7 @@ from hippox._src.layers.cells import MGUConfig as MGUConfig
 from hippox._src.layers.cells import MinimalRNNConfig as MinimalRNNConfig
 from hippox._src.layers.cells import RNNConfig as RNNConfig
 from hippox._src.layers.cells import RNNState as RNNState
+from hippox._src.layers.ckconv import CKBlockConfig as CKBlockConfig
 from hippox._src.layers.ckconv import CKConvConfig as CKConvConfig
 from hippox._src.layers.lipschitz import LipschitzRNNConfig as LipschitzRNNConfig
 from hippox._src.layers.unicornn import UnICORNNConfig as UnICORNNConfig
@@ -205,6 +206,7 @@ __all__ = [
     "MinimalRNNConfig",
     "RNNConfig",
     "RNNState",
+    "CKBlockConfig",
     "CKConvConfig",
     "LipschitzRNNConfig",
     "UnICORNNConfig",

@@ -33,12 +33,14 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike, DTypeLike
 
+from hippox._src import _validate
 from hippox._src.layers import cells as _cells
 from hippox._src.layers import ckconv as _ckconv
 from hippox._src.layers import lipschitz as _lipschitz
 from hippox._src.layers import unicornn as _unicornn
 
 __all__ = [
+    "CKBlock",
     "CKConv",
     "ExpRNNCell",
     "GRUCell",
@@ -206,32 +208,14 @@ LipschitzRNN = _make_layer("LipschitzRNN", _lipschitz.LipschitzRNNConfig, "The L
 UnICORNN = _make_layer("UnICORNN", _unicornn.UnICORNNConfig, "The stacked UnICORNN")
 
 
-class CKConv(eqx.Module):
-    """The continuous kernel convolution (Equinox): ``(..., L, H) -> (..., L, H)``.
-
-    `hippox._src.layers.ckconv.CKConvConfig` (equations there); no step mode.
-    Parameters live in ``params`` (the names of the other frameworks), the config is
-    static.
-
-    Args:
-      H: channels.
-      key: jax.random key.
-      param_dtype: parameter storage dtype (default float32).
-      **options: ``hidden``, ``activation``, ``omega_0``, ``norm``, ``bias``, ``l_max``.
-
-    Examples:
-      >>> import jax, jax.numpy as jnp
-      >>> from hippox._equinox_cells import CKConv
-      >>> layer = CKConv(4, hidden=16, l_max=32, key=jax.random.key(0))
-      >>> layer(jnp.ones((32, 4), jnp.float32)).shape
-      (32, 4)
-    """
+class _ConvLayer(eqx.Module):
+    """Shared plumbing of `CKConv` and `CKBlock` (Equinox)."""
 
     params: dict[str, jax.Array]
     config: Any = eqx.field(static=True)
 
     def __init__(self, H: int, *, key, param_dtype: DTypeLike = jnp.float32, **options):
-        self.config = _ckconv.CKConvConfig(H, **options)
+        self.config = self.config_class(H, **options)
         self.params = self.config.init_params(key, param_dtype=param_dtype)
 
     def __call__(
@@ -242,7 +226,66 @@ class CKConv(eqx.Module):
         initial_carry=None,
         return_carry: bool = False,
         step_rescale=1.0,
+        key=None,
+        inference: bool = False,
     ):
-        """``u`` ``(..., L, H)`` -> ``(..., L, H)``; arguments of `hippox.nnx.CKConv`."""
+        """``u`` ``(..., L, H)`` -> ``(..., L, H)``; arguments of `hippox.nnx.CKConv`.
+
+        Dropout acts when a ``key`` is given and ``inference`` is False (the
+        `equinox.nn.Dropout` convention; no key: no dropout).
+        """
         _ckconv.check_no_carry(initial_carry, return_carry)
-        return self.config.apply(self.params, u, seq_lengths=seq_lengths, step_rescale=step_rescale)
+        if _validate.check_bool("inference", inference):
+            key = None
+        return self.config.apply(
+            self.params, u, seq_lengths=seq_lengths, step_rescale=step_rescale, dropout_key=key
+        )
+
+
+class CKConv(_ConvLayer):
+    """The continuous kernel convolution (Equinox): ``(..., L, H) -> (..., L, H)``.
+
+    `hippox._src.layers.ckconv.CKConvConfig` (equations there); no step mode.
+    Parameters live in ``params`` (the names of the other frameworks), the config is
+    static. Kernel dropout acts when a ``key`` is passed.
+
+    Args:
+      H: channels.
+      key: jax.random key.
+      param_dtype: parameter storage dtype (default float32).
+      **options: ``hidden``, ``activation``, ``omega_0``, ``norm``, ``bias``, ``l_max``,
+        ``weight_dropout``.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> from hippox._equinox_cells import CKConv
+      >>> layer = CKConv(4, hidden=16, l_max=32, key=jax.random.key(0))
+      >>> layer(jnp.ones((32, 4), jnp.float32)).shape
+      (32, 4)
+    """
+
+    config_class = _ckconv.CKConvConfig
+
+
+class CKBlock(_ConvLayer):
+    """The reference's CKConv residual block (Equinox): ``(..., L, H) -> (..., L, H)``.
+
+    `hippox._src.layers.ckconv.CKBlockConfig` (equations there); no step mode.
+    Parameters live in ``params`` (the names of the other frameworks), the config is
+    static. Dropout and kernel dropout act when a ``key`` is passed.
+
+    Args:
+      H: channels.
+      key: jax.random key.
+      param_dtype: parameter storage dtype (default float32).
+      **options: ``dropout`` and the CKConv options of `CKBlockConfig`.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> from hippox._equinox_cells import CKBlock
+      >>> block = CKBlock(4, hidden=8, l_max=16, key=jax.random.key(0))
+      >>> block(jnp.ones((16, 4), jnp.float32), key=jax.random.key(1)).shape
+      (16, 4)
+    """
+
+    config_class = _ckconv.CKBlockConfig

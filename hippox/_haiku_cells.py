@@ -42,6 +42,7 @@ from hippox._src.layers import lipschitz as _lipschitz
 from hippox._src.layers import unicornn as _unicornn
 
 __all__ = [
+    "CKBlock",
     "CKConv",
     "ExpRNNCell",
     "GRUCell",
@@ -230,39 +231,23 @@ LipschitzRNN = _make_layer(
 UnICORNN = _make_layer("UnICORNN", _unicornn.UnICORNNConfig, "unicornn", "The stacked UnICORNN")
 
 
-class CKConv(hk.Module):
-    """The continuous kernel convolution (Haiku): ``(..., L, H) -> (..., L, H)``.
+class _ConvLayer(hk.Module):
+    """Shared plumbing of `CKConv` and `CKBlock` (Haiku)."""
 
-    `hippox._src.layers.ckconv.CKConvConfig` (equations there); no step mode.
-
-    Args:
-      H: channels.
-      name: module name (default ``'ckconv'``).
-      param_dtype: parameter storage dtype (default float32).
-      dtype: output dtype (None: the input's).
-      **options: ``hidden``, ``activation``, ``omega_0``, ``norm``, ``bias``, ``l_max``.
-
-    Examples:
-      >>> import jax, jax.numpy as jnp
-      >>> import haiku as hk
-      >>> from hippox._haiku_cells import CKConv
-      >>> f = hk.transform(lambda u: CKConv(4, hidden=16, l_max=32)(u))
-      >>> u = jnp.ones((2, 32, 4), jnp.float32)
-      >>> f.apply(f.init(jax.random.key(0), u), None, u).shape
-      (2, 32, 4)
-    """
+    config_class: type
+    default_name: str
 
     def __init__(
         self,
         H: int,
         *,
-        name: str | None = "ckconv",
+        name: str | None = None,
         param_dtype: DTypeLike = jnp.float32,
         dtype: DTypeLike | None = None,
         **options,
     ):
-        config = _ckconv.CKConvConfig(H, **options)
-        super().__init__(name=name)
+        config = self.config_class(H, **options)
+        super().__init__(name=name or self.default_name)
         self.config = config
         self.param_dtype = _validate.real_dtype(param_dtype, name="param_dtype")
         self.dtype = None if dtype is None else jnp.dtype(dtype)
@@ -282,13 +267,77 @@ class CKConv(hk.Module):
         initial_carry=None,
         return_carry: bool = False,
         step_rescale=1.0,
+        is_training: bool = False,
     ):
-        """``u`` ``(..., L, H)`` -> ``(..., L, H)``; arguments of `hippox.nnx.CKConv`."""
+        """``u`` ``(..., L, H)`` -> ``(..., L, H)``; arguments of `hippox.nnx.CKConv`.
+
+        ``is_training=True`` turns dropout on (keys from `haiku.next_rng_key`).
+        """
         _ckconv.check_no_carry(initial_carry, return_carry)
+        key = None
+        rates = (getattr(self.config, "dropout", 0.0), self.config.weight_dropout)
+        if _validate.check_bool("is_training", is_training) and max(rates) > 0:
+            key = hk.next_rng_key()
         return self.config.apply(
             self.conv_params(),
             u,
             dtype=self.dtype,
             seq_lengths=seq_lengths,
             step_rescale=step_rescale,
+            dropout_key=key,
         )
+
+
+class CKConv(_ConvLayer):
+    """The continuous kernel convolution (Haiku): ``(..., L, H) -> (..., L, H)``.
+
+    `hippox._src.layers.ckconv.CKConvConfig` (equations there); no step mode. Kernel
+    dropout acts with ``is_training=True``.
+
+    Args:
+      H: channels.
+      name: module name (default ``'ckconv'``).
+      param_dtype: parameter storage dtype (default float32).
+      dtype: output dtype (None: the input's).
+      **options: ``hidden``, ``activation``, ``omega_0``, ``norm``, ``bias``, ``l_max``,
+        ``weight_dropout``.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> import haiku as hk
+      >>> from hippox._haiku_cells import CKConv
+      >>> f = hk.transform(lambda u: CKConv(4, hidden=16, l_max=32)(u))
+      >>> u = jnp.ones((2, 32, 4), jnp.float32)
+      >>> f.apply(f.init(jax.random.key(0), u), None, u).shape
+      (2, 32, 4)
+    """
+
+    config_class = _ckconv.CKConvConfig
+    default_name = "ckconv"
+
+
+class CKBlock(_ConvLayer):
+    """The reference's CKConv residual block (Haiku): ``(..., L, H) -> (..., L, H)``.
+
+    `hippox._src.layers.ckconv.CKBlockConfig` (equations there); no step mode. Dropout
+    and kernel dropout act with ``is_training=True``.
+
+    Args:
+      H: channels.
+      name: module name (default ``'ck_block'``).
+      param_dtype: parameter storage dtype (default float32).
+      dtype: output dtype (None: the input's).
+      **options: ``dropout`` and the CKConv options of `CKBlockConfig`.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> import haiku as hk
+      >>> from hippox._haiku_cells import CKBlock
+      >>> f = hk.transform(lambda u: CKBlock(4, hidden=8, l_max=16)(u, is_training=True))
+      >>> u = jnp.ones((2, 16, 4), jnp.float32)
+      >>> f.apply(f.init(jax.random.key(0), u), jax.random.key(1), u).shape
+      (2, 16, 4)
+    """
+
+    config_class = _ckconv.CKBlockConfig
+    default_name = "ck_block"

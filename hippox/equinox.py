@@ -63,6 +63,7 @@ from hippox._src.layers.s4d import S4DConfig
 from hippox._src.layers.s5 import S5Config
 
 __all__ = [
+    "CKBlock",
     "CKConv",
     "ExpRNNCell",
     "GRUCell",
@@ -381,6 +382,7 @@ class HiPPORNNCell(eqx.Module):
 
 # The baseline cells, CKConv and the backbone `SequenceModel` (last: the backbone's module
 # imports this one's layers).
+from hippox._equinox_cells import CKBlock as CKBlock  # noqa: E402
 from hippox._equinox_cells import CKConv as CKConv  # noqa: E402
 from hippox._equinox_cells import ExpRNNCell as ExpRNNCell  # noqa: E402
 from hippox._equinox_cells import GRUCell as GRUCell  # noqa: E402

@@ -361,7 +361,7 @@ def test_errors_and_dtypes():
     with pytest.raises(ValueError, match="`activation` must be one of"):
         CKConvConfig(2, activation="tanh")
     with pytest.raises(ValueError, match="`norm` must be one of"):
-        CKConvConfig(2, norm="batch")
+        CKConvConfig(2, norm="group")
     with pytest.raises(ValueError, match="`l_max` must be an integer >= 2"):
         CKConvConfig(2, l_max=1)
     with pytest.raises(TypeError, match="`bias` must be a bool"):

@@ -141,3 +141,54 @@ def test_block_params_and_errors():
         CKBlockConfig(4, norm="group")
     with pytest.raises(ValueError, match=r"`u` must have shape \(\.\.\., L, H\)"):
         cfg.apply(p, jnp.ones((2, 5, 3)))
+
+
+# ---------------------------------------------------------------- the wrappers
+
+
+def test_block_frameworks_agree(rng):
+    import equinox as eqx
+    import flax.linen as nn  # noqa: F401
+    import haiku as hk
+    from flax import nnx
+
+    from hippox import _equinox_cells, _haiku_cells
+    from hippox.linen import cells as linen_cells
+    from hippox.nnx import cells as nnx_cells
+
+    H, L = 3, 8
+    opts = dict(hidden=6, l_max=8, omega_0=10.0, dropout=0.4, weight_dropout=0.2)
+    u = jnp.asarray(rng.normal(size=(2, L, H)), jnp.float32)
+    n = jnp.array([8, 5])
+    key = jax.random.key(7)
+    block = nnx_cells.CKBlock(H, **opts, rngs=nnx.Rngs(0))
+    params = block.conv_params()
+    cfg = CKBlockConfig(H, **opts)
+    ref = cfg.apply(params, u, seq_lengths=n)
+    ref_key = cfg.apply(params, u, seq_lengths=n, dropout_key=key)
+    # NNX: training mode by default (dropout from its rngs), eval() turns it off
+    y_train = block(u, seq_lengths=n)
+    assert not np.allclose(y_train, ref)
+    np.testing.assert_allclose(block(u, seq_lengths=n, dropout_key=key), ref_key, rtol=1e-6)
+    block.eval()
+    np.testing.assert_allclose(block(u, seq_lengths=n), ref, rtol=1e-6)
+    # linen: deterministic by default; an explicit key or the 'dropout' rng otherwise
+    lb = linen_cells.CKBlock(H=H, **opts)
+    v = lb.init(jax.random.key(0), u)
+    assert jax.tree.map(jnp.shape, v["params"]) == jax.tree.map(jnp.shape, params)
+    np.testing.assert_allclose(lb.apply({"params": params}, u, seq_lengths=n), ref, rtol=1e-6)
+    y_l = lb.apply({"params": params}, u, seq_lengths=n, deterministic=False, dropout_key=key)
+    np.testing.assert_allclose(y_l, ref_key, rtol=1e-6)
+    # haiku: dropout with is_training=True
+    f = hk.transform(lambda u, t: _haiku_cells.CKBlock(H, **opts)(u, seq_lengths=n, is_training=t))
+    hp = f.init(jax.random.key(0), u, False)
+    assert set(hp["ck_block"]) == set(params)
+    np.testing.assert_allclose(f.apply({"ck_block": params}, None, u, False), ref, rtol=1e-6)
+    y_h = f.apply({"ck_block": params}, jax.random.key(1), u, True)
+    assert not np.allclose(y_h, ref)
+    # equinox: dropout when a key is given
+    e = _equinox_cells.CKBlock(H, **opts, key=jax.random.key(0))
+    e = eqx.tree_at(lambda m: m.params, e, params)
+    np.testing.assert_allclose(e(u, seq_lengths=n), ref, rtol=1e-6)
+    np.testing.assert_allclose(e(u, seq_lengths=n, key=key), ref_key, rtol=1e-6)
+    np.testing.assert_allclose(e(u, seq_lengths=n, key=key, inference=True), ref, rtol=1e-6)

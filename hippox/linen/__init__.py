@@ -5,6 +5,7 @@
 Parameter names match `hippox.nnx`; label them for optax with `hippox.optax_labels`.
 """
 
+from hippox.linen.cells import CKBlock as CKBlock
 from hippox.linen.cells import CKConv as CKConv
 from hippox.linen.cells import ExpRNNCell as ExpRNNCell
 from hippox.linen.cells import GRUCell as GRUCell
@@ -28,6 +29,7 @@ from hippox.linen.sequence import SequenceCarry as SequenceCarry
 from hippox.linen.sequence import SequenceModel as SequenceModel
 
 __all__ = [
+    "CKBlock",
     "CKConv",
     "ExpRNNCell",
     "generate",

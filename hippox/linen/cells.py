@@ -1,5 +1,6 @@
 """Flax linen baseline cells and layers: RNN, GRU, LSTM, MGU, MinimalRNN, ExpRNN, Lipschitz
-RNN, UnICORNN (cells), and the sequence layers `LipschitzRNN`, `UnICORNN`, `CKConv`.
+RNN, UnICORNN (cells), and the sequence layers `LipschitzRNN`, `UnICORNN`, `CKConv`,
+`CKBlock`.
 
 Thin shells over the configs of ``hippox._src.layers.cells`` (equations there). Each
 cell follows the linen cell protocol (``cell(carry, x) -> (carry, y)``,
@@ -7,8 +8,8 @@ cell follows the linen cell protocol (``cell(carry, x) -> (carry, y)``,
 from the input, as for `flax.linen.SimpleCell`) and runs under `flax.linen.RNN`; the
 ``params`` collection holds the leaves of the NNX, Haiku and Equinox versions. The
 HiPPO variants are `hippox.linen.HiPPORNNCell` with `hippox.hippo_cell_options`.
-The sequence layers `LipschitzRNN`, `UnICORNN` and `CKConv` (no step mode) have the
-parameters and the calling convention of the `hippox.nnx` versions.
+The sequence layers `LipschitzRNN`, `UnICORNN`, `CKConv` and `CKBlock` (no step mode)
+have the parameters and the calling convention of the `hippox.nnx` versions.
 
 Attributes (every cell):
   features: hidden size.
@@ -47,6 +48,7 @@ from hippox._src.layers import unicornn as _unicornn
 from hippox.linen._config import ConfigModule
 
 __all__ = [
+    "CKBlock",
     "CKConv",
     "ExpRNNCell",
     "GRUCell",
@@ -231,24 +233,8 @@ class UnICORNN(_RecurrentLayer, rename={"d_in": "in_features"}):
     config_class: ClassVar[type] = _unicornn.UnICORNNConfig
 
 
-class CKConv(ConfigModule):
-    """The continuous kernel convolution (linen): ``(..., L, H) -> (..., L, H)``.
-
-    Fields: those of `hippox._src.layers.ckconv.CKConvConfig` (``H``, ``hidden``,
-    ``activation``, ``omega_0``, ``norm``, ``bias``, ``l_max``), ``dtype``,
-    ``param_dtype``; the call arguments are those of `hippox.nnx.CKConv.__call__` (no
-    step mode, no carry).
-
-    Examples:
-      >>> import jax, jax.numpy as jnp
-      >>> from hippox.linen.cells import CKConv
-      >>> layer = CKConv(H=4, hidden=16, l_max=32)
-      >>> u = jnp.ones((2, 32, 4), jnp.float32)
-      >>> layer.apply(layer.init(jax.random.key(0), u), u).shape
-      (2, 32, 4)
-    """
-
-    config_class: ClassVar[type] = _ckconv.CKConvConfig
+class _ConvLayer(ConfigModule):
+    """Shared plumbing of `CKConv` and `CKBlock` (linen)."""
 
     def setup(self):
         pd = _validate.real_dtype(self.param_dtype, name="param_dtype")
@@ -269,13 +255,66 @@ class CKConv(ConfigModule):
         initial_carry=None,
         return_carry: bool = False,
         step_rescale=1.0,
+        deterministic: bool = True,
+        dropout_key=None,
     ):
-        """``u`` ``(..., L, H)`` -> ``(..., L, H)``."""
+        """``u`` ``(..., L, H)`` -> ``(..., L, H)``.
+
+        ``deterministic=False`` turns dropout on, with ``dropout_key`` or a key from the
+        ``'dropout'`` rng collection (``apply(..., rngs={'dropout': key})``).
+        """
         _ckconv.check_no_carry(initial_carry, return_carry)
+        key = None
+        rates = (getattr(self.config, "dropout", 0.0), self.config.weight_dropout)
+        if not _validate.check_bool("deterministic", deterministic) and max(rates) > 0:
+            key = self.make_rng("dropout") if dropout_key is None else dropout_key
         return self.config.apply(
             self.conv_params(),
             u,
             dtype=self.dtype,
             seq_lengths=seq_lengths,
             step_rescale=step_rescale,
+            dropout_key=key,
         )
+
+
+class CKConv(_ConvLayer):
+    """The continuous kernel convolution (linen): ``(..., L, H) -> (..., L, H)``.
+
+    Fields: those of `hippox._src.layers.ckconv.CKConvConfig` (``H``, ``hidden``,
+    ``activation``, ``omega_0``, ``norm``, ``bias``, ``l_max``, ``weight_dropout``),
+    ``dtype``, ``param_dtype``; the call arguments are those of
+    `hippox.nnx.CKConv.__call__` (no step mode, no carry), with ``deterministic``
+    defaulting to True (no dropout).
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> from hippox.linen.cells import CKConv
+      >>> layer = CKConv(H=4, hidden=16, l_max=32)
+      >>> u = jnp.ones((2, 32, 4), jnp.float32)
+      >>> layer.apply(layer.init(jax.random.key(0), u), u).shape
+      (2, 32, 4)
+    """
+
+    config_class: ClassVar[type] = _ckconv.CKConvConfig
+
+
+class CKBlock(_ConvLayer):
+    """The reference's CKConv residual block (linen): ``(..., L, H) -> (..., L, H)``.
+
+    Fields: those of `hippox._src.layers.ckconv.CKBlockConfig` (``H``, ``dropout`` and
+    the CKConv options), ``dtype``, ``param_dtype``; the call arguments are those of
+    `hippox.nnx.CKBlock.__call__`, with ``deterministic`` defaulting to True (no
+    dropout; pass False and a ``'dropout'`` rng to train with it).
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> from hippox.linen.cells import CKBlock
+      >>> block = CKBlock(H=4, hidden=8, l_max=16)
+      >>> u = jnp.ones((2, 16, 4), jnp.float32)
+      >>> v = block.init(jax.random.key(0), u)
+      >>> block.apply(v, u, deterministic=False, rngs={"dropout": jax.random.key(1)}).shape
+      (2, 16, 4)
+    """
+
+    config_class: ClassVar[type] = _ckconv.CKBlockConfig

@@ -5,6 +5,7 @@
 Parameter names match `hippox.linen`; label them for optax with `hippox.optax_labels`.
 """
 
+from hippox.nnx.cells import CKBlock as CKBlock
 from hippox.nnx.cells import CKConv as CKConv
 from hippox.nnx.cells import ExpRNNCell as ExpRNNCell
 from hippox.nnx.cells import GRUCell as GRUCell
@@ -28,6 +29,7 @@ from hippox.nnx.sequence import SequenceCarry as SequenceCarry
 from hippox.nnx.sequence import SequenceModel as SequenceModel
 
 __all__ = [
+    "CKBlock",
     "CKConv",
     "ExpRNNCell",
     "generate",

@@ -1,5 +1,6 @@
 """Flax NNX baseline cells and layers: RNN, GRU, LSTM, MGU, MinimalRNN, ExpRNN, Lipschitz
-RNN, UnICORNN (cells), and the sequence layers `LipschitzRNN`, `UnICORNN`, `CKConv`.
+RNN, UnICORNN (cells), and the sequence layers `LipschitzRNN`, `UnICORNN`, `CKConv`,
+`CKBlock`.
 
 Thin shells over the configs of ``hippox._src.layers.cells`` (equations there): the
 parameters are `flax.nnx.Param` attributes with the names and shapes of the linen,
@@ -39,6 +40,7 @@ from hippox._src.layers import lipschitz as _lipschitz
 from hippox._src.layers import unicornn as _unicornn
 
 __all__ = [
+    "CKBlock",
     "CKConv",
     "ExpRNNCell",
     "GRUCell",
@@ -207,29 +209,10 @@ LipschitzRNN = _make_layer("LipschitzRNN", _lipschitz.LipschitzRNNConfig, "The L
 UnICORNN = _make_layer("UnICORNN", _unicornn.UnICORNNConfig, "The stacked UnICORNN")
 
 
-class CKConv(nnx.Module):
-    """The continuous kernel convolution (NNX): ``(..., L, H) -> (..., L, H)``.
+class _ConvLayer(nnx.Module):
+    """Shared plumbing of `CKConv` and `CKBlock`: parameters, dropout mode, call."""
 
-    An MLP generates the causal kernel (`hippox._src.layers.ckconv.CKConvConfig`,
-    equations there). No step mode: the layer has no recurrent state, so it refuses
-    ``initial_carry`` and ``return_carry=True`` (and `SequenceModel.step` with it).
-
-    Args:
-      H: channels.
-      **options: ``hidden``, ``activation``, ``omega_0``, ``norm``, ``bias``, ``l_max``
-        of `CKConvConfig` (defaults: the reference's ``model=ckconv``).
-      dtype: output dtype (None: the input's).
-      param_dtype: parameter storage dtype (default float32).
-      rngs: `flax.nnx.Rngs` with a ``params`` stream.
-
-    Examples:
-      >>> import jax.numpy as jnp
-      >>> from flax import nnx
-      >>> from hippox.nnx.cells import CKConv
-      >>> layer = CKConv(4, hidden=16, l_max=64, rngs=nnx.Rngs(0))
-      >>> layer(jnp.ones((2, 64, 4), jnp.float32)).shape
-      (2, 64, 4)
-    """
+    config_class: type
 
     def __init__(
         self,
@@ -242,19 +225,18 @@ class CKConv(nnx.Module):
     ):
         if not isinstance(rngs, nnx.Rngs):
             raise TypeError(f"`rngs` must be a flax.nnx.Rngs, got {type(rngs).__name__}.")
-        self.config = _ckconv.CKConvConfig(H, **options)
+        self.config = self.config_class(H, **options)
         self.dtype = None if dtype is None else jnp.dtype(dtype)
         self.param_dtype = _validate.real_dtype(param_dtype, name="param_dtype")
         for name, (shape, init) in self.config.param_specs().items():
             setattr(self, name, nnx.Param(init(rngs.params(), shape, self.param_dtype)))
+        rates = (getattr(self.config, "dropout", 0.0), self.config.weight_dropout)
+        self.deterministic = False
+        self.rngs = rngs["dropout"].fork() if max(rates) > 0 else nnx.data(None)
 
     def conv_params(self) -> dict[str, jax.Array]:
         """The parameters as a flat ``{name: array}`` dict."""
         return {name: getattr(self, name)[...] for name in self.config.param_shapes()}
-
-    def kernel(self, L: int, *, step_rescale=1.0) -> jax.Array:
-        """The sampled kernel ``(L, H_out, H_in)`` (lag-major)."""
-        return self.config.kernel(self.conv_params(), L, step_rescale=step_rescale)
 
     def __call__(
         self,
@@ -264,6 +246,8 @@ class CKConv(nnx.Module):
         initial_carry=None,
         return_carry: bool = False,
         step_rescale=1.0,
+        deterministic: bool | None = None,
+        dropout_key=None,
     ):
         """The layer over ``u`` ``(..., L, H)``.
 
@@ -274,15 +258,88 @@ class CKConv(nnx.Module):
           initial_carry: must be None (no recurrent state).
           return_carry: must be False (no recurrent state).
           step_rescale: another sampling rate (`CKConvConfig`).
+          deterministic: no dropout (None: the module's ``deterministic`` attribute,
+            False after construction or `train`, True after `eval`).
+          dropout_key: an explicit dropout key (None: drawn from the ``dropout`` stream
+            of the ``rngs`` given at construction, kept when a rate is > 0).
 
         Returns:
           ``(..., L, H)`` in ``dtype`` (default: ``u``'s).
         """
         _ckconv.check_no_carry(initial_carry, return_carry)
+        det = self.deterministic if deterministic is None else deterministic
+        key = None
+        if not _validate.check_bool("deterministic", det):
+            key = dropout_key
+            if key is None and self.rngs is not None:
+                key = self.rngs()
         return self.config.apply(
             self.conv_params(),
             u,
             dtype=self.dtype,
             seq_lengths=seq_lengths,
             step_rescale=step_rescale,
+            dropout_key=key,
         )
+
+
+class CKConv(_ConvLayer):
+    """The continuous kernel convolution (NNX): ``(..., L, H) -> (..., L, H)``.
+
+    An MLP generates the causal kernel (`hippox._src.layers.ckconv.CKConvConfig`,
+    equations there). No step mode: the layer has no recurrent state, so it refuses
+    ``initial_carry`` and ``return_carry=True`` (and `SequenceModel.step` with it).
+    Kernel dropout (``weight_dropout > 0``) acts in training mode (`flax.nnx.Module.train`,
+    the default) with keys from the ``dropout`` stream of ``rngs``; `eval` turns it off.
+
+    Args:
+      H: channels.
+      **options: ``hidden``, ``activation``, ``omega_0``, ``norm``, ``bias``, ``l_max``,
+        ``weight_dropout`` of `CKConvConfig` (defaults: the reference's ``model=ckconv``).
+      dtype: output dtype (None: the input's).
+      param_dtype: parameter storage dtype (default float32).
+      rngs: `flax.nnx.Rngs` with a ``params`` stream (and ``dropout``, else ``default``).
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from flax import nnx
+      >>> from hippox.nnx.cells import CKConv
+      >>> layer = CKConv(4, hidden=16, l_max=64, rngs=nnx.Rngs(0))
+      >>> layer(jnp.ones((2, 64, 4), jnp.float32)).shape
+      (2, 64, 4)
+    """
+
+    config_class = _ckconv.CKConvConfig
+
+    def kernel(self, L: int, *, step_rescale=1.0) -> jax.Array:
+        """The sampled kernel ``(L, H_out, H_in)`` (lag-major, no dropout)."""
+        return self.config.kernel(self.conv_params(), L, step_rescale=step_rescale)
+
+
+class CKBlock(_ConvLayer):
+    """The reference's CKConv residual block (NNX): ``(..., L, H) -> (..., L, H)``.
+
+    Two CKConvs, each followed by LayerNorm, ReLU and dropout, then the residual and a
+    ReLU (`hippox._src.layers.ckconv.CKBlockConfig`, equations there). Dropout and
+    kernel dropout act in training mode (the default; `eval` turns them off) with keys
+    from the ``dropout`` stream of ``rngs``. No step mode. Usable as a `SequenceModel`
+    block: ``layer=lambda H, rngs: CKBlock(H, rngs=rngs)``.
+
+    Args:
+      H: channels.
+      **options: ``dropout`` and the `CKConvConfig` options of `CKBlockConfig`.
+      dtype: output dtype (None: the input's).
+      param_dtype: parameter storage dtype (default float32).
+      rngs: `flax.nnx.Rngs` with a ``params`` stream (and ``dropout``, else ``default``).
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from flax import nnx
+      >>> from hippox.nnx.cells import CKBlock
+      >>> block = CKBlock(4, hidden=8, l_max=16, rngs=nnx.Rngs(0))
+      >>> block.eval()
+      >>> block(jnp.ones((2, 16, 4), jnp.float32)).shape
+      (2, 16, 4)
+    """
+
+    config_class = _ckconv.CKBlockConfig

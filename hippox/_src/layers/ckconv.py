@@ -452,21 +452,25 @@ class CKBlockConfig(base.LayerConfig):
         if seq_lengths is not None:
             lengths = cb.check_seq_lengths(seq_lengths, u.shape[:-2], L)
         p, rd = self.prepared(params, u)
-        keys = [None] * 4 if dropout_key is None else list(jax.random.split(dropout_key, 4))
-        valid = jnp.ones(u.shape[:-1] + (1,), bool)
-        if lengths is not None:
-            valid = (jnp.arange(L) < lengths[..., None])[..., None]
-        conv, x = self.conv, u.astype(rd)
-        y = x
-        for k in (1, 2):
-            pk = {n[6:]: v for n, v in p.items() if n.startswith(f"conv{k}_")}
-            y = conv.apply(
-                pk, y, seq_lengths=lengths, step_rescale=step_rescale, dropout_key=keys[k - 1]
-            )
-            y = _group_norm(y, p[f"norm{k}_scale"], p[f"norm{k}_shift"], valid)
-            y = dropout(jax.nn.relu(y), self.dropout, keys[k + 1])
-        y = jax.nn.relu(y + x)
-        return jnp.where(valid, y, jnp.zeros((), y.dtype)).astype(out)
+        r = base.check_step_rescale(step_rescale, rd)
+        return _block_jit(self, p, u.astype(rd), lengths, r, out, dropout_key)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 5))
+def _block_jit(cfg, p, x, lengths, r, out, key):
+    L = x.shape[-2]
+    keys = [None] * 4 if key is None else list(jax.random.split(key, 4))
+    valid = jnp.ones(x.shape[:-1] + (1,), bool)
+    if lengths is not None:
+        valid = (jnp.arange(L) < lengths[..., None])[..., None]
+    conv, y = cfg.conv, x
+    for k in (1, 2):
+        pk = {n[6:]: v for n, v in p.items() if n.startswith(f"conv{k}_")}
+        y = _apply_jit(conv, pk, y, lengths, r, y.dtype, keys[k - 1])
+        y = _group_norm(y, p[f"norm{k}_scale"], p[f"norm{k}_shift"], valid)
+        y = dropout(jax.nn.relu(y), cfg.dropout, keys[k + 1])
+    y = jax.nn.relu(y + x)
+    return jnp.where(valid, y, jnp.zeros((), y.dtype)).astype(out)
 
 
 def _group_norm(y, scale, shift, valid):
