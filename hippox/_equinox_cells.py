@@ -254,7 +254,7 @@ class CKConv(_ConvLayer):
       key: jax.random key.
       param_dtype: parameter storage dtype (default float32).
       **options: ``hidden``, ``activation``, ``omega_0``, ``norm``, ``bias``, ``l_max``,
-        ``weight_dropout``.
+        ``weight_dropout``, ``smoothing_sigma``.
 
     Examples:
       >>> import jax, jax.numpy as jnp

@@ -300,7 +300,7 @@ class CKConv(_ConvLayer):
       param_dtype: parameter storage dtype (default float32).
       dtype: output dtype (None: the input's).
       **options: ``hidden``, ``activation``, ``omega_0``, ``norm``, ``bias``, ``l_max``,
-        ``weight_dropout``.
+        ``weight_dropout``, ``smoothing_sigma``.
 
     Examples:
       >>> import jax, jax.numpy as jnp

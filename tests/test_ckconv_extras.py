@@ -82,6 +82,31 @@ def test_kernel_dropout(rng):
     assert all(np.isfinite(v).all() for v in jax.tree.leaves(g))
 
 
+def test_gaussian_smoothing(rng):
+    """The reference's smoothing of the kernel for a finer sampling (r < 1)."""
+    sigma, r, L = 0.8, 0.5, 12  # h = int(1 / r) = 2: 5 taps
+    cfg = CKConvConfig(2, hidden=6, l_max=8, omega_0=5.0, smoothing_sigma=sigma)
+    plain = CKConvConfig(2, hidden=6, l_max=8, omega_0=5.0)
+    p = _params(cfg, rng)
+    K = np.asarray(plain.kernel(p, L, step_rescale=r), np.float64)  # r K(p_m), unsmoothed
+    j = np.arange(-2, 3)
+    G = np.exp(-(j**2) / (2 * sigma**2)) / (sigma * np.sqrt(2 * np.pi))
+    Ks = K.copy()
+    for o in range(2):
+        for i in range(2):
+            Ks[2 : L - 2, o, i] = np.convolve(K[:, o, i], G, mode="valid")
+    np.testing.assert_allclose(cfg.kernel(p, L, step_rescale=r), Ks, rtol=1e-10, atol=1e-12)
+    x = rng.normal(size=(L, 2))
+    y = cfg.apply(p, x, step_rescale=r)
+    np.testing.assert_allclose(y, _conv_numpy(Ks, x, p["bias"]), rtol=1e-9, atol=1e-10)
+    # no smoothing at r >= 1; a traced r is refused (the taps depend on it)
+    np.testing.assert_allclose(cfg.apply(p, x), plain.apply(p, x), rtol=1e-12)
+    with pytest.raises(ValueError, match="`step_rescale` must be a concrete scalar"):
+        jax.jit(lambda r: cfg.apply(p, x, step_rescale=r))(0.5)
+    with pytest.raises(ValueError, match="`smoothing_sigma` must be > 0"):
+        CKConvConfig(2, smoothing_sigma=0.0)
+
+
 def _group_norm_numpy(y, scale, shift, n):
     v = y[:n]
     z = (y - v.mean()) / np.sqrt(v.var() + 1e-12)

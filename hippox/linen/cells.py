@@ -282,7 +282,8 @@ class CKConv(_ConvLayer):
     """The continuous kernel convolution (linen): ``(..., L, H) -> (..., L, H)``.
 
     Fields: those of `hippox._src.layers.ckconv.CKConvConfig` (``H``, ``hidden``,
-    ``activation``, ``omega_0``, ``norm``, ``bias``, ``l_max``, ``weight_dropout``),
+    ``activation``, ``omega_0``, ``norm``, ``bias``, ``l_max``, ``weight_dropout``,
+    ``smoothing_sigma``),
     ``dtype``, ``param_dtype``; the call arguments are those of
     `hippox.nnx.CKConv.__call__` (no step mode, no carry), with ``deterministic``
     defaulting to True (no dropout).

@@ -295,7 +295,8 @@ class CKConv(_ConvLayer):
     Args:
       H: channels.
       **options: ``hidden``, ``activation``, ``omega_0``, ``norm``, ``bias``, ``l_max``,
-        ``weight_dropout`` of `CKConvConfig` (defaults: the reference's ``model=ckconv``).
+        ``weight_dropout``, ``smoothing_sigma`` of `CKConvConfig` (defaults: the
+        reference's ``model=ckconv``).
       dtype: output dtype (None: the input's).
       param_dtype: parameter storage dtype (default float32).
       rngs: `flax.nnx.Rngs` with a ``params`` stream (and ``dropout``, else ``default``).

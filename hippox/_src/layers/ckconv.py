@@ -10,10 +10,15 @@ The last position ``+1`` is lag 0 and positions decrease with the lag by the ste
 ``2 r / (l_max - 1)`` (``p_m = 1 - 2 m r / (l_max - 1)``), so at the training length
 ``L = l_max`` the grid is ``linspace(-1, 1, L)``, the reference's. ``r`` is
 ``step_rescale`` (another sampling rate: the reference scales the kernel by the same
-factor ``sr_change``; its Gaussian smoothing of the kernel for finer sampling is not
-reproduced). Sequences longer than ``l_max`` sample positions below ``-1``
-(extrapolation). With ``l_max=None`` the grid is ``linspace(-1, 1, L)`` of each call's
-length ``L`` (so the kernel, and the outputs, depend on the padded length).
+factor ``sr_change``). For a finer sampling (``r < 1``) the reference can smooth the
+sampled kernel along the lags with a Gaussian (its ``sigma``; ``smoothing_sigma`` here,
+off by default): ``2h + 1`` taps ``G(j) = exp(-j² / (2σ²)) / (σ sqrt(2π))``,
+``j = -h … h``, ``h = int(1 / r)``, replace each ``K_m`` with ``h <= m < L - h`` by
+``Σ_j G(j) K_{m+j}`` (the ``h`` first and last lags are kept; the weights are not
+normalised, as in the reference); ``r`` must then be a concrete number. Sequences
+longer than ``l_max`` sample positions below ``-1`` (extrapolation). With
+``l_max=None`` the grid is ``linspace(-1, 1, L)`` of each call's length ``L`` (so the
+kernel, and the outputs, depend on the padded length).
 
 The kernel net (the reference's ``KernelNet``: three weight-normalised pointwise
 layers ``1 -> hidden -> hidden -> H·H``, output index ``o·H + i``)::
@@ -125,6 +130,8 @@ class CKConvConfig(base.LayerConfig):
         training length; None: every call's own length.
       weight_dropout: kernel dropout rate in [0, 1) (default 0, the reference's); active
         only when a ``dropout_key`` is passed.
+      smoothing_sigma: ``σ > 0`` of the Gaussian smoothing of the kernel at
+        ``step_rescale < 1`` (module docstring), or None (default: no smoothing).
 
     Examples:
       >>> import jax, jax.numpy as jnp
@@ -143,6 +150,7 @@ class CKConvConfig(base.LayerConfig):
     bias: bool = True
     l_max: int | None = None
     weight_dropout: float = 0.0
+    smoothing_sigma: float | None = None
 
     def __post_init__(self):
         base.set_field(self, "H", _validate.check_size("H", self.H))
@@ -156,6 +164,22 @@ class CKConvConfig(base.LayerConfig):
         if self.l_max is not None:
             base.set_field(self, "l_max", _validate.check_size("l_max", self.l_max, minimum=2))
         base.set_field(self, "weight_dropout", check_rate("weight_dropout", self.weight_dropout))
+        if self.smoothing_sigma is not None:
+            sigma = _validate.check_real("smoothing_sigma", self.smoothing_sigma, positive=True)
+            base.set_field(self, "smoothing_sigma", sigma)
+
+    def smoothing_half_width(self, step_rescale) -> int:
+        """``h`` of the Gaussian smoothing at ``step_rescale`` (0: no smoothing)."""
+        if self.smoothing_sigma is None:
+            return 0
+        r = _validate.concrete_value(step_rescale)
+        if r is None or r.ndim != 0:
+            raise ValueError(
+                "`step_rescale` must be a concrete scalar when `smoothing_sigma` is set (the "
+                f"number of smoothing taps depends on it), got {step_rescale!r}."
+            )
+        r = float(r)
+        return int(1.0 / r) if 0 < r < 1 else 0
 
     @property
     def _siren(self) -> bool:
@@ -247,8 +271,9 @@ class CKConvConfig(base.LayerConfig):
         """
         L = _validate.check_size("L", L)
         p, rd = self.prepared(params)
+        h = self.smoothing_half_width(step_rescale)
         r = base.check_step_rescale(step_rescale, rd)
-        return _kernel_jit(self, p, L, r, dropout_key)
+        return _kernel_jit(self, p, L, r, dropout_key, h)
 
     def apply(
         self,
@@ -287,8 +312,9 @@ class CKConvConfig(base.LayerConfig):
         if seq_lengths is not None:
             lengths = cb.check_seq_lengths(seq_lengths, u.shape[:-2], L)
         p, rd = self.prepared(params, u)
+        h = self.smoothing_half_width(step_rescale)
         r = base.check_step_rescale(step_rescale, rd)
-        return _apply_jit(self, p, u.astype(rd), lengths, r, out, dropout_key)
+        return _apply_jit(self, p, u.astype(rd), lengths, r, out, dropout_key, h)
 
 
 def check_rate(name: str, value) -> float:
@@ -317,16 +343,29 @@ def check_no_carry(initial_carry, return_carry) -> None:
         )
 
 
-@functools.partial(jax.jit, static_argnums=(0, 2))
-def _kernel_jit(cfg, p, L, r, key=None):
-    K = cfg.kernel_net(p, cfg.positions(L, r, r.dtype))
-    return dropout(r * K[:L], cfg.weight_dropout, key)
+def _smooth(K, sigma: float, h: int):
+    """The reference's Gaussian smoothing of the kernel along the lags (module docstring)."""
+    L = K.shape[0]
+    if h == 0 or L <= 2 * h:
+        return K
+    j = np.arange(-h, h + 1, dtype=np.float64)
+    G = np.exp(-(j**2) / (2 * sigma**2)) / (sigma * np.sqrt(2 * np.pi))
+    inner = sum(float(G[k]) * K[k : L - 2 * h + k] for k in range(2 * h + 1))
+    return K.at[h : L - h].set(inner)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 5))
-def _apply_jit(cfg, p, u, lengths, r, out, key=None):
+@functools.partial(jax.jit, static_argnums=(0, 2, 5))
+def _kernel_jit(cfg, p, L, r, key=None, h=0):
+    K = dropout(cfg.kernel_net(p, cfg.positions(L, r, r.dtype))[:L], cfg.weight_dropout, key)
+    if h:
+        K = _smooth(K, cfg.smoothing_sigma, h)
+    return r * K
+
+
+@functools.partial(jax.jit, static_argnums=(0, 5, 7))
+def _apply_jit(cfg, p, u, lengths, r, out, key=None, h=0):
     L = u.shape[-2]
-    K = _kernel_jit(cfg, p, L, r, key)  # (L, H_out, H_in)
+    K = _kernel_jit(cfg, p, L, r, key, h)  # (L, H_out, H_in)
     valid = None
     if lengths is not None:
         valid = (jnp.arange(L) < lengths[..., None])[..., None]  # (..., L, 1)
@@ -367,8 +406,8 @@ class CKBlockConfig(base.LayerConfig):
       dropout: the block's dropout rate in [0, 1) (default 0.2, the reference's
         ``model=ckconv`` configuration).
       **conv: the fields of `CKConvConfig` but ``H`` (``hidden``, ``activation``,
-        ``omega_0``, ``norm``, ``bias``, ``l_max``, ``weight_dropout``), shared by both
-        convolutions.
+        ``omega_0``, ``norm``, ``bias``, ``l_max``, ``weight_dropout``,
+        ``smoothing_sigma``), shared by both convolutions.
 
     Examples:
       >>> import jax, jax.numpy as jnp
@@ -389,6 +428,7 @@ class CKBlockConfig(base.LayerConfig):
     bias: bool = True
     l_max: int | None = None
     weight_dropout: float = 0.0
+    smoothing_sigma: float | None = None
 
     def __post_init__(self):
         base.set_field(self, "dropout", check_rate("dropout", self.dropout))
@@ -452,12 +492,13 @@ class CKBlockConfig(base.LayerConfig):
         if seq_lengths is not None:
             lengths = cb.check_seq_lengths(seq_lengths, u.shape[:-2], L)
         p, rd = self.prepared(params, u)
+        h = self.conv.smoothing_half_width(step_rescale)
         r = base.check_step_rescale(step_rescale, rd)
-        return _block_jit(self, p, u.astype(rd), lengths, r, out, dropout_key)
+        return _block_jit(self, p, u.astype(rd), lengths, r, out, dropout_key, h)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 5))
-def _block_jit(cfg, p, x, lengths, r, out, key):
+@functools.partial(jax.jit, static_argnums=(0, 5, 7))
+def _block_jit(cfg, p, x, lengths, r, out, key, h):
     L = x.shape[-2]
     keys = [None] * 4 if key is None else list(jax.random.split(key, 4))
     valid = jnp.ones(x.shape[:-1] + (1,), bool)
@@ -466,7 +507,7 @@ def _block_jit(cfg, p, x, lengths, r, out, key):
     conv, y = cfg.conv, x
     for k in (1, 2):
         pk = {n[6:]: v for n, v in p.items() if n.startswith(f"conv{k}_")}
-        y = _apply_jit(conv, pk, y, lengths, r, y.dtype, keys[k - 1])
+        y = _apply_jit(conv, pk, y, lengths, r, y.dtype, keys[k - 1], h)
         y = _group_norm(y, p[f"norm{k}_scale"], p[f"norm{k}_shift"], valid)
         y = dropout(jax.nn.relu(y), cfg.dropout, keys[k + 1])
     y = jax.nn.relu(y + x)
