@@ -9,6 +9,10 @@ Groups (``ratio`` in the table = baseline median / row median, same run):
   system, the conjugate-closed ``2M × 2M`` one (the baseline).
   Both kernel groups use H = 256 channels and N = 64 (the conjugate-symmetric half:
   M = 32 complex modes), L in {1024, 4096, 16384}, complex64/float32.
+* ``kernel_dplr_fix``: `hippox.kernel_dplr` against its own formulation before the
+  float32 accuracy fix of issue 10 (``kernel_dplr_previous``: plain Woodbury, no pole
+  taken out of the Cauchy sums; the baseline), rank 1, at H = 64, N = 64, L = 1024 and
+  H = 256, N = 64, L = 4096.
 * ``s4d_layer``: one S4D layer (B = 8, H = 256, N = 64, L = 4096) in convolution mode
   (`kernel_diag` + `causal_conv`, and `causal_conv` alone with a precomputed kernel) vs
   the sequential recurrence (``lax.scan`` over L of the diagonal system, with the output
@@ -137,6 +141,79 @@ def _kernel_groups(H, N, lengths, naive_max_L, repeats) -> list[Row]:
     return diag_rows + dplr_rows
 
 
+def _woodbury_previous(k, b):
+    """``k00 - b k01 (I + b k11)^{-1} k10`` for rank 1 (the plain Woodbury formula)."""
+    k00, k01, k10, k11 = k[..., 0, 0], k[..., 0, 1], k[..., 1, 0], k[..., 1, 1]
+    return k00 - b * k01 * k10 / (1.0 + b * k11)
+
+
+def kernel_dplr_previous(Lam, P, B, Ct, dt, L):
+    """`kernel_dplr` as it was before the float32 accuracy fix (issue 10), the baseline.
+
+    Rank 1, ``conj_sym=True``, ``(H, M)`` complex64 inputs, ``P`` ``(1, H, M)``: the
+    Cauchy sums over all modes at z and conj(z), the plain Woodbury correction (no pole
+    taken out), nodes in chunks of the 32 MiB budget, irfft.
+    """
+    rows, M = Lam.shape
+    left = jnp.stack([Ct, P[0].conj()], axis=1)
+    right = jnp.stack([B, P[0]], axis=1)
+    v = (left[:, :, None] * right[:, None]).reshape(rows, 4, M)
+    nf = L // 2 + 1
+    zc = min(nf, max(1, (32 << 20) // 8 // (rows * (2 * M + 12))))
+    nchunk = -(-nf // zc)
+    theta = -2.0 * np.pi * np.arange(nf) / L
+    theta = np.concatenate([theta, np.zeros(nchunk * zc - nf)]).reshape(nchunk, zc)
+    nodes = (
+        jnp.asarray(-2j * np.sin(theta / 2), jnp.complex64),
+        jnp.asarray(np.cos(theta / 2), jnp.float32),
+        jnp.asarray(np.exp(-0.5j * theta), jnp.complex64),
+    )
+
+    def spectrum(node):
+        a, c, phase = node
+        b = dt[:, None] * c
+        bl = b[..., None] * Lam[:, None, :]
+        shape = (rows, a.shape[0], 2, 2)
+        k_z = jnp.einsum("hzm,hvm->hzv", 1.0 / (a[None, :, None] - bl), v).reshape(shape)
+        k_c = jnp.einsum("hzm,hvm->hzv", 1.0 / (-a[None, :, None] - bl), v).reshape(shape)
+        return (dt[:, None] * phase) * _woodbury_previous(k_z + k_c.conj(), b)
+
+    spec = jax.lax.map(spectrum, nodes)  # (nchunk, rows, zc)
+    spec = jnp.moveaxis(spec, 0, 1).reshape(rows, nchunk * zc)[:, :nf]
+    return jnp.fft.irfft(spec, n=L, axis=-1)
+
+
+def _dplr_fix_group(shapes, repeats) -> list[Row]:
+    """`kernel_dplr` now against its formulation before the float32 fix, same run."""
+    rows = []
+    for H, N, L in shapes:
+        Lam, P, B, C, dt = _system(H, N // 2, rank=1, seed=4)
+        params = f"H={H} N={N} L={L}"
+        args = (Lam, P, B, C, dt)
+        rows.append(
+            measure(
+                "kernel_dplr_fix",
+                "previous (plain Woodbury)",
+                params,
+                functools.partial(kernel_dplr_previous, L=L),
+                *args,
+                repeats=repeats,
+                baseline=True,
+            )
+        )
+        rows.append(
+            measure(
+                "kernel_dplr_fix",
+                "kernel_dplr (pole taken out)",
+                params,
+                functools.partial(hippox.kernel_dplr, L=L),
+                *args,
+                repeats=repeats,
+            )
+        )
+    return rows
+
+
 def _layer_group(Bs, H, N, L, repeats) -> list[Row]:
     M = N // 2
     Lam, _, B, C, dt = _system(H, M, rank=1, seed=1)
@@ -186,9 +263,21 @@ def _layer_group(Bs, H, N, L, repeats) -> list[Row]:
     ]
 
 
-def run(quick: bool) -> list[Row]:
+def run(quick: bool, only_fix: bool = False) -> list[Row]:
     if quick:
-        return _kernel_groups(32, 16, (256, 1024), 1024, 3) + _layer_group(2, 32, 16, 512, 3)
-    return _kernel_groups(256, 64, (1024, 4096, 16384), 16384, 3) + _layer_group(
-        8, 256, 64, 4096, 3
+        fix = _dplr_fix_group([(32, 16, 1024)], 3)
+        return (
+            fix
+            if only_fix
+            else _kernel_groups(32, 16, (256, 1024), 1024, 3)
+            + fix
+            + (_layer_group(2, 32, 16, 512, 3))
+        )
+    fix = _dplr_fix_group([(64, 64, 1024), (256, 64, 4096)], 5)
+    if only_fix:
+        return fix
+    return (
+        _kernel_groups(256, 64, (1024, 4096, 16384), 16384, 3)
+        + fix
+        + _layer_group(8, 256, 64, 4096, 3)
     )

@@ -29,8 +29,10 @@ step mode of ``hippox/_src/step.py``):
 
 Memory: `kernel_dplr` never forms an ``M × M`` matrix nor an ``(H, M, L)`` array; the
 frequency nodes are evaluated in groups within the budget of ``hippox/_src/kernels.py``
-(``kernels.MEMORY_BUDGET``). `dplr_c_tilde` and `dplr_c_from_tilde` form the dense
-matrix (``O(M³ log L)`` per channel): they are meant for initialisation.
+(``kernels.MEMORY_BUDGET``). `dplr_c_tilde` forms the dense matrix ``I - Ab^L``
+(``O(M³ log L)`` per channel); `dplr_c_from_tilde` sums resolvents at the L-th roots of
+unity (``O(L M rank²)`` per channel, no ``M × M`` matrix): both are meant for
+initialisation and step-mode setup, not for every training step.
 """
 
 from __future__ import annotations
@@ -214,7 +216,7 @@ def _det(m: jax.Array) -> jax.Array:
     return out
 
 
-def _woodbury_deflated(inv, d, left, right, v, b):
+def _woodbury_deflated(s, lm, rm, dm, b):
     """``k00 - b k01 (I + b k11)^{-1} k10`` with the nearest pole taken out analytically.
 
     The Cauchy sums ``k_ij = Σ_m left_i,m right_j,m / d_m`` are dominated, at a node close
@@ -227,23 +229,23 @@ def _woodbury_deflated(inv, d, left, right, v, b):
         g = det([[Q0, l'], [-rᵀ, d]]) / det([[I + b s11, b l1], [-r1ᵀ, d]])
 
     with ``Q0 = [[s00, s01], [b s10, I + b s11]]`` and ``l' = (l0, b l1)`` (the matrix
-    determinant lemma applied to the Schur complement ``det(Q) / det(Q11)``).
+    determinant lemma applied to the Schur complement ``det(Q) / det(Q11)``). Rank 1 uses
+    the expanded 3 × 3 / 2 × 2 determinants.
 
     Args:
-      inv: ``(rows, z, K)`` the reciprocals ``1/d`` of the K pole distances.
-      d: ``(rows, z, K)`` the pole distances.
-      left, right: ``(rows, 1+R, K)`` numerator factors (``v = left ⊗ right``).
-      v: ``(rows, (1+R)², K)`` the numerators.
+      s: ``(rows, z, 1+R, 1+R)`` the Cauchy sums without the nearest pole.
+      lm, rm: ``(rows, z, 1+R)`` that pole's numerator factors (``v = l ⊗ r``).
+      dm: ``(rows, z)`` its distance.
       b: ``(rows, z)``.
     """
-    rows, R1, K = left.shape
-    idx = jnp.argmin(d.real**2 + d.imag**2, axis=-1)  # (rows, z): the nearest pole
-    keep = jnp.arange(K) != idx[..., None]
-    s = jnp.einsum("hzm,hvm->hzv", jnp.where(keep, inv, 0), v)
-    s = s.reshape(*s.shape[:2], R1, R1)
-    dm = jnp.take_along_axis(d, idx[..., None], axis=-1)[..., 0]  # (rows, z)
-    gather = lambda x: jnp.take_along_axis(x[:, None], idx[:, :, None, None], axis=-1)[..., 0]
-    lm, rm = gather(left), gather(right)  # (rows, z, 1+R)
+    R1 = s.shape[-1]
+    b = b.astype(s.dtype)
+    if R1 == 2:
+        s00, s01, s10, s11 = s[..., 0, 0], s[..., 0, 1], s[..., 1, 0], s[..., 1, 1]
+        l0, l1, r0, r1 = lm[..., 0], lm[..., 1], rm[..., 0], rm[..., 1]
+        q = 1 + b * s11
+        num = s01 * b * (s10 * dm + l1 * r0) - l0 * (r0 * q - b * s10 * r1)
+        return s00 - num / (dm * q + b * l1 * r1)
     bb = b[..., None]
     eye = jnp.eye(R1 - 1, dtype=s.dtype)
     lower = eye + bb[..., None] * s[..., 1:, 1:]
@@ -267,6 +269,48 @@ def _woodbury_deflated(inv, d, left, right, v, b):
         axis=-2,
     )
     return _det(num) / _det(den)
+
+
+def _nearest(*dists):
+    """One-hot masks of the nearest pole over the halves' distances ``(rows, z, M)`` each.
+
+    The nearest pole is found with a min reduction (cheaper than argmin on CPU) and
+    compared back; where the minimum is not attained exactly once (a tie, e.g. repeated
+    modes) every mask is False and no pole is taken out (the plain Woodbury formula).
+    Returns the masks ``(rows, z, M)`` and the pole's index in its half ``(rows, z)``.
+    """
+    sq = [d.real**2 + d.imag**2 for d in dists]
+    low = functools.reduce(jnp.minimum, [x.min(axis=-1) for x in sq])[..., None]
+    hits = [x == low for x in sq]
+    once = sum(h.sum(axis=-1, dtype=np.int32) for h in hits) == 1
+    masks = [h & once[..., None] for h in hits]
+    iota = jnp.arange(sq[0].shape[-1], dtype=np.int32)
+    j = sum(jnp.sum(jnp.where(m, iota, 0), axis=-1) for m in masks)
+    return masks, j
+
+
+def _half_sums(d, out, j, left, right, v, *, conj: bool):
+    """The Cauchy sums of one half of the modes with the pole marked by ``out`` left out.
+
+    ``d`` ``(rows, z, M)`` are the pole distances of this half; its numerators are ``v``
+    (``conj=False``) or ``conj(v)`` (``conj=True``, the conjugate half of a closed set).
+    ``out`` ``(rows, z, M)`` marks at most one mode per node (index ``j`` ``(rows, z)``).
+    Returns ``s`` ``(rows, z, 1+R, 1+R)`` and the pole's ``l``, ``r`` ``(rows, z, 1+R)``
+    and ``d`` ``(rows, z)``, all zero where this half has no marked mode (with ``d``
+    set to 1 where no half has one, `_woodbury_deflated` is the plain formula).
+    """
+    rows, R1, M = left.shape
+    inv = 1.0 / jnp.where(out, 1, d)
+    inv = jnp.where(out, 0, inv.conj() if conj else inv)
+    s = jnp.einsum("hzm,hvm->hzv", inv, v).reshape(*d.shape[:2], R1, R1)
+    used = out.any(axis=-1)
+    gather = lambda x: jnp.take_along_axis(x, j[..., None], axis=1)  # (rows, z, ·)
+    lm = jnp.where(used[..., None], gather(jnp.swapaxes(left, 1, 2)), 0)
+    rm = jnp.where(used[..., None], gather(jnp.swapaxes(right, 1, 2)), 0)
+    dm = jnp.where(used, jnp.take_along_axis(d, j[..., None], axis=-1)[..., 0], 0)
+    if conj:  # d is this half's own distance; the numerators are conjugated
+        s, lm, rm = s.conj(), lm.conj(), rm.conj()
+    return s, lm, rm, dm
 
 
 def kernel_dplr(
@@ -390,10 +434,11 @@ def _kernel_dplr(Lam, P, B, Ct, dt, batch, *, L, conj_sym, chunk_size):
     left, right = left.astype(ctype), right.astype(ctype)
 
     nf = L // 2 + 1  # the nodes z = e^{iθ} irfft needs; each also gives its conjugate
-    per_node = rows * (8 * M + 3 * (R + 1) ** 2 + (R + 3) ** 2)
+    per_node = rows * (4 * M + 3 * (R + 1) ** 2 + (R + 3) ** 2)  # complex elements per node
     zc = chunk_size or max(1, kernels.budget_elements(kernels.memory_budget(), ctype) // per_node)
     zc = min(zc, nf)
     nchunk = -(-nf // zc)
+    zc = zc if chunk_size else -(-nf // nchunk)  # balanced chunks: little padding
     theta = -2.0 * np.pi * np.arange(nf) / L
     theta = np.concatenate([theta, np.zeros(nchunk * zc - nf)]).reshape(nchunk, zc)
     # Node constants in float64 on the host, cast once: a = -2i sin(θ/2), cos(θ/2), e^{-iθ/2}.
@@ -407,17 +452,26 @@ def _kernel_dplr(Lam, P, B, Ct, dt, batch, *, L, conj_sym, chunk_size):
         b = dt[:, None] * c  # (rows, zc)
         bl = b[..., None] * Lam[:, None, :]  # (rows, zc, M)
         d_z = a[None, :, None] - bl  # pole distances at z
-        d_c = -a[None, :, None] - bl  # ... and at conj(z)
         if conj_sym:
-            # Σ over the closed set at z: the half (poles Lambda) plus the conjugate half
-            # (poles conj(Lambda), numerators conj(v)), whose distances are conj(d_c).
-            d = jnp.concatenate([d_z, d_c.conj()], axis=-1)
-            lr = (jnp.concatenate([x, x.conj()], axis=-1) for x in (left, right))
-            g = _woodbury_deflated(1.0 / d, d, *lr, jnp.concatenate([v, v.conj()], -1), b)
+            # The closed set at z: the half (poles Lambda, numerators v) plus the conjugate
+            # half (poles conj(Lambda), numerators conj(v), distances a - b conj(Lambda),
+            # as a = -2i sin(θ/2) is imaginary); the nearest pole of both is taken out.
+            d_h = a[None, :, None] - bl.conj()
+            (out_z, out_h), j = _nearest(d_z, d_h)
+            one = _half_sums(d_z, out_z, j, left, right, v, conj=False)
+            two = _half_sums(d_h, out_h, j, left, right, v, conj=True)
+            s, lm, rm, dm = (x + y for x, y in zip(one, two, strict=True))
+            dm = jnp.where(out_z.any(-1) | out_h.any(-1), dm, 1)
+            g = _woodbury_deflated(s, lm, rm, dm, b)
         else:
-            g_z = _woodbury_deflated(1.0 / d_z, d_z, left, right, v, b)
-            g_c = _woodbury_deflated(1.0 / d_c, d_c, left, right, v, b)
-            g = 0.5 * (g_z + g_c.conj())
+            d_c = -a[None, :, None] - bl  # ... and at conj(z)
+
+            def half(d):
+                (out,), j = _nearest(d)
+                s, lm, rm, dm = _half_sums(d, out, j, left, right, v, conj=False)
+                return _woodbury_deflated(s, lm, rm, jnp.where(out.any(-1), dm, 1), b)
+
+            g = 0.5 * (half(d_z) + half(d_c).conj())
         return (dt[:, None] * phase) * g
 
     nodes = (a_nodes, c_nodes, phase_nodes)
@@ -456,9 +510,12 @@ def dplr_c_tilde(
     (something ≈ I)``), but it is ill-conditioned along slow modes (``|dt L A| << 1``)
     and every float32 matrix product perturbs those. With float32/complex64 inputs the
     transform therefore runs in complex128 whenever that exists (``jax_enable_x64`` on,
-    a CPU or GPU backend) and is cast back; otherwise it runs in complex64, where ``C``
-    can be off by ~1e-3 relative for spectra with ``Re(Lambda) ≈ 0`` at ``dt L ≈ 4``
-    (measured: ``fout``, ``dt = 2e-3``, ``L = 4096``).
+    a CPU or GPU backend) and is cast back. Otherwise (x64 off, JAX's default, or a TPU)
+    the complex64 result (up to 3e-4 off for ``fout``, ``dt = 2e-3``, ``L = 4096``) gets
+    one step of iterative refinement, whose residual ``C - C̃ (I - Ab^L)^{-1}`` comes
+    from the accurate resolvent form of `dplr_c_from_tilde`: measured within 1.3e-5 of
+    float64 for the ``fout``, ``legt``, ``legs``, ``lagt`` spectra at ``N = 64``, ``L =
+    4096``, ``dt`` in ``[1e-3, 1e-1]``.
 
     Args:
       C: ``(..., M)`` output vector (the first half of ``C_full`` with ``conj_sym``).
@@ -502,9 +559,17 @@ def dplr_c_from_tilde(
 
     Used by the step (recurrent) mode, which needs the plain ``C``. With ``conj_sym=True``
     the inverse is taken on the closed system (``C_full = C̃_full (I - Ab_full^L)^{-1}``,
-    first half returned). Same cost remarks as `dplr_c_tilde`; ``I - Ab^L`` is invertible
-    when ``Ab`` has no eigenvalue that is an L-th root of unity (always true for a stable
-    ``A``).
+    first half returned). ``I - Ab^L`` is invertible when ``Ab`` has no eigenvalue that
+    is an L-th root of unity (always true for a stable ``A``).
+
+    Method: ``Ab^L`` is never formed. Partial fractions give ``(I - Ab^L)^{-1} = (1/L)
+    Σ_k (I - z_k Ab)^{-1}`` over the L-th roots of unity ``z_k``, and each row
+    ``C̃ (I - z_k Ab)^{-1}`` is a Woodbury solve of the diagonal-plus-low-rank resolvent
+    with the nearest pole of ``diag(Lambda)`` solved for exactly (as in `kernel_dplr`):
+    ``O(L M rank²)`` per channel, in the inputs' precision. In complex64 (x64 off) it is
+    within ~3e-6 of float64 where the dense complex64 power was ~1e-3 off (``fout``,
+    ``N = 32..64``, ``L = 512..4096``, ``dt`` in ``[1e-3, 1e-1]``), so S4's step mode
+    matches its convolution in float32 without x64.
 
     Args:
       C_tilde: ``(..., M)`` output vector in S4's parameterisation.
@@ -548,25 +613,121 @@ def _wide_available() -> bool:
 def _c_tilde(Lam, P, B, C, dt, batch, *, L, inverse, conj_sym):
     Lam, P, _, C, dt, rtype = _dplr_flatten(Lam, P, B, C, dt, batch)
     ctype = Lam.dtype
-    if rtype != np.float64 and _wide_available():
+    if inverse:
+        out = _c_from_tilde_nodes(Lam, P, C, dt, L=L, conj_sym=conj_sym)
+    elif rtype == np.float64 or _wide_available():
         # ``I - Ab^L`` is ill-conditioned along the slow modes (``|dt L A| << 1``): every
-        # float32 product of the powering perturbs them by ~eps |Ab|, up to 2e-3 relative
-        # in C at dt = 1e-3, L = 4096 (fout). The transform is small (once per parameter
+        # float32 product of the powering perturbs them by ~eps |Ab|, up to 3e-4 relative
+        # in C̃ at dt = 2e-3, L = 4096 (fout). The transform is small (once per parameter
         # set), so where complex128 exists it runs in complex128 and is cast back.
-        Lam, P, C = (x.astype(np.complex128) for x in (Lam, P, C))
-        dt = dt.astype(np.float64)
-    out = _c_tilde_core(Lam, P, C, dt, L=L, inverse=inverse, conj_sym=conj_sym)
+        wide = (x.astype(np.complex128) for x in (Lam, P, C))
+        out = _c_tilde_dense(*wide, dt.astype(np.float64), L=L, conj_sym=conj_sym)(C)
+    else:
+        # complex64 only: the dense C (I - Ab^L), then one step of iterative refinement
+        # whose residual C - C̃ (I - Ab^L)^{-1} comes from the accurate node form.
+        apply = _c_tilde_dense(Lam, P, C, dt, L=L, conj_sym=conj_sym)
+        out = apply(C)
+        out = out + apply(C - _c_from_tilde_nodes(Lam, P, out, dt, L=L, conj_sym=conj_sym))
     return out.astype(ctype).reshape(*batch, out.shape[-1])
 
 
-def _c_tilde_core(Lam, P, C, dt, *, L, inverse, conj_sym):
-    """``C (I - Ab^L)`` or ``C (I - Ab^L)^{-1}`` on flattened rows (traced)."""
+def _c_tilde_dense(Lam, P, C, dt, *, L, conj_sym):
+    """``x -> x (I - Ab^L)`` (first ``M`` entries) on flattened rows, ``I - Ab^L`` dense."""
     M = Lam.shape[-1]
     if conj_sym:  # the conjugate-closed 2M-mode system; its C and C̃ are conj-symmetric
-        Lam, P, C = closed_modes(Lam, P, C)
+        Lam, P = closed_modes(Lam, P)
     IA = identity_minus_power(Lam, jnp.moveaxis(P, 1, 0), dt, L)  # (rows, M', M')
-    if inverse:
-        out = jnp.linalg.solve(jnp.swapaxes(IA, -1, -2), C[..., None])[..., 0]
+
+    def apply(x):
+        x = conj_closed(x) if conj_sym else x
+        return jnp.einsum("hn,hnm->hm", x.astype(IA.dtype), IA)[:, :M]
+
+    return apply
+
+
+def _c_from_tilde_nodes(Lam, P, Ct, dt, *, L, conj_sym):
+    """``C = C̃ (I - Ab^L)^{-1}`` from resolvents at the L-th roots of unity (traced).
+
+    Partial fractions of ``1 / (1 - x^L)`` give ``(I - Ab^L)^{-1} = (1/L) Σ_k (I - z_k
+    Ab)^{-1}`` over ``z_k = e^{iθ_k}``, ``θ_k = 2πk/L``, and the bilinear form gives
+    ``(I - z Ab)^{-1} = e^{-iθ/2} (a I - b A)^{-1} (I - dt/2 A)`` with ``a = -2i
+    sin(θ/2)``, ``b = dt cos(θ/2)`` (as in `kernel_dplr`). So ``C = s (I - dt/2 A)`` with
+    ``s = (1/L) Σ_k e^{-iθ_k/2} C̃ (a_k I - b_k A)^{-1}``, and each row ``C̃ (a I -
+    b A)^{-1}`` is the Woodbury inverse of ``diag(a - b Lambda) + b Pᵀ conj(P)``:
+    ``w_m = (C̃_m - b Σ_r q_r conj(P_rm)) / (a - b Lambda_m)``, ``q = k01 (I + b
+    k11)^{-1}``, ``k01_r = Σ_n C̃_n P_rn / d_n``, ``k11_rs = Σ_n conj(P_rn) P_sn / d_n``.
+
+    Neither ``A`` nor ``Ab^L`` is formed: the near-singular ``I - Ab^L`` (slow modes,
+    ``|1 - λ^L| << 1``) appears only through the pole terms ``1 / (a - b λ)``, whose
+    distances are computed from ``Lambda`` and the host-exact node constants, so the
+    conversion keeps float32 accuracy where the dense powering loses ~1e-3 (every
+    rounding of a product of ``Ab`` moves the slow eigenvalues, amplified L times).
+    Cost ``O(L M rank²)`` per row, nodes in chunks within ``kernels.memory_budget()``.
+
+    Args:
+      Lam: ``(rows, M)``; P: ``(rows, R, M)``; Ct: ``(rows, M)``; dt: ``(rows,)`` real.
+
+    Returns:
+      ``(rows, M)`` complex ``C`` (the first half of ``C_full`` for ``conj_sym``).
+    """
+    ctype = Lam.dtype
+    rtype = dt.dtype
+    rows, R, M = P.shape
+    if conj_sym:  # the conjugate-closed 2M-mode system; C̃_full and C_full conj-symmetric
+        Lam, P, Ct = closed_modes(Lam, P, Ct)
+    Mf = Lam.shape[-1]
+    per_node = rows * (6 * Mf + 2 * (R + 1) ** 2)  # complex elements per node
+    zc = max(1, min(L, kernels.budget_elements(kernels.memory_budget(), ctype) // per_node))
+    nchunk = -(-L // zc)
+    theta = 2.0 * np.pi * np.arange(nchunk * zc) / L
+    weight = (np.arange(nchunk * zc) < L) / L  # padding nodes contribute nothing
+    nodes = (
+        jnp.asarray((-2j * np.sin(theta / 2)).reshape(nchunk, zc), ctype),
+        jnp.asarray(np.cos(theta / 2).reshape(nchunk, zc), rtype),
+        jnp.asarray((weight * np.exp(-0.5j * theta)).reshape(nchunk, zc), ctype),
+    )
+    Pc = P.conj()
+    eye = jnp.eye(R, dtype=ctype)
+
+    def partial_sum(node):  # (zc,) node constants -> (rows, M) Σ_k weight_k w(z_k)[:M]
+        a, c, wgt = node
+        b = dt[:, None] * c  # (rows, zc)
+        d = a[None, :, None] - b[..., None] * Lam[:, None, :]  # (rows, zc, Mf)
+        # The nearest pole j is taken out of the sums and solved for with the low-rank
+        # unknowns y = b w Pᵀ: [y, w_j] [[I + b s11, conj(P_j)], [-b P_jᵀ, d_j]] = [b s01, C̃_j]
+        # (s: the sums without mode j), so 1/d_j never meets the Woodbury cancellation.
+        j = jnp.argmin(d.real**2 + d.imag**2, axis=-1)  # (rows, zc)
+        onehot = jnp.arange(Mf) == j[..., None]
+        inv = jnp.where(onehot, 0, 1.0 / jnp.where(onehot, 1, d))
+        s01 = jnp.einsum("hzn,hn,hrn->hzr", inv, Ct, P)
+        s11 = jnp.einsum("hzn,hrn,hsn->hzrs", inv, Pc, P)
+        pick = lambda x: jnp.take_along_axis(x[:, None], j[:, :, None, None], axis=-1)[..., 0]
+        Pj = pick(P)  # (rows, zc, R)
+        dj = jnp.take_along_axis(d, j[..., None], axis=-1)  # (rows, zc, 1)
+        Cj = jnp.take_along_axis(Ct[:, None], j[..., None], axis=-1)
+        bb = b.astype(ctype)[..., None]
+        G = jnp.concatenate(
+            [
+                jnp.concatenate([eye + bb[..., None] * s11, Pj.conj()[..., None]], axis=-1),
+                jnp.concatenate([-bb * Pj, dj], axis=-1)[..., None, :],
+            ],
+            axis=-2,
+        )
+        rhs = jnp.concatenate([bb * s01, Cj], axis=-1)
+        yt = jnp.linalg.solve(jnp.swapaxes(G, -1, -2), rhs[..., None])[..., 0]
+        y, t = yt[..., :R], yt[..., R:]
+        num = Ct[:, None, :M] - jnp.einsum("hzr,hrm->hzm", y, Pc[..., :M])
+        w = num * inv[..., :M] + jnp.where(onehot[..., :M], t, 0)
+        return jnp.einsum("z,hzm->hm", wgt, w)
+
+    if nchunk == 1:
+        s = partial_sum(tuple(x[0] for x in nodes))
     else:
-        out = jnp.einsum("hn,hnm->hm", C, IA)
+        s = jax.lax.map(partial_sum, nodes).sum(0)
+    if conj_sym:
+        s = jnp.concatenate([s, s.conj()], axis=-1)
+    # C = s (I - dt/2 A) = s (1 - dt/2 Lambda) + dt/2 Σ_r (s · P_r) conj(P_r), first M.
+    h = (dt / 2).astype(ctype)[:, None]
+    sp = jnp.einsum("hn,hrn->hr", s, P)
+    out = s * (1 - h * Lam) + h * jnp.einsum("hr,hrm->hm", sp, Pc)
     return out[:, :M]

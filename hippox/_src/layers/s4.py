@@ -58,10 +58,11 @@ class S4Config(SISOConfig):
     `hippox._src.layers.siso`. To start from a plain ``C``, store
     ``hippox.dplr_c_tilde(C, Lambda, P, dt, l_max)``. The random initial ``C`` is
     drawn directly as ``C_tilde`` (complex normal; ``C -> C_tilde`` is a bijection).
-    Precision note: when ``l_max * dt * |A|`` is small, ``I - Ab^l_max`` is close to
-    singular and the step mode's ``C`` loses digits in float32 (the convolution mode is
-    unaffected); with ``l_max * dt = O(1)`` or more, the usual S4 regime, step and
-    convolution agree to float32 precision.
+    Precision: ``I - Ab^l_max`` is close to singular along slow modes, but
+    `hippox.dplr_c_from_tilde` never forms it (a resolvent sum at the roots of unity), so
+    in float32, with or without ``jax_enable_x64``, the step mode and the convolution
+    both stay within 1e-4 of float64 for every ``ssm_init`` at ``l_max = 4096`` over the
+    default ``dt`` range (measured with x64 off: ``fout`` step 2.5e-5, was 2.3e-3).
 
     Parameters (G = ``n_ssm``, M = N/2 or N, r = ``rank``, c = ``channels``):
     ``Lambda_re`` (G, M), ``Lambda_im`` (G, M), ``P`` (r, G, M, 2), ``B`` (G, M, 2),
