@@ -407,8 +407,12 @@ def test_errors_and_dtypes():
         lambda H, rngs: nnx_cells.LipschitzRNN(H, H, rngs=rngs),
         lambda H, rngs: nnx_cells.UnICORNN(H, H, n_layers=1, dt=0.5, alpha=1.0, rngs=rngs),
         lambda H, rngs: nnx_cells.CKConv(H, hidden=8, l_max=16, omega_0=10.0, rngs=rngs),
+        pytest.param(
+            lambda H, rngs: nnx_cells.CKBlock(H, hidden=8, l_max=16, omega_0=10.0, rngs=rngs),
+            marks=pytest.mark.slow,
+        ),
     ],
-    ids=["lipschitz", "unicornn", "ckconv"],
+    ids=["lipschitz", "unicornn", "ckconv", "ckblock"],
 )
 def test_learns_in_sequence_model(make):
     """A few Adam steps on a tiny task (regress 4 x the sequence mean) cut the loss."""
