@@ -11,6 +11,14 @@ Groups:
 * ``scan_diag``: `hippox.linear_recurrence` on a complex64 diagonal system
   (H channels × N states), ``method='sequential'`` (baseline) vs
   ``'associative'``, full state sequence.
+* ``scan_vs_s5``: the same system, input projection given and no ``x0``: S5's own
+  formulation in plain JAX (baseline: `jax.lax.associative_scan` over
+  ``(Lambda_bar, Bu)`` elements with ``(a_i, b_i), (a_j, b_j) -> (a_j a_i, a_j b_i + b_j)``,
+  one channel's ``(L, N)`` at a time under `jax.vmap`) vs
+  ``linear_recurrence(method='associative')``.
+* ``legs_online`` also has a ``loop floor`` row: a `lax.scan` whose step is one
+  ``N``-vector multiply-add (``L + N`` steps, as many as the skewed schedule's sweeps);
+  XLA's per-iteration cost on CPU bounds every sequential O(N) memory from below.
 """
 
 from __future__ import annotations
@@ -52,6 +60,29 @@ def _dense_legs(f: jax.Array, N: int) -> jax.Array:
     return c
 
 
+def _s5_scan(Lambda_bar: jax.Array, Bu: jax.Array) -> jax.Array:
+    """S5's associative scan (its formulation, plain JAX): ``(H, N)``, ``(H, L, N)`` -> states."""
+
+    def op(e_i, e_j):
+        a_i, b_i = e_i
+        a_j, b_j = e_j
+        return a_j * a_i, a_j * b_i + b_j
+
+    def one(lam, bu):
+        elements = lam * jnp.ones((bu.shape[0], lam.shape[0]), lam.dtype)
+        return lax.associative_scan(op, (elements, bu))[1]
+
+    return jax.vmap(one)(Lambda_bar, Bu)
+
+
+def _loop_floor(f: jax.Array, N: int) -> jax.Array:
+    """The cheapest sequential loop of the same length: one N-vector multiply-add per step."""
+    steps = jnp.concatenate([f, jnp.zeros(N, f.dtype)])
+    w = jnp.linspace(0.5, 0.9, N, dtype=f.dtype)
+    x, _ = lax.scan(lambda x, fk: (w * x + fk, None), jnp.zeros(N, f.dtype), steps)
+    return x
+
+
 def _project(N: int, final_only: bool):
     return lambda f: hippox.hippo_project(f, "legs", N, final_only=final_only)
 
@@ -82,6 +113,16 @@ def run(quick: bool) -> list[Row]:
                 "hippo_project (skewed)",
                 params,
                 _project(N, True),
+                f,
+                repeats=3 if quick else 5,
+            )
+        )
+        rows.append(
+            measure(
+                "legs_online",
+                "loop floor (N-vector FMA scan)",
+                params,
+                lambda f, N=N: _loop_floor(f, N),
                 f,
                 repeats=3 if quick else 5,
             )
@@ -150,5 +191,28 @@ def run(quick: bool) -> list[Row]:
                     baseline=method == "sequential",
                 )
             )
+        rows.append(
+            measure(
+                "scan_vs_s5",
+                "S5 associative_scan",
+                params,
+                _s5_scan,
+                Ab,
+                Bu,
+                repeats=3,
+                baseline=True,
+            )
+        )
+        rows.append(
+            measure(
+                "scan_vs_s5",
+                "linear_recurrence associative",
+                params,
+                lambda A, b: hippox.linear_recurrence(A, b, diagonal=True, method="associative"),
+                Ab,
+                Bu,
+                repeats=3,
+            )
+        )
         del Bu
     return rows
