@@ -1,5 +1,7 @@
 """SaShiMi pooling backbone: causal resampling identities, causality, shapes, errors."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -8,6 +10,15 @@ from flax import nnx
 
 from hippox._src.layers import pooling
 from hippox.nnx import SaShiMi
+
+#: the default-run model (built once: every block's initialisation and eager op compiles
+#: are shared by the tests below); P = prod(pool) = 4 positions per chunk
+KW64 = dict(n_layers=1, pool=(2, 2), ff=1, layer_kwargs={"N": 4}, param_dtype=jnp.float64)
+
+
+@pytest.fixture(scope="module")
+def model64():
+    return SaShiMi(3, **KW64, rngs=nnx.Rngs(1))
 
 
 def test_fold_unfold_and_shift(rng):
@@ -23,20 +34,20 @@ def test_fold_unfold_and_shift(rng):
     np.testing.assert_array_equal(shifted[:, 1:], x[:, :-1])
 
 
-@pytest.mark.parametrize("unet", [False, True])
-def test_causal_and_shapes(unet, rng):
-    model = SaShiMi(
-        4, n_layers=1, pool=(2, 2), ff=2, unet=unet, layer_kwargs={"N": 4}, rngs=nnx.Rngs(0)
-    )
-    u = jnp.asarray(rng.standard_normal((2, 16, 4)), jnp.float32)
-    y = model(u)
-    assert y.shape == u.shape and y.dtype == jnp.float32
-    t = 9
-    v = u.at[:, t:].set(jnp.asarray(rng.standard_normal((2, 16 - t, 4)), jnp.float32))
-    yv = model(v)
-    np.testing.assert_allclose(yv[:, :t], y[:, :t], rtol=1e-5, atol=1e-5)
+@pytest.mark.parametrize("unet", [False, pytest.param(True, marks=pytest.mark.slow)])
+def test_causal_and_shapes(unet, model64, rng):
+    model = model64 if not unet else SaShiMi(3, **KW64, unet=True, rngs=nnx.Rngs(0))
+    u = jnp.asarray(rng.standard_normal((2, 12, 3)))
+    y = _call(model, u)
+    assert y.shape == u.shape and y.dtype == jnp.float64
+    t = 5
+    v = u.at[:, t:].set(jnp.asarray(rng.standard_normal((2, 12 - t, 3))))
+    yv = _call(model, v)
+    np.testing.assert_allclose(yv[:, :t], y[:, :t], rtol=1e-12, atol=1e-12)
     assert float(jnp.max(jnp.abs(yv[:, t:] - y[:, t:]))) > 1e-3  # the future does change
-    grads = nnx.grad(lambda m: jnp.mean(m(u) ** 2))(model)
+    if not unet:
+        return  # gradients once (slow run): finite through every block and both poolings
+    grads = nnx.jit(nnx.grad(lambda m: jnp.mean(m(u) ** 2)))(model)
     leaves = jax.tree_util.tree_leaves(grads)
     assert leaves and all(bool(jnp.all(jnp.isfinite(g))) for g in leaves)
 
@@ -58,57 +69,63 @@ def test_bad_input():
 # ----------------------------------------------------------------------------- step mode
 
 
-def _scan_steps(model, carry, us):
-    """``model.step`` over ``us`` ``(B, L, H)`` under one jit (a lax.scan)."""
-    graphdef, state = nnx.split(model)
-
-    @jax.jit
-    def run(state, carry, us):
-        m = nnx.merge(graphdef, state)
-        sp = m.setup_step()
-        return jax.lax.scan(lambda c, x: m.step(c, x, sp), carry, jnp.moveaxis(us, 1, 0))
-
-    carry, ys = run(state, carry, us)
+@functools.partial(jax.jit, static_argnums=0)
+def _run_steps(graphdef, state, carry, us):
+    m = nnx.merge(graphdef, state)
+    sp = m.setup_step()
+    carry, ys = jax.lax.scan(lambda c, x: m.step(c, x, sp), carry, jnp.moveaxis(us, 1, 0))
     return carry, jnp.moveaxis(ys, 0, 1)
 
 
-@pytest.mark.parametrize("unet", [False, True])
-def test_step_prefill_and_chunks_equal_one_call(unet, rng):
-    # float64 end to end: the step loop (buffers, lax.cond per level) and the chunked
-    # call (fold / shifted unfold with carried buffers) are two computations of one map
-    model = SaShiMi(
-        3,
-        n_layers=1,
-        pool=(2, 3),
-        ff=1,
-        unet=unet,
-        layer_kwargs={"N": 4},
-        param_dtype=jnp.float64,
-        rngs=nnx.Rngs(1),
-    )
-    u = jnp.asarray(rng.standard_normal((2, 18, 3)))
-    y = model(u)
-    # every position stepped from zeros
-    carry_s, ys = _scan_steps(model, model.initialize_carry((2,)), u)
-    np.testing.assert_allclose(ys, y, rtol=1e-10, atol=1e-10)
-    # prefill 6 positions in one call, step the rest
-    carry6, y6 = model(u[:, :6], return_carry=True)
-    carry_p, yp = _scan_steps(model, carry6, u[:, 6:])
-    np.testing.assert_allclose(y6, y[:, :6], rtol=1e-10, atol=1e-10)
-    np.testing.assert_allclose(yp, y[:, 6:], rtol=1e-10, atol=1e-10)
-    # chunks of 6 and 12 with the carry passed along; the carry equals the stepped one
-    carry_c, yc = model(u[:, 6:], initial_carry=carry6, return_carry=True)
-    np.testing.assert_allclose(yc, y[:, 6:], rtol=1e-10, atol=1e-10)
-    assert int(carry_c.count) == int(carry_s.count) == int(carry_p.count) == 18
-    for a, b in zip(jax.tree.leaves(carry_c), jax.tree.leaves(carry_s), strict=True):
+@functools.partial(jax.jit, static_argnums=(0, 4))
+def _run_call(graphdef, state, u, carry, return_carry):
+    return nnx.merge(graphdef, state)(u, initial_carry=carry, return_carry=return_carry)
+
+
+def _call(model, u, carry=None, return_carry=False):
+    """``model(u, initial_carry=carry, return_carry=...)`` under one (cached) jit."""
+    return _run_call(*nnx.split(model), u, carry, return_carry)
+
+
+def _scan_steps(model, carry, us):
+    """``model.step`` over ``us`` ``(B, L, H)``: a lax.scan under one (cached) jit."""
+    return _run_steps(*nnx.split(model), carry, us)
+
+
+def _check_step_and_chunks(model, P, rng):
+    u = jnp.asarray(rng.standard_normal((2, 3 * P, 3)))
+    y = _call(model, u)
+    # P positions stepped from zeros give the outputs and the carry of one call on them
+    carry_s, ys = _scan_steps(model, model.initialize_carry((2,)), u[:, :P])
+    carry_p, yp = _call(model, u[:, :P], return_carry=True)
+    np.testing.assert_allclose(ys, y[:, :P], rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(yp, y[:, :P], rtol=1e-10, atol=1e-10)
+    assert int(carry_s.count) == int(carry_p.count) == P
+    for a, b in zip(jax.tree.leaves(carry_p), jax.tree.leaves(carry_s), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-10)
-    # a call accepts a carry produced by step (at a pooling boundary)
-    _, y_after = model(
-        u[:, 12:], initial_carry=_scan_steps(model, carry6, u[:, 6:12])[0], return_carry=True
-    )
-    np.testing.assert_allclose(y_after, y[:, 12:], rtol=1e-10, atol=1e-10)
+    # prefill then step; a call continues from the stepped carry; chunks equal one call
+    carry_2p, y2 = _scan_steps(model, carry_p, u[:, P : 2 * P])
+    np.testing.assert_allclose(y2, y[:, P : 2 * P], rtol=1e-10, atol=1e-10)
+    y3 = _call(model, u[:, 2 * P :], carry_2p)
+    np.testing.assert_allclose(y3, y[:, 2 * P :], rtol=1e-10, atol=1e-10)
+    yc = _call(model, u[:, P:], carry_p)
+    np.testing.assert_allclose(yc, y[:, P:], rtol=1e-10, atol=1e-10)
 
 
+def test_step_prefill_and_chunks_equal_one_call(model64, rng):
+    # float64 end to end: the step loop (buffers, a lax.cond per coarse level) and the
+    # chunked call (fold / shifted unfold with carried buffers) are two computations of
+    # one map; two resolutions below the input
+    _check_step_and_chunks(model64, 4, rng)
+
+
+@pytest.mark.slow
+def test_step_prefill_and_chunks_unet(rng):
+    model = SaShiMi(3, **{**KW64, "pool": (2, 3)}, unet=True, rngs=nnx.Rngs(2))
+    _check_step_and_chunks(model, 6, rng)
+
+
+@pytest.mark.slow
 def test_step_float32_and_generation_loop(rng):
     # float32 (the default): prefill + step within 1e-5 of one call; a sampler-style loop
     # (prefill, then feed each output back as the next input under lax.scan) equals the
@@ -153,9 +170,10 @@ def test_step_float32_and_generation_loop(rng):
 # ----------------------------------------------------------------------------- frameworks
 
 
-def test_linen_haiku_equinox_equal_nnx(rng):
-    # the same parameters (the NNX tree, grouped for linen/Haiku) give the same outputs
-    # and step outputs in every framework; float64 so any wiring difference shows
+def test_linen_haiku_equinox_equal_nnx(model64, rng):
+    # the same parameters (the NNX tree, grouped for linen/Haiku) give the same outputs,
+    # chunked outputs and step outputs in every framework; float64 so any wiring
+    # difference shows
     import equinox as eqx
     import haiku as hk
 
@@ -164,57 +182,74 @@ def test_linen_haiku_equinox_equal_nnx(rng):
     import hippox.linen
     from hippox._src.layers import sashimi as core
 
-    kw = dict(n_layers=1, pool=(2,), ff=1, unet=True, layer_kwargs={"N": 4})
-    model = SaShiMi(3, **kw, param_dtype=jnp.float64, rngs=nnx.Rngs(3))
+    model, P = model64, 4
+    kw = {k: v for k, v in KW64.items()}
     params = nnx.to_pure_dict(nnx.state(model, nnx.Param))
     grouped = core.group_params(params)
-    u = jnp.asarray(rng.standard_normal((2, 4, 3)))
-    carry, y = model(u[:, :2], return_carry=True)
-    _, y_step = model.step(carry, u[:, 2])
-    y = jnp.concatenate([y, model(u[:, 2:], initial_carry=carry)], axis=1)
+    u = jnp.asarray(rng.standard_normal((2, 3 * P, 3)))
+    y = _call(model, u)
+    carry, _ = _call(model, u[:, :P], return_carry=True)
+    _, y_step = _scan_steps(model, carry, u[:, P : P + 1])
+    y_step = y_step[:, 0]
 
-    f64 = dict(param_dtype=jnp.float64)
-    eq = hippox.equinox.SaShiMi(3, **kw, **f64, key=jax.random.key(0))
+    eq = hippox.equinox.SaShiMi(3, **kw, key=jax.random.key(0))
     eq = eqx.tree_at(lambda m: m.params, eq, params)
-    np.testing.assert_allclose(jax.vmap(eq)(u), y, rtol=1e-12, atol=1e-12)
-    eq_carry = eq.initialize_carry((2,))
-    eq_carry, _ = eq(u[:, :2], initial_carry=eq_carry, return_carry=True)
-    np.testing.assert_allclose(eq.step(eq_carry, u[:, 2])[1], y_step, rtol=1e-12, atol=1e-12)
+
+    @eqx.filter_jit
+    def eq_run(eq, u):  # one sequence per call, vmapped (Equinox's convention)
+        def one(u):
+            c, _ = eq(u[:P], initial_carry=eq.initialize_carry(), return_carry=True)
+            return eq(u), eq.step(c, u[P])[1]
+
+        return jax.vmap(one)(u)
+
+    eq_y, eq_step = eq_run(eq, u)
+    np.testing.assert_allclose(eq_y, y, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(eq_step, y_step, rtol=1e-12, atol=1e-12)
 
     def hk_fn(u, c):
-        m = hippox.haiku.SaShiMi(3, **kw, **f64)
-        c2, y0 = m(u[:, :2], initial_carry=c, return_carry=True)
-        return m(u), m.step(c2, u[:, 2])[1]
+        m = hippox.haiku.SaShiMi(3, **kw)
+        c2, _ = m(u[:, :P], initial_carry=c, return_carry=True)
+        return m(u), m.step(c2, u[:, P])[1]
 
     f = hk.transform(hk_fn)
     c0 = model.initialize_carry((2,))
-    hk_params = f.init(jax.random.key(0), u, c0)
+    hk_params = jax.eval_shape(f.init, jax.random.key(0), u, c0)
     assert set(hk_params) == {f"sashimi/~/{g}" for g in grouped}
-    hk_y, hk_step = f.apply({f"sashimi/~/{g}": v for g, v in grouped.items()}, None, u, c0)
+    hk_tree = {f"sashimi/~/{g}": v for g, v in grouped.items()}
+    hk_y, hk_step = jax.jit(f.apply)(hk_tree, None, u, c0)
     np.testing.assert_allclose(hk_y, y, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(hk_step, y_step, rtol=1e-12, atol=1e-12)
 
-    ln = hippox.linen.SaShiMi(3, **kw, **f64, deterministic=True)
-    variables = ln.init(jax.random.key(0), u)
-    assert set(variables["params"]) == set(grouped)
-    np.testing.assert_allclose(ln.apply({"params": grouped}, u), y, rtol=1e-12, atol=1e-12)
-    ln_carry, _ = ln.apply({"params": grouped}, u[:, :2], return_carry=True)
-    ln_step = ln.apply({"params": grouped}, ln_carry, u[:, 2], method="step")[1]
+    ln = hippox.linen.SaShiMi(3, **kw, deterministic=True)
+    assert set(jax.eval_shape(ln.init, jax.random.key(0), u)["params"]) == set(grouped)
+
+    @jax.jit
+    def ln_run(params, u):
+        v = {"params": params}
+        c, _ = ln.apply(v, u[:, :P], return_carry=True)
+        return ln.apply(v, u), ln.apply(v, c, u[:, P], method="step")[1]
+
+    ln_y, ln_step = ln_run(grouped, u)
+    np.testing.assert_allclose(ln_y, y, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(ln_step, y_step, rtol=1e-12, atol=1e-12)
 
 
-def test_step_bad_carry_and_chunk_start():
-    model = SaShiMi(4, n_layers=1, pool=(2,), ff=0, layer_kwargs={"N": 4}, rngs=nnx.Rngs(0))
+def test_step_bad_carry_and_chunk_start(model64):
+    model = model64
     carry = model.initialize_carry((2,))
+    x = jnp.ones((2, 3))
     with pytest.raises(ValueError, match="`carry"):
-        model.step(model.initialize_carry((3,)), jnp.ones((2, 4), jnp.float32))
+        model.step(model.initialize_carry((3,)), x)
     with pytest.raises(TypeError, match="`carry`"):
-        model.step((carry,), jnp.ones((2, 4), jnp.float32))
+        model.step((carry,), x)
     with pytest.raises(ValueError, match="`u_k`"):
-        model.step(carry, jnp.ones((2, 5), jnp.float32))
-    carry1, _ = model.step(carry, jnp.ones((2, 4), jnp.float32))
+        model.step(carry, jnp.ones((2, 5)))
+    carry1, _ = model.step(carry, x)
     with pytest.raises(ValueError, match="`initial_carry` must have seen a multiple"):
-        model(jnp.ones((2, 4, 4), jnp.float32), initial_carry=carry1)
-    other = SaShiMi(4, n_layers=1, pool=(2,), ff=0, layer_kwargs={"N": 6}, rngs=nnx.Rngs(0))
+        model(jnp.ones((2, 4, 3)), initial_carry=carry1)
+    # a carry of a layer of another size
+    path = next(iter(carry.layers))
+    wrong = carry._replace(layers={**carry.layers, path: carry.layers[path][..., :1]})
     with pytest.raises(ValueError, match="`initial_carry"):
-        model(jnp.ones((2, 4, 4), jnp.float32), initial_carry=other.initialize_carry((2,)))
+        model(jnp.ones((2, 4, 3)), initial_carry=wrong)
