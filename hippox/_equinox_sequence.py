@@ -239,13 +239,8 @@ class SequenceModel(eqx.Module):
         Returns:
           ``y``, or ``(carry, y)``; with ``state`` given, ``(that, state)``.
         """
-        u = _bb.check_model_input(u, self.d_input)
+        u, initial_carry = _bb.check_call(u, self.d_input, initial_carry, self.initialize_carry)
         self._check_state(state)
-        if initial_carry is not None:
-            expected = jax.eval_shape(lambda: self.initialize_carry(u.shape[:-2]))
-            initial_carry = _bb.check_model_carry(
-                initial_carry, expected, name="initial_carry", batch=u.shape[:-2]
-            )
         training = not self.inference and (self.dropout > 0.0 or self.drop_path > 0.0)
         if training and key is None:
             raise ValueError(
@@ -324,10 +319,8 @@ class SequenceModel(eqx.Module):
 
         ``state``: the BatchNorm statistics (required for ``norm='batch'``; read only).
         """
-        u_k = _bb.check_step_input(u_k, self.d_input)
+        carry, u_k = _bb.check_step(carry, u_k, self.d_input, self.initialize_carry)
         self._check_state(state)
-        expected = jax.eval_shape(lambda: self.initialize_carry(u_k.shape[:-1]))
-        carry = _bb.check_model_carry(carry, expected, name="carry", batch=u_k.shape[:-1])
         sp = self.setup_step() if step_params is None else step_params
         cfg = self.layer_config
 

@@ -253,13 +253,10 @@ class SequenceModel(hk.Module):
         Returns:
           ``y``, or ``(carry, y)``.
         """
-        u = _bb.check_model_input(u, self.d_input)
+        u, initial_carry = _bb.check_call(
+            u, self.d_input, initial_carry, self.initialize_carry, abstract=False
+        )
         is_training = _validate.check_bool("is_training", is_training)
-        if initial_carry is not None:
-            expected = self.initialize_carry(u.shape[:-2])
-            initial_carry = _bb.check_model_carry(
-                initial_carry, expected, name="initial_carry", batch=u.shape[:-2]
-            )
         opts = self.options
 
         def drop(x, kind):
@@ -300,9 +297,7 @@ class SequenceModel(hk.Module):
 
     def step(self, carry: _bb.SequenceCarry, u_k: ArrayLike, step_params=None):
         """One position: ``u_k`` ``(..., d_input)`` -> ``(carry, y_k (..., d_output))``."""
-        u_k = _bb.check_step_input(u_k, self.d_input)
-        expected = self.initialize_carry(u_k.shape[:-1])
-        carry = _bb.check_model_carry(carry, expected, name="carry", batch=u_k.shape[:-1])
+        carry, u_k = _bb.check_step(carry, u_k, self.d_input, self.initialize_carry, abstract=False)
         sp = self.setup_step() if step_params is None else step_params
         return _bb.step(
             self.wiring,

@@ -208,13 +208,8 @@ class SequenceModel(nn.Module):
           ``y``, or ``(carry, y)`` with ``return_carry=True``.
         """
         det = nn.merge_param("deterministic", self.deterministic, deterministic)
-        u = _bb.check_model_input(u, None)
+        u, initial_carry = _bb.check_call(u, None, initial_carry, self.initialize_carry)
         self._check_features(u)
-        if initial_carry is not None:
-            expected = jax.eval_shape(lambda: self.initialize_carry(u.shape[:-2]))
-            initial_carry = _bb.check_model_carry(
-                initial_carry, expected, name="initial_carry", batch=u.shape[:-2]
-            )
         return _bb.forward(
             _bb.Wiring.of(self.options),
             u,
@@ -273,10 +268,8 @@ class SequenceModel(nn.Module):
         ``y_k`` equals the forward pass in evaluation mode on the prefix ``u_0 … u_k``
         (``pooling=None``: its last position); the carry is the one of `__call__`.
         """
-        u_k = _bb.check_step_input(u_k, None)
+        carry, u_k = _bb.check_step(carry, u_k, None, self.initialize_carry)
         self._check_features(u_k[..., None, :])
-        expected = jax.eval_shape(lambda: self.initialize_carry(u_k.shape[:-1]))
-        carry = _bb.check_model_carry(carry, expected, name="carry", batch=u_k.shape[:-1])
         sp = self.setup_step() if step_params is None else step_params
         return _bb.step(
             _bb.Wiring.of(self.options),

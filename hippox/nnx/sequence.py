@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 from flax import nnx
 from jax.typing import ArrayLike, DTypeLike
@@ -256,12 +255,7 @@ class SequenceModel(nnx.Module):
           ``(..., d_output)`` (pooled over every valid position so far) or
           ``(..., L, d_output)`` (``pooling=None``); or ``(carry, y)``.
         """
-        u = _bb.check_model_input(u, self.d_input)
-        if initial_carry is not None:
-            expected = jax.eval_shape(lambda: self.initialize_carry(u.shape[:-2]))
-            initial_carry = _bb.check_model_carry(
-                initial_carry, expected, name="initial_carry", batch=u.shape[:-2]
-            )
+        u, initial_carry = _bb.check_call(u, self.d_input, initial_carry, self.initialize_carry)
         return _bb.forward(
             self.wiring,
             u,
@@ -329,9 +323,7 @@ class SequenceModel(nnx.Module):
         Returns:
           ``(carry, y_k)``.
         """
-        u_k = _bb.check_step_input(u_k, self.d_input)
-        expected = jax.eval_shape(lambda: self.initialize_carry(u_k.shape[:-1]))
-        carry = _bb.check_model_carry(carry, expected, name="carry", batch=u_k.shape[:-1])
+        carry, u_k = _bb.check_step(carry, u_k, self.d_input, self.initialize_carry)
         sp = self.setup_step() if step_params is None else step_params
         return _bb.step(
             self.wiring,

@@ -917,6 +917,30 @@ def _block_out(opts: Wiring, i: int, z, gate, dense: Callable, drop: Callable):
     return z
 
 
+def check_call(u, d_input: int | None, initial_carry, initialize_carry: Callable, *, abstract=True):
+    """A model call's checked ``(u, initial_carry)``: the input, and the carry against the
+    zero carry ``initialize_carry(batch_shape)`` (evaluated abstractly unless ``abstract``
+    is False, e.g. inside a Haiku transform)."""
+    u = check_model_input(u, d_input)
+    if initial_carry is not None:
+        batch = u.shape[:-2]
+        make = lambda: initialize_carry(batch)  # noqa: E731
+        expected = jax.eval_shape(make) if abstract else make()
+        initial_carry = check_model_carry(
+            initial_carry, expected, name="initial_carry", batch=batch
+        )
+    return u, initial_carry
+
+
+def check_step(carry, u_k, d_input: int | None, initialize_carry: Callable, *, abstract=True):
+    """A model step's checked ``(carry, u_k)`` (as `check_call`)."""
+    u_k = check_step_input(u_k, d_input)
+    batch = u_k.shape[:-1]
+    make = lambda: initialize_carry(batch)  # noqa: E731
+    expected = jax.eval_shape(make) if abstract else make()
+    return check_model_carry(carry, expected, name="carry", batch=batch), u_k
+
+
 def forward(
     opts: Wiring,
     u: jax.Array,
