@@ -32,7 +32,8 @@ Where the reference's ``S4Block`` is inconsistent hippox follows the GSS layout
 gate as ``H/b -> H/b`` yet applies them to ``H`` features, gives the layer ``H``
 channels and maps the output to ``H/b`` (which its residual cannot add to ``x``);
 here the input Dense is ``H -> H/b``, the layer gets ``H/b`` channels and the output
-Dense maps back to ``H``. Dense layers use Flax's initialisation (lecun normal, zero
+Dense maps back to ``H``. The gate's output Dense is always built (the reference's
+forward calls it unconditionally). Dense layers use Flax's initialisation (lecun normal, zero
 bias) rather than PyTorch's.
 
 ``layer`` is ``'s4'``, ``'s4d'``, ``'s5'``, ``'lssl'``, ``'hippo_rnn'`` or a callable
