@@ -28,8 +28,9 @@ branch for whole sequences (``StochasticDepth`` in ``'row'`` mode), both scaled 
 ``1 / (1 - rate)`` and off in evaluation mode.
 
 Where the reference's ``S4Block`` is inconsistent hippox follows the GSS layout
-(Mehta et al., 2022): with ``bottleneck`` the reference builds its input Dense and
-gate as ``H/b -> H/b`` yet applies them to ``H`` features, gives the layer ``H``
+(Mehta et al., 2022): with ``bottleneck`` the reference builds its input Dense
+(``H/b -> H/b``) and input gate (``H/b -> gate*H/b``) yet applies them to ``H``
+features, gives the layer ``H``
 channels and maps the output to ``H/b`` (which its residual cannot add to ``x``);
 here the input Dense is ``H -> H/b``, the layer gets ``H/b`` channels and the output
 Dense maps back to ``H``. The gate's output Dense is always built (the reference's
