@@ -9,6 +9,8 @@ Groups (``ratio`` in the table = baseline median / row median, same run):
   Flax's LSTM (`flax.nnx.OptimizedLSTMCell` under `flax.nnx.RNN`, hidden size H; the
   baseline). Full size: B = 16, H = 128, N = 64, L = 1024. ``note`` gives the
   throughput in sequence elements (positions, B·L of them per step) per second.
+* ``first_params``: the first S4 parameter draw (H = 256, N = 64) in a fresh process,
+  `LayerConfig.init_params`'s one compiled call vs one eager call per leaf (baseline).
 * ``layer_init``: wall time of constructing each layer (parameters materialised)
   the first time in this process (baseline) and again with another seed (median of
   a few). Each layer is measured in a fresh Python process (so no layer reuses the
@@ -161,7 +163,70 @@ def _init_group(H: int, N: int, L: int, repeats: int) -> list[Row]:
     return rows
 
 
+_FIRST_PARAMS_SCRIPT = """
+import json, time
+import jax
+import jax.numpy as jnp
+from hippox._src.layers.s4 import S4Config
+jax.block_until_ready(jax.random.split(jax.random.key(0)))  # JAX start-up, not the layer's
+cfg = S4Config(H={H}, l_max={L}, N={N})
+keys = jax.random.split(jax.random.key(1), len(cfg.param_shapes()))
+t0, c0 = time.perf_counter(), time.process_time()
+if {per_leaf}:
+    specs = cfg.param_specs().items()
+    p = {{n: init(k, s, jnp.float32) for k, (n, (s, init)) in zip(keys, specs)}}
+else:
+    p = cfg.init_from_keys(keys)
+jax.block_until_ready(p)
+print(json.dumps([time.perf_counter() - t0, time.process_time() - c0]))
+"""
+
+
+def _first_params_group(H: int, N: int, L: int, repeats: int) -> list[Row]:
+    """First S4 parameter draw in a fresh process: one call per leaf vs one compiled call.
+
+    ``init_params`` draws every leaf in one jit-compiled program (`init_from_keys`); the
+    baseline calls each initializer eagerly, as the framework wrappers do, which compiles
+    one small program per random draw and shape. Median of ``repeats`` fresh processes each
+    (wall time; the note gives the process's CPU time, less sensitive to a loaded machine).
+    """
+    params_str = f"s4: H={H} N={N} L={L}"
+    rows = []
+    for per_leaf in (True, False):
+        code = _FIRST_PARAMS_SCRIPT.format(H=H, N=N, L=L, per_leaf=per_leaf)
+        times, cpu = [], []
+        for _ in range(repeats):
+            out = subprocess.run(
+                [sys.executable, "-c", code], capture_output=True, text=True, check=True
+            ).stdout
+            wall, c = json.loads(out.strip().splitlines()[-1])
+            times.append(wall)
+            cpu.append(c)
+        name = "one eager call per leaf" if per_leaf else "init_params (one jit call)"
+        rows.append(
+            Row(
+                "first_params",
+                name,
+                params_str,
+                statistics.median(times),
+                0.0,
+                None,
+                baseline=per_leaf,
+                note=f"median of {repeats} fresh processes; CPU {statistics.median(cpu):.2f} s",
+            )
+        )
+    return rows
+
+
 def run(quick: bool) -> list[Row]:
     if quick:
-        return _init_group(16, 16, 128, 2) + _train_group(2, 16, 16, 128, 3)
-    return _init_group(128, 64, 1024, 3) + _train_group(16, 128, 64, 1024, 3)
+        return (
+            _first_params_group(16, 16, 128, 1)
+            + _init_group(16, 16, 128, 2)
+            + _train_group(2, 16, 16, 128, 3)
+        )
+    return (
+        _first_params_group(256, 64, 4096, 3)
+        + _init_group(128, 64, 1024, 3)
+        + _train_group(16, 128, 64, 1024, 3)
+    )

@@ -66,10 +66,40 @@ class LayerConfig:
         """
         _validate.require_key("key", key, f"{type(self).__name__}.init_params")
         pd = _validate.real_dtype(param_dtype, name="param_dtype")
-        specs = self.param_specs()
-        keys = jax.random.split(key, len(specs))
-        items = zip(keys, specs.items(), strict=True)
-        return {name: init(k, shape, pd) for k, (name, (shape, init)) in items}
+        keys = jax.random.split(key, len(self.param_shapes()))
+        return self.init_from_keys(keys, param_dtype=pd)
+
+    def init_from_keys(self, keys, *, param_dtype: DTypeLike = jnp.float32) -> dict[str, jax.Array]:
+        """Initial parameters from one key per leaf, all drawn in one compiled call.
+
+        Calling each initializer eagerly compiles one small XLA program per random draw
+        and parameter shape (about ten for an S4 layer, most of a first build's time);
+        here the whole dict is one `jax.jit` program, compiled once per config and
+        ``param_dtype`` (the config is a static argument). The values are those of
+        ``{name: init(keys[i], shape, param_dtype)}``; inside one program XLA may fuse a
+        draw with its scaling, so a random leaf can differ from the eager call in the
+        last float32 bit.
+
+        Args:
+          keys: jax.random keys ``(P,)``, one per parameter in `param_shapes` order.
+          param_dtype: real storage dtype.
+
+        Returns:
+          ``{name: array}`` with the shapes of `param_shapes`.
+        """
+        pd = _validate.real_dtype(param_dtype, name="param_dtype")
+        n = len(self.param_shapes())
+        if not (isinstance(keys, jax.Array) and keys.shape[:1] == (n,)):
+            raise ValueError(
+                f"`keys` must be an array of {n} jax.random keys (one per parameter), got "
+                f"{getattr(keys, 'shape', type(keys).__name__)}."
+            )
+        try:
+            hash(self)
+        except TypeError:  # a config holding an unhashable value: one call per leaf
+            return _draw(self, pd, keys)
+        out = _draw_jit(self, pd, keys)  # a jit output dict comes back with sorted keys
+        return {name: out[name] for name in self.param_shapes()}
 
     def check_params(self, params: Params) -> dict[str, jax.Array]:
         """Checks a parameter dict; returns its leaves (in `param_shapes` order) as arrays.
@@ -148,6 +178,23 @@ class LayerConfig:
         p = self.check_params(params)
         rd = _validate.compute_dtype(*p.values(), *arrays)
         return {k: v.astype(rd) for k, v in p.items()}, rd
+
+
+def _draw(config: LayerConfig, param_dtype, keys) -> dict[str, jax.Array]:
+    """Every initializer of ``config``, one key each (see `LayerConfig.init_from_keys`)."""
+    items = zip(keys, config.param_specs().items(), strict=True)
+    return {name: init(k, shape, param_dtype) for k, (name, (shape, init)) in items}
+
+
+#: XLA options of the one-off draw program: no backend (LLVM) optimisation. It runs once
+#: per build, so compiling it fast matters and running it fast does not (its values are
+#: the same to within float32 rounding of the draws' scaling).
+_FAST_COMPILE = {"xla_backend_optimization_level": 0}
+
+try:  # `_draw` as one program per (config, param_dtype)
+    _draw_jit = jax.jit(_draw, static_argnums=(0, 1), compiler_options=_FAST_COMPILE)
+except TypeError:  # a JAX without jit(compiler_options=...): default options
+    _draw_jit = jax.jit(_draw, static_argnums=(0, 1))
 
 
 # ------------------------------------------------------------------------ helpers
