@@ -271,46 +271,78 @@ def _woodbury_deflated(s, lm, rm, dm, b):
     return _det(num) / _det(den)
 
 
-def _nearest(*dists):
-    """One-hot masks of the nearest pole over the halves' distances ``(rows, z, M)`` each.
+def _pole_nodes(sets, dt, a_all, c_all, nf: int, L: int):
+    """The node next to each pole, and the one pole taken out at each node.
 
-    The nearest pole is found with a min reduction (cheaper than argmin on CPU) and
-    compared back; where the minimum is not attained exactly once (a tie, e.g. repeated
-    modes) every mask is False and no pole is taken out (the plain Woodbury formula).
-    Returns the masks ``(rows, z, M)`` and the pole's index in its half ``(rows, z)``.
+    ``sets``: ``(mu, sign, l, r)`` per set of poles ``mu`` ``(rows, M)`` whose distances
+    at node ``k`` are ``sign a_k - b_k mu`` (``b_k = dt c_k``) and whose Cauchy
+    numerators are ``l ⊗ r`` (``(rows, 1+R, M)``). ``|sign a - b mu| = |1 + dt mu / 2|
+    |z - z*|`` with ``z* = (1 - dt mu/2) / (1 + dt mu/2)`` (``conj(z*)`` for ``sign =
+    -1``), so each pole's nearest node is ``round(-arg(z*) L / 2π)``: found in ``O(rows
+    M)`` instead of a min over the modes at every node. Where several poles share their
+    nearest node, only the nearest of them is taken out there (none on an exact tie).
+
+    Returns, per set, the node index of each taken-out pole ``(rows, M)`` (-1: none),
+    and per node ``(rows, nf)``: that pole's ``l``, ``r`` ``(rows, nf, 1+R)`` and distance
+    (1 where no pole is taken out, which makes `_woodbury_deflated` the plain formula).
     """
-    sq = [d.real**2 + d.imag**2 for d in dists]
-    low = functools.reduce(jnp.minimum, [x.min(axis=-1) for x in sq])[..., None]
-    hits = [x == low for x in sq]
-    once = sum(h.sum(axis=-1, dtype=np.int32) for h in hits) == 1
-    masks = [h & once[..., None] for h in hits]
-    iota = jnp.arange(sq[0].shape[-1], dtype=np.int32)
-    j = sum(jnp.sum(jnp.where(m, iota, 0), axis=-1) for m in masks)
-    return masks, j
+    rows = dt.shape[0]
+    hrow = jnp.arange(rows)[:, None]
+    found = []
+    for mu, sign, _, _ in sets:
+        h = (dt[:, None] / 2).astype(mu.dtype) * mu
+        zs = (1 - h) / (1 + h)
+        k = jnp.round(-jnp.angle(zs) * (L / (2 * np.pi))).astype(np.int32) % L
+        k = k if sign > 0 else (L - k) % L
+        valid = k < nf
+        kk = jnp.where(valid, k, 0)
+        d = sign * a_all[kk] - (dt[:, None] * c_all[kk]) * mu
+        q = d.real**2 + d.imag**2
+        q = jnp.where(valid, q, jnp.asarray(np.inf, q.dtype))
+        found.append((jnp.where(valid, k, nf), d, q))
+    best = jnp.full((rows, nf), np.inf, found[0][2].dtype)
+    for k, _, q in found:
+        best = best.at[hrow, k].min(q, mode="drop")
+    count = jnp.zeros((rows, nf), np.int32)
+    wins = []
+    for k, _, q in found:
+        win = (k < nf) & (q == best[hrow, jnp.minimum(k, nf - 1)])
+        wins.append(win)
+        count = count.at[hrow, k].add(win.astype(np.int32), mode="drop")
+    R1 = sets[0][2].shape[1]
+    dtype = sets[0][0].dtype
+    lm = jnp.zeros((rows, nf, R1), dtype)
+    rm = jnp.zeros((rows, nf, R1), dtype)
+    dm = jnp.zeros((rows, nf), dtype)
+    used = jnp.zeros((rows, nf), bool)
+    knodes = []
+    for (_, _, l, r), (k, d, _), win in zip(sets, found, wins, strict=True):
+        take = win & (count[hrow, jnp.minimum(k, nf - 1)] == 1)
+        ks = jnp.where(take, k, nf)
+        put = lambda acc, x: acc.at[hrow, ks].add(x, mode="drop")  # noqa: B023
+        lm = put(lm, jnp.where(take[..., None], jnp.swapaxes(l, 1, 2), 0))
+        rm = put(rm, jnp.where(take[..., None], jnp.swapaxes(r, 1, 2), 0))
+        dm = put(dm, jnp.where(take, d, 0))
+        used = used.at[hrow, ks].set(True, mode="drop")
+        knodes.append(jnp.where(take, k, -1))
+    return knodes, lm, rm, jnp.where(used, dm, 1)
 
 
-def _half_sums(d, out, j, left, right, v, *, conj: bool):
-    """The Cauchy sums of one half of the modes with the pole marked by ``out`` left out.
+def _masked_sums(d, knode, node, v, *, conj: bool):
+    """Cauchy sums ``(rows, z, 1+R, 1+R)`` of one set of poles without the taken-out one.
 
-    ``d`` ``(rows, z, M)`` are the pole distances of this half; its numerators are ``v``
-    (``conj=False``) or ``conj(v)`` (``conj=True``, the conjugate half of a closed set).
-    ``out`` ``(rows, z, M)`` marks at most one mode per node (index ``j`` ``(rows, z)``).
-    Returns ``s`` ``(rows, z, 1+R, 1+R)`` and the pole's ``l``, ``r`` ``(rows, z, 1+R)``
-    and ``d`` ``(rows, z)``, all zero where this half has no marked mode (with ``d``
-    set to 1 where no half has one, `_woodbury_deflated` is the plain formula).
+    ``d`` ``(rows, z, M)`` are the distances at the nodes ``node`` ``(z,)``; ``knode``
+    ``(rows, M)`` the node at which each pole is taken out (-1: none). The numerators are
+    ``v`` (``conj=False``) or ``conj(v)`` (``conj=True``, the conjugate half).
     """
-    rows, R1, M = left.shape
+    rows, z, _ = d.shape
+    out = knode[:, None, :] == node[None, :, None]
     inv = 1.0 / jnp.where(out, 1, d)
     inv = jnp.where(out, 0, inv.conj() if conj else inv)
-    s = jnp.einsum("hzm,hvm->hzv", inv, v).reshape(*d.shape[:2], R1, R1)
-    used = out.any(axis=-1)
-    gather = lambda x: jnp.take_along_axis(x, j[..., None], axis=1)  # (rows, z, ·)
-    lm = jnp.where(used[..., None], gather(jnp.swapaxes(left, 1, 2)), 0)
-    rm = jnp.where(used[..., None], gather(jnp.swapaxes(right, 1, 2)), 0)
-    dm = jnp.where(used, jnp.take_along_axis(d, j[..., None], axis=-1)[..., 0], 0)
-    if conj:  # d is this half's own distance; the numerators are conjugated
-        s, lm, rm = s.conj(), lm.conj(), rm.conj()
-    return s, lm, rm, dm
+    s = jnp.einsum("hzm,hvm->hzv", inv, v)
+    s = s.conj() if conj else s
+    R1 = math.isqrt(v.shape[1])
+    return s.reshape(rows, z, R1, R1)
 
 
 def kernel_dplr(
@@ -446,37 +478,50 @@ def _kernel_dplr(Lam, P, B, Ct, dt, batch, *, L, conj_sym, chunk_size):
     a_nodes = jnp.asarray(-2j * np.sin(theta / 2), ctype)
     c_nodes = jnp.asarray(np.cos(theta / 2), rtype)
     phase_nodes = jnp.asarray(np.exp(-0.5j * theta), ctype)
+    index = jnp.asarray(np.arange(nchunk * zc).reshape(nchunk, zc), np.int32)
+    # The poles taken out of the Cauchy sums (`_woodbury_deflated`): with conj_sym one sum
+    # over the closed set at z (poles Lambda, numerators v; poles conj(Lambda), numerators
+    # conj(v), distances a - b conj(Lambda) as a is imaginary); else one sum at z and one
+    # at conj(z) (distances -a - b Lambda), each with its own pole.
+    a_all, c_all = a_nodes.reshape(-1)[:nf], c_nodes.reshape(-1)[:nf]
+    # Padding nodes get d = 1, l = r = 0 (finite, so no NaN reaches the gradients).
+    pad = lambda x, v: jnp.pad(
+        x, [(0, 0), (0, nchunk * zc - nf)] + [(0, 0)] * (x.ndim - 2), constant_values=v
+    )
+    to_map = lambda x, v=0: jnp.moveaxis(pad(x, v).reshape(rows, nchunk, zc, *x.shape[2:]), 1, 0)
+    if conj_sym:
+        sets = [(Lam, 1, left, right), (Lam.conj(), 1, left.conj(), right.conj())]
+        knodes, lm, rm, dm = _pole_nodes(sets, dt, a_all, c_all, nf, L)
+        poles = (tuple(knodes), (to_map(lm), to_map(rm), to_map(dm, 1)))
+    else:
+        found = [_pole_nodes([(Lam, sg, left, right)], dt, a_all, c_all, nf, L) for sg in (1, -1)]
+        poles = (
+            tuple(f[0][0] for f in found),
+            tuple((to_map(f[1]), to_map(f[2]), to_map(f[3], 1)) for f in found),
+        )
 
-    def spectrum(nodes):  # (zc,) node constants -> (rows, zc) spectrum of the real kernel
-        a, c, phase = nodes
+    def spectrum(xs):  # (zc,) node constants -> (rows, zc) spectrum of the real kernel
+        a, c, phase, node, per_node = xs
         b = dt[:, None] * c  # (rows, zc)
         bl = b[..., None] * Lam[:, None, :]  # (rows, zc, M)
         d_z = a[None, :, None] - bl  # pole distances at z
         if conj_sym:
-            # The closed set at z: the half (poles Lambda, numerators v) plus the conjugate
-            # half (poles conj(Lambda), numerators conj(v), distances a - b conj(Lambda),
-            # as a = -2i sin(θ/2) is imaginary); the nearest pole of both is taken out.
-            d_h = a[None, :, None] - bl.conj()
-            (out_z, out_h), j = _nearest(d_z, d_h)
-            one = _half_sums(d_z, out_z, j, left, right, v, conj=False)
-            two = _half_sums(d_h, out_h, j, left, right, v, conj=True)
-            s, lm, rm, dm = (x + y for x, y in zip(one, two, strict=True))
-            dm = jnp.where(out_z.any(-1) | out_h.any(-1), dm, 1)
-            g = _woodbury_deflated(s, lm, rm, dm, b)
+            k_z, k_h = poles[0]
+            s = _masked_sums(d_z, k_z, node, v, conj=False)
+            s = s + _masked_sums(a[None, :, None] - bl.conj(), k_h, node, v, conj=True)
+            g = _woodbury_deflated(s, *per_node, b)
         else:
             d_c = -a[None, :, None] - bl  # ... and at conj(z)
-
-            def half(d):
-                (out,), j = _nearest(d)
-                s, lm, rm, dm = _half_sums(d, out, j, left, right, v, conj=False)
-                return _woodbury_deflated(s, lm, rm, jnp.where(out.any(-1), dm, 1), b)
-
-            g = 0.5 * (half(d_z) + half(d_c).conj())
+            g_z, g_c = (
+                _woodbury_deflated(_masked_sums(d, k, node, v, conj=False), *pn, b)
+                for d, k, pn in zip((d_z, d_c), poles[0], per_node, strict=True)
+            )
+            g = 0.5 * (g_z + g_c.conj())
         return (dt[:, None] * phase) * g
 
-    nodes = (a_nodes, c_nodes, phase_nodes)
+    nodes = (a_nodes, c_nodes, phase_nodes, index, poles[1])
     if nchunk == 1:
-        spec = spectrum(tuple(x[0] for x in nodes))
+        spec = spectrum(jax.tree.map(lambda x: x[0], nodes))
     else:
         spec = jax.lax.map(spectrum, nodes)  # (nchunk, rows, zc)
         spec = jnp.moveaxis(spec, 0, 1).reshape(rows, nchunk * zc)
