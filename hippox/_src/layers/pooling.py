@@ -17,8 +17,9 @@ inputs ``< j·p <= t`` only.
 
 Folding uses the layout ``(position within the window, feature)``: feature ``s·H + h``
 of the coarse position ``j`` is feature ``h`` of fine position ``j·p + s``.
-(The reference's ``DownPool`` folds feature-major, ``h·p + s``: a permutation of the
-dense layer's rows, so parameters copied from it need that permutation.)
+(The reference's ``DownPool``/``UpPool`` fold and unfold feature-major, ``h·p + s``: a
+permutation of the down-pool dense layer's rows and of the up-pool's columns, so
+parameters copied from it need that permutation.)
 
 In step mode (`hippox._src.layers.sashimi`) the same resampling runs one position at a
 time: a down-pooling buffers ``p`` inputs and folds them when the window is full, an
