@@ -64,6 +64,8 @@ def test_bad_input():
         SaShiMi(4, layer="gru", rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match="`dropout`"):
         SaShiMi(4, dropout=1.0, rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match="`layer_kwargs` must give l_max"):
+        SaShiMi(4, layer="s4", layer_kwargs={"N": 4}, rngs=nnx.Rngs(0))
 
 
 # ----------------------------------------------------------------------------- step mode

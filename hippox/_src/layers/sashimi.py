@@ -131,6 +131,11 @@ def check_options(
     if layer_kwargs is not None and not isinstance(layer_kwargs, Mapping):
         raise TypeError(f"`layer_kwargs` must be a mapping or None, got {layer_kwargs!r}.")
     kwargs = tuple(sorted(dict(layer_kwargs or {}).items()))
+    if layer == "s4" and "l_max" not in dict(kwargs):
+        raise ValueError(
+            "`layer_kwargs` must give l_max for layer='s4' (the length S4's C_tilde refers to; "
+            f"any value: it runs at every length), got {dict(kwargs)!r}."
+        )
     opts = SaShiMiOptions(H, n_layers, pool, expand, ff, unet, dropout, layer, kwargs)
     for k in range(len(pool) + 1):
         opts.config(k)  # the layer options are checked by the configs, before any framework
