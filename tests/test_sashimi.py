@@ -122,6 +122,16 @@ def test_step_prefill_and_chunks_equal_one_call(model64, rng):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize(
+    "layer, kwargs", [("s4", {"N": 4, "l_max": 8}), ("s5", {"N": 4}), ("lssl", {"N": 3})]
+)
+def test_step_prefill_and_chunks_other_layers(layer, kwargs, rng):
+    opts = {**KW64, "ff": 0, "layer_kwargs": kwargs}
+    model = SaShiMi(3, **opts, layer=layer, rngs=nnx.Rngs(4))
+    _check_step_and_chunks(model, 4, rng)
+
+
+@pytest.mark.slow
 def test_step_prefill_and_chunks_unet(rng):
     model = SaShiMi(3, **{**KW64, "pool": (2, 3)}, unet=True, rngs=nnx.Rngs(2))
     _check_step_and_chunks(model, 6, rng)
