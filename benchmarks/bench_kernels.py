@@ -281,3 +281,32 @@ def run(quick: bool, only_fix: bool = False) -> list[Row]:
         + fix
         + _layer_group(8, 256, 64, 4096, 3)
     )
+
+
+def _cpu_ms(fn, *args, repeats: int = 7) -> float:
+    """Median CPU time (``time.process_time``) of a jitted call, in ms: robust to a loaded
+    machine when XLA runs single-threaded (see ``__main__``)."""
+    import time
+
+    fn = jax.jit(fn)
+    jax.block_until_ready(fn(*args))
+    times = []
+    for _ in range(repeats):
+        t0 = time.process_time()
+        jax.block_until_ready(fn(*args))
+        times.append(time.process_time() - t0)
+    return 1e3 * float(np.median(times))
+
+
+if __name__ == "__main__":
+    # The kernel_dplr_fix group alone, CPU time single-threaded (set the XLA flags first):
+    #   XLA_FLAGS="--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1" \
+    #     taskset -c 0 python benchmarks/bench_kernels.py
+    for H, N, L in [(64, 64, 1024), (256, 64, 4096)]:
+        args = _system(H, N // 2, rank=1, seed=4)
+        prev = _cpu_ms(functools.partial(kernel_dplr_previous, L=L), *args)
+        now = _cpu_ms(functools.partial(hippox.kernel_dplr, L=L), *args)
+        print(
+            f"H={H} N={N} L={L}: previous {prev:.1f} ms, kernel_dplr {now:.1f} ms, "
+            f"ratio {now / prev:.2f}"
+        )
