@@ -13,6 +13,7 @@ import haiku as hk
 import jax.numpy as jnp
 from jax.typing import ArrayLike, DTypeLike
 
+from hippox._haiku_params import get_params
 from hippox._src import _validate
 from hippox._src.layers import backbone as bb
 from hippox._src.layers import sashimi as core
@@ -28,13 +29,7 @@ class _Group(hk.Module):
         self.specs, self.param_dtype = specs, param_dtype
 
     def __call__(self) -> dict:
-        def adapt(init):  # hippox.haiku.to_haiku (not imported: that module imports this one)
-            return lambda shape, dtype: init(hk.maybe_next_rng_key(), tuple(shape), dtype)
-
-        return {
-            leaf: hk.get_parameter(leaf, shape, self.param_dtype, init=adapt(init))
-            for leaf, (shape, init) in self.specs.items()
-        }
+        return get_params(self.specs, self.param_dtype)
 
 
 class SaShiMi(hk.Module):

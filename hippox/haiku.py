@@ -45,13 +45,14 @@ Examples:
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 
 import haiku as hk
 import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike, DTypeLike
 
+from hippox._haiku_params import adapt, get_params
 from hippox._src import _validate
 from hippox._src.layers import backbone as _bb
 from hippox._src.layers.lssl import LSSLConfig
@@ -119,17 +120,7 @@ def to_haiku(init: Callable) -> Callable:
     if not callable(init):
         raise TypeError(f"`init` must be callable as init(key, shape, dtype), got {init!r}.")
 
-    def haiku_init(shape: Sequence[int], dtype: DTypeLike) -> jax.Array:
-        return init(hk.maybe_next_rng_key(), tuple(shape), dtype)
-
-    return haiku_init
-
-
-def _get_params(specs: Mapping, param_dtype) -> dict[str, jax.Array]:
-    return {
-        name: hk.get_parameter(name, shape, param_dtype, init=to_haiku(init))
-        for name, (shape, init) in specs.items()
-    }
+    return adapt(init)
 
 
 class _Layer(hk.Module):
@@ -143,7 +134,7 @@ class _Layer(hk.Module):
 
     def params(self) -> dict[str, jax.Array]:
         """The parameters (created at init) as a flat ``{name: array}`` dict."""
-        return _get_params(self.config.param_specs(), self.param_dtype)
+        return get_params(self.config.param_specs(), self.param_dtype)
 
     def __call__(
         self,
@@ -463,7 +454,7 @@ class HiPPORNNCell(hk.RNNCore):
     def __call__(self, inputs: ArrayLike, prev_state: HiPPORNNState):
         """One step: ``inputs`` ``(..., d_in)`` -> ``(h (..., hidden_size), state)``."""
         cfg = self.config_for(jnp.shape(inputs)[-1])
-        params = _get_params(cfg.param_specs(), self.param_dtype)
+        params = get_params(cfg.param_specs(), self.param_dtype)
         state, h = cfg.step(params, prev_state, inputs, dtype=self.dtype)
         return h, state
 
