@@ -121,10 +121,13 @@ class S4DConfig(SISOConfig):
     def _check_apply_options(self, seq_lengths, initial_state, return_state) -> None:
         if self.disc == "dss" and (seq_lengths is not None or initial_state is not None):
             raise ValueError(
-                "`seq_lengths` and `initial_state` must be None with disc='dss' (its B is "
-                "normalised by the length of the call, so a padded or continued sequence is a "
-                "different system), got "
-                f"{'seq_lengths' if seq_lengths is not None else 'initial_state'} set."
+                "`seq_lengths` and `initial_state` must be None with disc='dss', got "
+                f"{'seq_lengths' if seq_lengths is not None else 'initial_state'} set. DSS "
+                "normalises B by the call's length L (B (exp(dt Lambda) - 1) / (Lambda "
+                "(exp(dt Lambda L) - 1))), so padding changes the output at every valid position "
+                "and a continued chunk is a different system. Call each sequence at its own "
+                "length (group a batch by length), or use disc='zoh' or 'bilinear', whose "
+                "padding and carries are exact."
             )
 
     def _system(self, p: dict, step_rescale=1.0):
