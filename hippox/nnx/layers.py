@@ -58,8 +58,11 @@ class _SSMModule(nnx.Module):
         self.config = config
         self.dtype = output_dtype(dtype)
         self.param_dtype = _validate.real_dtype(param_dtype, name="param_dtype")
-        for name, (shape, init) in config.param_specs().items():
-            setattr(self, name, nnx.Param(init(rngs.params(), shape, self.param_dtype)))
+        # One key per leaf, in spec order (as one eager call per leaf would use them), and
+        # every leaf drawn in one compiled program (`LayerConfig.init_from_keys`).
+        keys = jnp.stack([rngs.params() for _ in config.param_specs()])
+        for name, value in config.init_from_keys(keys, param_dtype=self.param_dtype).items():
+            setattr(self, name, nnx.Param(value))
 
     def ssm_params(self) -> dict[str, jax.Array]:
         """The parameters as a flat ``{name: array}`` dict (the pure core's input)."""
