@@ -60,3 +60,57 @@ def run(quick: bool = False) -> list[Row]:
             )
             previous = (N, t)
     return rows
+
+
+def _rss_mib() -> float:
+    with open("/proc/self/status") as f:  # Linux
+        for line in f:
+            if line.startswith("VmRSS"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def rss_growth(sizes, measures, sweeps: int, budget_mib: int | None = None) -> None:
+    """Resident memory after repeated `hippox.nplr` sweeps (run in a fresh process).
+
+    Each sweep calls ``nplr(measure, N)`` for every size and measure and drops the
+    result; the host cache keeps what fits its byte budget. Prints the cache's bytes and
+    the RSS growth over the start (after one small warm-up call) per sweep.
+    """
+    import gc
+
+    import hippox
+    from hippox._src import cache
+
+    if budget_mib is not None:
+        cache.BUDGET_BYTES = budget_mib << 20
+    hippox.nplr("legs", 64)
+    base = _rss_mib()
+    print(f"start: RSS {base:.0f} MiB (cache budget {cache.BUDGET_BYTES >> 20} MiB)")
+    t0 = time.perf_counter()
+    for sweep in range(sweeps):
+        for N in sizes:
+            for m in measures:
+                out = hippox.nplr(m, N, rank=2 if m == "legt" else 1)
+                del out
+                gc.collect()
+        held = cache.total_bytes() / 2**20
+        rss = _rss_mib()
+        print(
+            f"after sweep {sweep + 1}: cache {held:.0f} MiB, RSS {rss:.0f} MiB "
+            f"(+{rss - base:.0f}), {time.perf_counter() - t0:.0f} s",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    # RSS growth of repeated nplr calls, e.g. (N = 512..1024, 4 measures, 2 sweeps):
+    #   python benchmarks/bench_nplr.py 512,640,768,896,1024 legs,legt,lagt,fout 2 [budget MiB]
+    import sys
+
+    rss_growth(
+        [int(n) for n in sys.argv[1].split(",")],
+        sys.argv[2].split(","),
+        int(sys.argv[3]),
+        int(sys.argv[4]) if len(sys.argv) > 4 else None,
+    )

@@ -15,8 +15,10 @@ def test_trim_after_large_build_only(monkeypatch):
     big = cache.host_cache(lambda n: np.zeros(n))
     small = cache.host_cache(lambda n: np.zeros(n))
     try:
+        before = cache.total_bytes()
         big(cache.TRIM_BYTES // 8)  # exactly TRIM_BYTES: trimmed
         assert calls == [1]
+        assert cache.total_bytes() == before + cache.TRIM_BYTES
         big(cache.TRIM_BYTES // 8)  # a hit computes nothing: no trim
         small(cache.TRIM_BYTES // 8 - 1)
         assert calls == [1]

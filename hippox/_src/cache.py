@@ -90,6 +90,12 @@ def _evict(budget: int) -> None:
         _total -= size
 
 
+def total_bytes() -> int:
+    """Bytes all host caches hold together (at most `BUDGET_BYTES`)."""
+    with _lock:
+        return _total
+
+
 def clear() -> None:
     """Empties every host cache."""
     global _total
