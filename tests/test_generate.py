@@ -56,12 +56,16 @@ def test_matches_full_forward_reference(layer, rng):
     padded = jnp.asarray([prompts[0], prompts[1] + [0, 0]])
     lengths = jnp.asarray([4, 2])
     key = jax.random.key(int(rng.integers(1000)))
+    # The full forward, compiled once per length (op-by-op it compiles every primitive
+    # for each of the growing lengths, which took minutes).
+    forward = nnx.jit(lambda m, x: m(x))
     for temperature in (0.0, 0.7):
         out = hippox.nnx.generate(
             model, padded, STEPS, key=key, temperature=temperature, prompt_lengths=lengths
         )
         assert out.shape == (2, STEPS) and out.dtype == jnp.int32
-        np.testing.assert_array_equal(out, _reference(model, prompts, STEPS, key, temperature))
+        ref = _reference(lambda x: forward(model, x), prompts, STEPS, key, temperature)
+        np.testing.assert_array_equal(out, ref)
 
 
 def test_linen_equals_nnx(rng):
