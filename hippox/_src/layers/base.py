@@ -98,7 +98,12 @@ class LayerConfig:
             hash(self)
         except TypeError:  # a config holding an unhashable value: one call per leaf
             return _draw(self, pd, keys)
-        out = _draw_jit(self, pd, keys)  # a jit output dict comes back with sorted keys
+        try:
+            out = _draw_jit(self, pd, keys)  # a jit output dict comes back with sorted keys
+        except ValueError as err:  # inside another jit: compiler options are top-level only
+            if "compiler_options" not in str(err):
+                raise
+            return _draw(self, pd, keys)
         return {name: out[name] for name in self.param_shapes()}
 
     def check_params(self, params: Params) -> dict[str, jax.Array]:
