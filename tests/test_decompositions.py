@@ -48,7 +48,7 @@ def _sorted_spectrum(z):
     return z[np.lexsort((np.round(z.imag, 8), np.round(z.real, 8)))]
 
 
-@pytest.mark.parametrize("N", (2, 8, 64, 1024))
+@pytest.mark.parametrize("N", (2, 8, 64, 256, pytest.param(1024, marks=pytest.mark.slow)))
 @pytest.mark.parametrize("measure", NPLR)
 def test_invariant_A_plus_PtP(measure, N):
     """A + PᵀP = 2 Re(V diag(Lambda) V*), to 1e-10 relative in float64."""
