@@ -262,9 +262,9 @@ def test_every_layer_same_outputs_and_gradients(name, rng):
             )
         )
     )
-    hk_params = t.init(jax.random.key(0), u)
+    hk_params = jax.eval_shape(t.init, jax.random.key(0), u)  # only the shapes are used
     assert jax.tree.map(jnp.shape, hk_params["layer"]) == jax.tree.map(jnp.shape, params)
-    carry_hk, y_hk = t.apply({"layer": params}, u)
+    carry_hk, y_hk = jax.jit(t.apply)({"layer": params}, u)
     np.testing.assert_allclose(y_hk, y, rtol=1e-5, atol=1e-6)
     jax.tree.map(
         lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), carry_hk, carry
@@ -287,7 +287,7 @@ def test_every_layer_same_outputs_and_gradients(name, rng):
             u, lengths, c0
         )
 
-    carry_e, y_e = eqx_run(e)
+    carry_e, y_e = eqx.filter_jit(eqx_run)(e)
     np.testing.assert_allclose(y_e, y, rtol=1e-5, atol=1e-6)
     jax.tree.map(
         lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), carry_e, carry
@@ -330,7 +330,8 @@ def test_layer_outputs_fast(name, rng):
     np.testing.assert_allclose(y_e, y, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.slow  # 12-23 s of CPU each; test_sequence_options.test_frameworks_agree runs by default
+# 12-23 s of CPU each; test_sequence_options.test_frameworks_agree runs by default
+@pytest.mark.slow
 @pytest.mark.parametrize("layer", ["s5", "hippo_rnn"])
 def test_sequence_model_same_outputs_and_gradients(layer, rng):
     kw = dict(
@@ -414,10 +415,11 @@ def test_backbone_framework_errors():
     u = jnp.ones((5, 3), jnp.float32)
     with pytest.raises(ValueError, match="`key` must be"):
         e(u)
-    y1, y2 = e(u, key=jax.random.key(1)), e(u, key=jax.random.key(2))
+    call = eqx.filter_jit(lambda m, u, key=None: m(u, key=key))  # compiled once per mode
+    y1, y2 = call(e, u, key=jax.random.key(1)), call(e, u, key=jax.random.key(2))
     assert not np.allclose(y1, y2)
     ei = eqx.nn.inference_mode(e)
-    np.testing.assert_array_equal(ei(u), ei(u))
+    np.testing.assert_array_equal(call(ei, u), call(ei, u))
     with pytest.raises(ValueError, match="d_input=3"):
         ei(jnp.ones((5, 4), jnp.float32))
 
@@ -442,8 +444,8 @@ def test_haiku_layer_core_dynamic_unroll_equals_call(name, rng):
 
     t = hk.transform(f)
     u = jnp.asarray(rng.normal(size=(2, 6, 3)), jnp.float64)
-    params = t.init(jax.random.key(int(rng.integers(1000))), u)
+    params = jax.jit(t.init)(jax.random.key(int(rng.integers(1000))), u)
     assert list(params) == ["layer"]  # the core has no parameters of its own
-    ys, state, y, carry = t.apply(params, None, u)
+    ys, state, y, carry = jax.jit(t.apply)(params, None, u)
     np.testing.assert_allclose(ys, y, rtol=1e-9, atol=1e-10)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-10), state, carry)
