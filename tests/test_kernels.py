@@ -319,8 +319,13 @@ def ref_c_tilde_dplr(C, Lam, P, dt, L, conj_sym):
 @pytest.mark.parametrize(
     ("rank", "conj_sym", "L"),
     [(1, True, L) for L in LENGTHS]
-    + [(2, True, L) for L in LENGTHS]
-    + [(1, False, 2), (2, False, 7), (2, False, 100), (3, True, 64), (3, False, 7)],
+    + [(2, True, 7), (2, False, 100), (3, False, 7)]
+    # each case compiles kernel_dplr afresh (several seconds): the rest run with -m slow
+    + [
+        pytest.param(*case, marks=pytest.mark.slow)
+        for case in [(2, True, L) for L in (1, 2, 64, 100)]
+        + [(1, False, 2), (2, False, 7), (3, True, 64)]
+    ],
 )
 def test_kernel_dplr_float64(rng, rank, conj_sym, L):
     H, M = 3, 5
