@@ -1,11 +1,15 @@
 """The DPLR free response through the Cauchy kernel equals the dense closed-system response."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import hippox
 from hippox._src.dplr_state import dplr_free_response
+
+# compiled once per case (op-by-op, every primitive was compiled on its own)
+_free_response = jax.jit(dplr_free_response, static_argnums=5, static_argnames="conj_sym")
 
 
 @pytest.mark.parametrize("conj_sym", [True, False])
@@ -18,7 +22,7 @@ def test_free_response_equals_dense_recurrence(conj_sym, rank, rng):
     C = cplx(H, M)
     dt = rng.uniform(0.05, 0.5, H)
     x0 = cplx(n, H, M)
-    y = dplr_free_response(Lam, P, C, dt, x0, L, conj_sym=conj_sym)
+    y = _free_response(Lam, P, C, dt, x0, L, conj_sym=conj_sym)
     # Independent float64 reference: the closed (or plain) dense bilinear system in NumPy.
     if conj_sym:
         Lf, Pf, Cf = (np.concatenate([a, a.conj()], -1) for a in (Lam, P, C))
@@ -48,9 +52,9 @@ def test_matches_chunked_dense_float32(rng):
     dt = jnp.asarray([0.01, 0.1], jnp.float32)
     x0 = jnp.asarray(rng.standard_normal((3, H, 4)) + 1j * rng.standard_normal((3, H, 4)))
     x0 = x0.astype(jnp.complex64)
-    sp = hippox.dplr_step_dense_params(Lam, P, B, C, dt)
-    y_dense, _ = hippox.forward_chunk_dense(sp, jnp.zeros((3, H, 16), jnp.float32), x0)
-    y = dplr_free_response(Lam, P, C, dt, x0, 16)
+    sp = jax.jit(hippox.dplr_step_dense_params)(Lam, P, B, C, dt)
+    y_dense, _ = jax.jit(hippox.forward_chunk_dense)(sp, jnp.zeros((3, H, 16), jnp.float32), x0)
+    y = _free_response(Lam, P, C, dt, x0, 16)
     assert y.dtype == jnp.float32
     np.testing.assert_allclose(y, y_dense, rtol=1e-4, atol=1e-4 * float(jnp.max(jnp.abs(y))))
 
