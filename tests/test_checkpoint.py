@@ -51,6 +51,9 @@ def test_streaming_carry_resumes_exactly(tmp_path):
     assert (tmp_path / "carry").is_dir()
 
 
+# the whole example (both runs at its default sizes, ~25 s of CPU); the properties it
+# reports are checked by the two tests above in the default run
+@pytest.mark.slow
 def test_main_reports_success(tmp_path, capsys):
     assert ck.main(["--dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
