@@ -143,12 +143,14 @@ def test_lipschitz_matches_numpy(solver, extra, rng):
     if solver != "euler" or extra:
         return
     # padding, vmap, grad (the step rule does not matter for these)
-    st, yp = cfg.apply(p, x, seq_lengths=jnp.array([7, 3]))
+    # compiled (op-by-op, every primitive was compiled on its own per shape)
+    st, yp = jax.jit(lambda p, x, n: cfg.apply(p, x, seq_lengths=n))(p, x, jnp.array([7, 3]))
     np.testing.assert_allclose(yp[1, :3], y[1, :3], rtol=1e-12)
     np.testing.assert_array_equal(yp[1, 3:], 0.0)
     np.testing.assert_allclose(st.h[1], y[1, 2], rtol=1e-12)
-    np.testing.assert_allclose(jax.vmap(lambda xi: cfg.apply(p, xi)[1])(x), y, rtol=1e-12)
-    loss = lambda p: jnp.sum(cfg.apply(p, jnp.asarray(x[:, :4]))[1] ** 2)  # noqa: E731
+    yv = jax.jit(jax.vmap(lambda xi: cfg.apply(p, xi)[1]))(x)
+    np.testing.assert_allclose(yv, y, rtol=1e-12)
+    loss = jax.jit(lambda p: jnp.sum(cfg.apply(p, jnp.asarray(x[:, :4]))[1] ** 2))
     check_grads(loss, (p,), order=1, modes=["rev"], atol=1e-5, rtol=1e-5)
 
 
@@ -187,7 +189,8 @@ def test_unicornn_matches_numpy(rng):
     cfg = UnICORNNConfig(3, 4, **opts)
     p = _params(cfg, rng, scale=1.0)
     x = rng.normal(size=(2, 9, 3))
-    state, y = cfg.apply(p, jnp.asarray(x))
+    apply = jax.jit(cfg.apply)  # op-by-op, every primitive was compiled on its own per shape
+    state, y = apply(p, jnp.asarray(x))
     for b in range(2):
         np.testing.assert_allclose(y[b], _unicornn_numpy(p, x[b], **opts), rtol=1e-10)
     np.testing.assert_allclose(state.y[:, -1], y[:, -1], rtol=1e-12)
@@ -195,13 +198,16 @@ def test_unicornn_matches_numpy(rng):
     st, yp = jax.jit(lambda p, x, n: cfg.apply(p, x, seq_lengths=n))(p, x, jnp.array([9, 4]))
     np.testing.assert_allclose(yp[1, :4], y[1, :4], rtol=1e-12)
     np.testing.assert_array_equal(yp[1, 4:], 0.0)
-    s4, _ = cfg.apply(p, x[1, :4])
+    s4, _ = apply(p, jnp.asarray(x[1, :4]))
     np.testing.assert_allclose(st.z[1], s4.z, rtol=1e-12)
-    np.testing.assert_allclose(jax.vmap(lambda xi: cfg.apply(p, xi)[1])(x), y, rtol=1e-12)
-    loss = lambda p: jnp.sum(cfg.apply(p, jnp.asarray(x[:, :4]))[1] ** 2)  # noqa: E731
+    yv = jax.jit(jax.vmap(lambda xi: cfg.apply(p, xi)[1]))(x)
+    np.testing.assert_allclose(yv, y, rtol=1e-12)
+    loss = jax.jit(lambda p: jnp.sum(cfg.apply(p, jnp.asarray(x[:, :4]))[1] ** 2))
     check_grads(loss, (p,), order=1, modes=["rev"], atol=1e-5, rtol=1e-5)
     # the reference's inits
-    q = UnICORNNConfig(16, 32).init_params(jax.random.key(1), param_dtype=jnp.float64)
+    q = jax.jit(UnICORNNConfig(16, 32).init_params, static_argnames="param_dtype")(
+        jax.random.key(1), param_dtype=jnp.float64
+    )
     bound0 = np.sqrt(2 / 65) * np.sqrt(3 / 16)
     assert bound0 / 1.2 < float(jnp.abs(q["V_0"]).max()) <= bound0
     assert float(jnp.abs(q["V_2"]).max()) <= np.sqrt(2 / 65) * np.sqrt(3 / 32)
@@ -227,19 +233,22 @@ def test_ckconv_matches_numpy(opts, rng):
     y = jax.jit(lambda p, x: cfg.apply(p, x))(p, jnp.asarray(x))
     for b in range(2):
         np.testing.assert_allclose(y[b], _ckconv_numpy(cfg, p, x[b]), rtol=1e-9, atol=1e-9)
-    np.testing.assert_allclose(jax.vmap(lambda xi: cfg.apply(p, xi))(x), y, atol=1e-12)
+    # compiled (op-by-op, every primitive was compiled on its own per shape)
+    yv = jax.jit(jax.vmap(lambda xi: cfg.apply(p, xi)))(x)
+    np.testing.assert_allclose(yv, y, atol=1e-12)
     if cfg.l_max is None:
         return
+    apply = jax.jit(lambda p, x, n=None: cfg.apply(p, x, seq_lengths=n))
     # padding = unpadded (the grid does not depend on L); padding outputs 0
-    yp = cfg.apply(p, x, seq_lengths=jnp.array([10, 4]))
-    np.testing.assert_allclose(yp[1, :4], cfg.apply(p, x[1, :4]), rtol=1e-10, atol=1e-12)
+    yp = apply(p, x, jnp.array([10, 4]))
+    np.testing.assert_allclose(yp[1, :4], apply(p, x[1, :4]), rtol=1e-10, atol=1e-12)
     np.testing.assert_array_equal(yp[1, 4:], 0.0)
     # step_rescale: positions spaced r times wider, kernel scaled by r
-    y2 = cfg.apply(p, x[0], step_rescale=2.0)
+    y2 = jax.jit(lambda p, x: cfg.apply(p, x, step_rescale=2.0))(p, x[0])
     np.testing.assert_allclose(y2, _ckconv_numpy(cfg, p, x[0], r=2.0), rtol=1e-9, atol=1e-9)
     if cfg.activation != "sine":
         return
-    loss = lambda p: jnp.sum(cfg.apply(p, jnp.asarray(x[:, :5])) ** 2)  # noqa: E731
+    loss = jax.jit(lambda p: jnp.sum(cfg.apply(p, jnp.asarray(x[:, :5])) ** 2))
     check_grads(loss, (p,), order=1, modes=["rev"], eps=1e-6, atol=1e-5, rtol=1e-5)
 
 
@@ -279,7 +288,8 @@ def test_cells_frameworks_agree(name, opts, rng):
     d, H, L = 3, 4, 6
     x = jnp.asarray(rng.normal(size=(2, L, d)), jnp.float32)
     ncell = getattr(nnx_cells, f"{name}Cell")(d, H, **opts, rngs=nnx.Rngs(0))
-    y = nnx.RNN(ncell)(x)
+    # compiled forwards (op-by-op, every primitive was compiled on its own per shape)
+    y = nnx.jit(lambda c, x: nnx.RNN(c)(x))(ncell, x)
     params = ncell.cell_params()
     # the NNX sequence layer: same parameters, same outputs; chunks with a carry = one call
     layer = getattr(nnx_cells, name)(d, H, **opts, rngs=nnx.Rngs(0))
@@ -292,23 +302,26 @@ def test_cells_frameworks_agree(name, opts, rng):
         np.testing.assert_allclose(y3, y[:, 2:], rtol=1e-5, atol=1e-7)
     # linen cell and layer
     lrnn = nn.RNN(getattr(linen_cells, f"{name}Cell")(features=H, **opts))
-    v = lrnn.init(jax.random.key(0), x)
+    v = jax.eval_shape(lrnn.init, jax.random.key(0), x)  # only the shapes are used
     assert jax.tree.map(jnp.shape, v["params"]["cell"]) == jax.tree.map(jnp.shape, params)
-    np.testing.assert_allclose(lrnn.apply({"params": {"cell": params}}, x), y, rtol=1e-6)
+    y_lin = jax.jit(lrnn.apply)({"params": {"cell": params}}, x)
+    np.testing.assert_allclose(y_lin, y, rtol=1e-6)
     if name == "LipschitzRNN":
         llayer = getattr(linen_cells, name)(in_features=d, features=H, **opts)
-        np.testing.assert_allclose(llayer.apply({"params": params}, x), y, rtol=1e-6)
+        np.testing.assert_allclose(jax.jit(llayer.apply)({"params": params}, x), y, rtol=1e-6)
     # haiku
     f = _haiku_unroll(getattr(_haiku_cells, f"{name}Cell"), H, x, **opts)
     xt = jnp.swapaxes(x, 0, 1)
-    key = next(iter(f.init(jax.random.key(0), xt)))
-    y_hk = f.apply({key: params}, None, xt)
+    key = next(iter(jax.eval_shape(f.init, jax.random.key(0), xt)))
+    y_hk = jax.jit(f.apply)({key: params}, None, xt)
     np.testing.assert_allclose(jnp.swapaxes(y_hk, 0, 1), y, rtol=1e-6)
     # equinox
     ecell = getattr(_equinox_cells, f"{name}Cell")(d, H, **opts, key=jax.random.key(0))
     assert ecell.config == ncell.config
     ecell = eqx.tree_at(lambda m: m.params, ecell, params)
-    out = jax.lax.scan(lambda s, xt_: (ecell(xt_, s),) * 2, ecell.initial_state((2,)), xt)[1]
+    out = jax.jit(
+        lambda xt: jax.lax.scan(lambda s, x_: (ecell(x_, s),) * 2, ecell.initial_state((2,)), xt)
+    )(xt)[1]
     y_eqx = out.h if name == "LipschitzRNN" else out.y[..., -1, :]
     np.testing.assert_allclose(jnp.swapaxes(y_eqx, 0, 1), y, rtol=1e-6)
 
