@@ -42,6 +42,10 @@ class SequenceModel(eqx.Module):
     state)``. Dropout and drop path draw from ``key`` (split it per example under
     `jax.vmap` for independent masks).
 
+    The block options ``final_act``, ``gate``, ``gate_act``, ``mult_act``,
+    ``bottleneck``, ``residual``, ``residual_kwargs``, ``drop_path`` and ``tie_dropout``
+    are those of `hippox.nnx.SequenceModel`.
+
     Args:
       d_input: input features.
       d_output: output features.
@@ -56,8 +60,6 @@ class SequenceModel(eqx.Module):
       activation: ``'gelu'`` or ``'glu'`` after the layer (older name of ``final_act``).
       pooling: ``'mean'``, ``'last'`` or None (sequence to sequence).
       norm: ``'layer'``, ``'batch'`` or None.
-      final_act, gate, gate_act, mult_act, bottleneck, residual, residual_kwargs,
-        drop_path, tie_dropout: the block options of `hippox.nnx.SequenceModel`.
       axis_name: the `jax.vmap` axis name BatchNorm's statistics reduce over (None:
         one call's positions).
       inference: evaluation mode (dropout off); toggle with

@@ -87,6 +87,10 @@ class SequenceModel(hk.Module):
     `haiku.transform_with_state`: the running ``mean``/``var`` are state, updated with
     ``is_training=True`` from valid positions only, used otherwise and in step mode.
 
+    The block options ``final_act``, ``gate``, ``gate_act``, ``mult_act``,
+    ``bottleneck``, ``residual``, ``residual_kwargs``, ``drop_path`` and ``tie_dropout``
+    are those of `hippox.nnx.SequenceModel`.
+
     Args:
       d_input: input features.
       d_output: output features.
@@ -101,8 +105,6 @@ class SequenceModel(hk.Module):
       activation: ``'gelu'`` or ``'glu'`` after the layer (older name of ``final_act``).
       pooling: ``'mean'``, ``'last'`` or None (sequence to sequence).
       norm: ``'layer'``, ``'batch'`` or None.
-      final_act, gate, gate_act, mult_act, bottleneck, residual, residual_kwargs,
-        drop_path, tie_dropout: the block options of `hippox.nnx.SequenceModel`.
       name: module name (default ``'sequence_model'``).
       dtype: computation dtype of the dense and norm layers and the layers' output
         dtype (None: inferred).

@@ -401,13 +401,14 @@ class CKBlockConfig(base.LayerConfig):
     Parameters: ``conv1_<name>``, ``conv2_<name>`` for each parameter of `CKConvConfig`,
     ``norm1_scale``, ``norm1_shift``, ``norm2_scale``, ``norm2_shift`` (H,) (ones / zeros).
 
+    The other fields are those of `CKConvConfig` but ``H`` (``hidden``, ``activation``,
+    ``omega_0``, ``norm``, ``bias``, ``l_max``, ``weight_dropout``, ``smoothing_sigma``),
+    shared by both convolutions.
+
     Args:
       H: channels.
       dropout: the block's dropout rate in [0, 1) (default 0.2, the reference's
         ``model=ckconv`` configuration).
-      **conv: the fields of `CKConvConfig` but ``H`` (``hidden``, ``activation``,
-        ``omega_0``, ``norm``, ``bias``, ``l_max``, ``weight_dropout``,
-        ``smoothing_sigma``), shared by both convolutions.
 
     Examples:
       >>> import jax, jax.numpy as jnp
