@@ -12,26 +12,14 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import haiku as hk
-import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike, DTypeLike
 
+from hippox._haiku_params import get_params
 from hippox._src import _validate
 from hippox._src.layers import backbone as _bb
 
 __all__ = ["SequenceModel"]
-
-
-def _get_params(specs: Mapping, param_dtype) -> dict[str, jax.Array]:
-    """Haiku parameters from ``{name: (shape, init(key, shape, dtype))}``."""
-
-    def adapt(init):
-        return lambda shape, dtype: init(hk.maybe_next_rng_key(), tuple(shape), dtype)
-
-    return {
-        name: hk.get_parameter(name, shape, param_dtype, init=adapt(init))
-        for name, (shape, init) in specs.items()
-    }
 
 
 class _Dense(hk.Module):
@@ -41,7 +29,7 @@ class _Dense(hk.Module):
         self.param_dtype, self.dtype = param_dtype, dtype
 
     def __call__(self, x):
-        return _bb.dense(_get_params(self.specs, self.param_dtype), x, self.dtype)
+        return _bb.dense(get_params(self.specs, self.param_dtype), x, self.dtype)
 
 
 class _LayerNorm(hk.Module):
@@ -51,7 +39,7 @@ class _LayerNorm(hk.Module):
         self.param_dtype, self.dtype = param_dtype, dtype
 
     def __call__(self, x):
-        return _bb.layer_norm(_get_params(self.specs, self.param_dtype), x, self.dtype)
+        return _bb.layer_norm(get_params(self.specs, self.param_dtype), x, self.dtype)
 
 
 class _BatchNorm(hk.Module):
@@ -64,7 +52,7 @@ class _BatchNorm(hk.Module):
         self.param_dtype, self.dtype = param_dtype, dtype
 
     def __call__(self, x, mask=None, *, is_training: bool):
-        p = _get_params(self.specs, self.param_dtype)
+        p = get_params(self.specs, self.param_dtype)
         mean = hk.get_state("mean", (self.H,), jnp.float32, init=jnp.zeros)
         var = hk.get_state("var", (self.H,), jnp.float32, init=jnp.ones)
         y, (mean, var) = _bb.batch_norm(

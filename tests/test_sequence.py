@@ -396,8 +396,10 @@ CONVENTION_CASES = [
     ("s4d", dict(pooling="mean", activation="glu")),
     ("s5", dict(pooling="last", prenorm=False)),
     ("hippo_rnn", dict(pooling=None, norm=None)),
-    ("s4", dict(pooling=None)),
-    ("lssl", dict(pooling="mean")),
+    # S4 and LSSL blocks cost 20-25 s each here; their carries, padding and step mode are
+    # covered layer by layer in the default run (test_layer_carry, test_calling_convention)
+    pytest.param("s4", dict(pooling=None), marks=pytest.mark.slow),
+    pytest.param("lssl", dict(pooling="mean"), marks=pytest.mark.slow),
 ]
 
 
