@@ -254,6 +254,7 @@ def test_kernel_diag_dss_large_positive_real_part(rng):
     assert np.all(np.isfinite(K32)) and rel_err(K32, ref2) <= 1e-4
 
 
+@pytest.mark.slow  # ~30 s of compiles; jit/vmap of kernel_diag also run in the layer tests
 def test_kernel_diag_jit_vmap(rng):
     H, M, L = 4, 3, 20
     Lam, B, C = random_lambda(rng, H, M), crandn(rng, H, M), crandn(rng, H, M)

@@ -393,11 +393,12 @@ def test_backbone_helpers(rng):
 
 
 CONVENTION_CASES = [
-    ("s4d", dict(pooling="mean", activation="glu")),
+    pytest.param("s4d", dict(pooling="mean", activation="glu"), marks=pytest.mark.slow),
     ("s5", dict(pooling="last", prenorm=False)),
     ("hippo_rnn", dict(pooling=None, norm=None)),
-    # S4 and LSSL blocks cost 20-25 s each here; their carries, padding and step mode are
-    # covered layer by layer in the default run (test_layer_carry, test_calling_convention)
+    # S4D (FFT chunks, ~50 s), S4 and LSSL blocks are the costly ones here: their carries,
+    # padding and step mode are covered layer by layer in the default run
+    # (test_layer_carry, test_calling_convention); the backbone's chunking by s5/hippo_rnn
     pytest.param("s4", dict(pooling=None), marks=pytest.mark.slow),
     pytest.param("lssl", dict(pooling="mean"), marks=pytest.mark.slow),
 ]
