@@ -229,8 +229,8 @@ def _layer_kw(name):
 
 
 #: the gradient comparison costs ~10-40 s of CPU per layer (three frameworks compiled);
-#: S4 and LSSL, the heaviest, run it in the slow run and `test_layer_outputs_fast` by default
-HEAVY = {"S4", "LSSL"}
+#: S4, LSSL and S5 run it in the slow run and `test_layer_outputs_fast` by default
+HEAVY = {"S4", "LSSL", "S5"}
 
 
 @pytest.mark.parametrize(
