@@ -5,7 +5,8 @@
   resampled in time for the timescale experiment;
 * models (Flax NNX) at a matched parameter budget: the HiPPO-RNN presets of
   `hippox.hippo_cell_options` (``legs``, ``lagt``, ``legt``, ``lmu``, ``rand``; memory order
-  = hidden size, the authors' ``memory_order=-1``), the baseline cells (``gru``, ``lstm``,
+  = hidden size, the authors' ``memory_order=-1``) and ``rand_stable`` (HiPPO-Rand with
+  ``A`` shifted to be stable, ``max_real = -0.1``), the baseline cells (``gru``, ``lstm``,
   ``mgu``, ``rnn``, ``minimalrnn``, ``exprnn``), each classified from its last hidden state
   by a linear read-out, and small S4 / S4D / S5 stacks (``s4``, ``s4d``, ``s5``) whose
   layers take ``step_rescale``;
@@ -33,7 +34,16 @@ from hippox._src.layers.rnn import hippo_cell_options
 from hippox.nnx import S4, S4D, S5, HiPPORNNCell
 from hippox.nnx import cells as nnx_cells
 
-HIPPO = {"legs": "legs", "lagt": "lagt", "legt": "legt", "lmu": "lmu", "rand": "random"}
+HIPPO = {
+    "legs": "legs",
+    "lagt": "lagt",
+    "legt": "legt",
+    "lmu": "lmu",
+    "rand": "random",
+    "rand_stable": "random",
+}
+#: ``rand_stable``'s rightmost eigenvalue of ``A`` (the authors' HiPPO-Rand is unstable).
+RAND_STABLE_MAX_REAL = -0.1
 BASELINES = {
     "gru": nnx_cells.GRUCell,
     "lstm": nnx_cells.LSTMCell,
@@ -139,8 +149,10 @@ def _rnn(name: str, H: int, seed: int, L: int):
     rngs = nnx.Rngs(seed)
     if name in HIPPO:
         opts = hippo_cell_options(HIPPO[name], **({"theta": float(L)} if name == "lmu" else {}))
-        if name == "rand":
+        if name in ("rand", "rand_stable"):
             opts["seed"] = seed
+        if name == "rand_stable":
+            opts["measure_params"] = {"max_real": RAND_STABLE_MAX_REAL}
         if name in ("legt",):
             opts["dt"] = 1.0 / L  # the window covers the sequence (LegT theta = 2: 2L samples)
         cell = HiPPORNNCell(1, H, N=-1, **opts, rngs=rngs)
@@ -248,6 +260,21 @@ def accuracy(graphdef, params, rest, x, y, *, step_rescale: float = 1.0, batch: 
     return correct / len(x)
 
 
+def last_samples_probe(x_tr, y_tr, x_te, y_te, ks) -> dict[int, float]:
+    """Test accuracy of a linear classifier that sees only the last ``k`` samples.
+
+    How much memory the task needs: a model that remembers only the last ``k`` steps can
+    do at most about this well (scikit-learn's logistic regression, float64).
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    out = {}
+    for k in ks:
+        clf = LogisticRegression(max_iter=3000).fit(x_tr[:, -k:], y_tr)
+        out[k] = clf.score(x_te[:, -k:], y_te)
+    return out
+
+
 def mean_std(values) -> str:
     v = 100 * np.asarray(values)
     return f"{v.mean():.1f} ± {v.std():.1f}" if len(v) > 1 else f"{v.mean():.1f}"
@@ -278,6 +305,7 @@ __all__ = [
     "count_params",
     "device_line",
     "digits",
+    "last_samples_probe",
     "math",
     "mean_std",
     "permute",

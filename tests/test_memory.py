@@ -171,6 +171,28 @@ def test_random_memory(rng):
         hippox.hippo_memory("legt", 4, seed=1)
 
 
+@pytest.mark.parametrize("max_real", [-0.1, 0.3])
+def test_random_memory_max_real_shifts_the_spectrum(max_real):
+    # The authors' matrix, shifted by a multiple of I: same eigenvectors, every
+    # eigenvalue moved by the same real amount, the rightmost at max_real.
+    N, seed = 48, int(np.random.default_rng().integers(1000))
+    A0, B0 = hippox.hippo_memory("random", N, seed=seed).continuous(np.float64)
+    mem = hippox.hippo_memory("random", N, seed=seed, method="zoh", max_real=max_real)
+    A, B = mem.continuous(np.float64)
+    A0, A, B0, B = (np.asarray(a) for a in (A0, A, B0, B))
+    np.testing.assert_array_equal(B, B0)
+    shift = A - A0
+    np.testing.assert_allclose(shift, shift[0, 0] * np.eye(N), atol=1e-14)
+    assert abs(np.linalg.eigvals(A).real.max() - max_real) < 1e-10
+    Ab, _ = mem.transition(np.float64)
+    radius = np.abs(np.linalg.eigvals(np.asarray(Ab))).max()
+    np.testing.assert_allclose(radius, np.exp(0.01 * max_real), rtol=1e-9)
+    with pytest.raises(TypeError, match="only the parameter `max_real`"):
+        hippox.hippo_memory("random", N, theta=1.0)
+    with pytest.raises(ValueError, match="`max_real` must be finite"):
+        hippox.hippo_memory("random", N, max_real=float("nan"))
+
+
 @pytest.mark.parametrize("measure", ["legs", "legt", "lagt"])
 def test_timed_update_matches_numpy(measure, rng):
     N = 5

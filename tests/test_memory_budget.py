@@ -109,3 +109,49 @@ def test_memory_budget_argument_checked():
         hippox.kernel_diag(-one, one, one, dt, 4, memory_budget=0)
     with pytest.raises(TypeError, match="`memory_budget`"):
         hippox.kernel_diag(-one, one, one, dt, 4, memory_budget=1.5)
+
+
+def _ref_kernel_dplr(Lam, P, B, Ct, dt, L):
+    """Float64 NumPy, dense: A = diag(Lam) - Pᴴ-form, bilinear, C = C̃ (I - Ab^L)^{-1},
+    K_l = Re(C Ab^l Bb) (``conj_sym=False``: the M modes are the system)."""
+    H, M = Lam.shape
+    out = np.empty((H, L))
+    for h in range(H):
+        A = np.diag(Lam[h]) - P[:, h].T @ P[:, h].conj()
+        lhs = np.eye(M) - dt[h] / 2 * A
+        Ab = np.linalg.solve(lhs, np.eye(M) + dt[h] / 2 * A)
+        Bb = np.linalg.solve(lhs, dt[h] * B[h])
+        C = np.linalg.solve((np.eye(M) - np.linalg.matrix_power(Ab, L)).T, Ct[h])
+        x = Bb
+        for t in range(L):
+            out[h, t] = (C @ x).real
+            x = Ab @ x
+    return out
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_kernel_dplr_equal_across_budgets(dtype, rng):
+    H, M, L, R = 5, 6, 37, 2
+    Lam = -rng.uniform(0.2, 1.0, (H, M)) + 1j * rng.uniform(-4, 4, (H, M))
+    P = 0.3 * (rng.standard_normal((R, H, M)) + 1j * rng.standard_normal((R, H, M)))
+    B = rng.standard_normal((H, M)) + 1j * rng.standard_normal((H, M))
+    Ct = rng.standard_normal((H, M)) + 1j * rng.standard_normal((H, M))
+    dt = rng.uniform(0.05, 0.3, H)
+    cd = np.complex64 if dtype == np.float32 else np.complex128
+    args = [jnp.asarray(a, cd) for a in (Lam, P, B, Ct)] + [jnp.asarray(dt, dtype)]
+    ref = _ref_kernel_dplr(Lam, P, B, Ct, dt, L)
+    tol = (1e-4 if dtype == np.float32 else 1e-10) * np.abs(ref).max()
+    kernels_ = [
+        hippox.kernel_dplr(*args, L, conj_sym=False, memory_budget=b) for b in (64, 4096, 1 << 40)
+    ]
+    for K in kernels_:
+        assert K.dtype == np.dtype(dtype)
+        np.testing.assert_allclose(K, ref, atol=tol)
+
+    def n_maps(budget):
+        fn = lambda *a: hippox.kernel_dplr(*a, L, conj_sym=False, memory_budget=budget)  # noqa: E731
+        return str(jax.make_jaxpr(fn)(*args)).count("scan[")
+
+    assert n_maps(64) >= 1 and n_maps(1 << 40) == 0
+    with pytest.raises(ValueError, match="`memory_budget`"):
+        hippox.kernel_dplr(*args, L, memory_budget=0)

@@ -355,6 +355,7 @@ def kernel_dplr(
     *,
     conj_sym: bool = True,
     chunk_size: int | None = None,
+    memory_budget: int | None = None,
 ) -> jax.Array:
     """S4 convolution kernel of a diagonal-plus-low-rank SSM (Cauchy kernel + Woodbury).
 
@@ -406,12 +407,16 @@ def kernel_dplr(
         modes are the system and ``K = Re`` of its kernel.
       chunk_size: number of frequency nodes evaluated together (``None``: as many as fit
         the memory budget, module docstring).
+      memory_budget: the budget in bytes of complex intermediates that sets the node
+        chunks when ``chunk_size`` is None, or None for `hippox.memory_budget` of the
+        default device (as `hippox.kernel_diag`). A static value: each distinct budget
+        compiles its own kernel.
 
     Returns:
       ``(..., L)`` real kernel (``(H, L)`` for the usual shapes), float32 or float64.
 
     Raises:
-      ValueError: for bad shapes, ``L < 1`` or a bad ``chunk_size``.
+      ValueError: for bad shapes, ``L < 1``, a bad ``chunk_size`` or ``memory_budget``.
       TypeError: for a complex ``dt``.
 
     Examples:
@@ -439,6 +444,7 @@ def kernel_dplr(
     L = _validate.check_size("L", L)
     conj_sym = _validate.check_bool("conj_sym", conj_sym)
     chunk_size = kernels.check_chunk_size(chunk_size)
+    budget = kernels.check_memory_budget(memory_budget)
     if B is None:
         raise TypeError("`B` must be an array of shape (..., M), got None.")
     arrays = _dplr_arrays(Lambda, P, B, C_tilde, dt, c_name="C_tilde")
@@ -450,11 +456,11 @@ def kernel_dplr(
             "spectrum has one): clamp Re(Lambda) <= -1e-4 first, as hippox.initializers do, "
             f"got {int(np.sum(values == 0))} zero entries."
         )
-    return _kernel_dplr(*arrays, L=L, conj_sym=conj_sym, chunk_size=chunk_size)
+    return _kernel_dplr(*arrays, L=L, conj_sym=conj_sym, chunk_size=chunk_size, budget=budget)
 
 
-@functools.partial(jax.jit, static_argnames=("L", "conj_sym", "chunk_size", "batch"))
-def _kernel_dplr(Lam, P, B, Ct, dt, batch, *, L, conj_sym, chunk_size):
+@functools.partial(jax.jit, static_argnames=("L", "conj_sym", "chunk_size", "batch", "budget"))
+def _kernel_dplr(Lam, P, B, Ct, dt, batch, *, L, conj_sym, chunk_size, budget):
     Lam, P, B, Ct, dt, rtype = _dplr_flatten(Lam, P, B, Ct, dt, batch)
     ctype = Lam.dtype
     rows, R, M = P.shape
@@ -467,7 +473,7 @@ def _kernel_dplr(Lam, P, B, Ct, dt, batch, *, L, conj_sym, chunk_size):
 
     nf = L // 2 + 1  # the nodes z = e^{iθ} irfft needs; each also gives its conjugate
     per_node = rows * (4 * M + 3 * (R + 1) ** 2 + (R + 3) ** 2)  # complex elements per node
-    zc = chunk_size or max(1, kernels.budget_elements(kernels.memory_budget(), ctype) // per_node)
+    zc = chunk_size or max(1, kernels.budget_elements(budget, ctype) // per_node)
     zc = min(zc, nf)
     nchunk = -(-nf // zc)
     zc = zc if chunk_size else -(-nf // nchunk)  # balanced chunks: little padding

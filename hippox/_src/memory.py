@@ -18,7 +18,11 @@ Memories (`hippo_memory`; the ``(A, B)`` are fixed, not trained):
 * ``random`` (HiPPO-Rand, the paper's ablation): a fixed random ``A`` with
   N(0, 1/N) entries and ``B`` with N(0, 1) entries (the authors' ``RandomCell``),
   drawn on the host from the integer ``seed``, then treated as a time-invariant
-  measure.
+  measure. The authors do not stabilise it: the eigenvalues of such an ``A`` fill the
+  unit disc, so the memory grows like ``exp(L dt max Re λ(A))``. The measure
+  parameter ``max_real`` (default None: the authors' matrix) shifts ``A`` by a
+  multiple of the identity so that ``max Re λ(A) = max_real``; a negative value gives
+  a stable random memory, a fairer ablation (see ``examples/RESULTS.md``).
 * timestamped memories (`HiPPOMemory.update_timed`, the authors' ``tlsi``/``tlti``
   cells): the step comes from the actual time gap, ``(t_k - t_{k-1}) / t_k`` for
   ``legs`` (``c = u e_0`` when ``t_k = 0``) and ``dt (t_k - t_{k-1})`` for ``legt``,
@@ -60,11 +64,20 @@ _ALPHA = {"forward_euler": 0.0, "bilinear": 0.5, "backward_euler": 1.0}
 
 
 @cache.host_cache
-def random_transition_np(N: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """HiPPO-Rand's float64 ``(A, B)``: ``A`` N(0, 1/N) entries, ``B`` N(0, 1) (cached)."""
+def random_transition_np(
+    N: int, seed: int, max_real: float | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """HiPPO-Rand's float64 ``(A, B)``: ``A`` N(0, 1/N) entries, ``B`` N(0, 1) (cached).
+
+    With ``max_real``, ``A`` is shifted by ``(max_real - max Re λ(A)) I``, which moves
+    every eigenvalue by the same real amount, so its rightmost one has real part
+    ``max_real``.
+    """
     rng = np.random.default_rng(seed)
     A = rng.normal(size=(N, N)) / math.sqrt(N)
     B = rng.normal(size=N)
+    if max_real is not None:
+        A = A + (max_real - np.linalg.eigvals(A).real.max()) * np.eye(N)
     A.setflags(write=False)
     B.setflags(write=False)
     return A, B
@@ -72,7 +85,7 @@ def random_transition_np(N: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 def _continuous_np(measure: str, N: int, params: tuple, seed: int):
     if measure == "random":
-        return random_transition_np(N, seed)
+        return random_transition_np(N, seed, dict(params).get("max_real"))
     return matrices.transition_np(measure, N, **dict(params))
 
 
@@ -288,7 +301,9 @@ def hippo_memory(
       seed: integer seed of ``random``'s ``(A, B)`` (default 0); only with ``random``.
       timestamped: a memory stepped by time gaps (`HiPPOMemory.update_timed`):
         ``legs`` or a time-invariant measure, GBT methods only.
-      **params: measure parameters (e.g. ``theta`` for ``legt``/``lmu``).
+      **params: measure parameters (e.g. ``theta`` for ``legt``/``lmu``; ``max_real``
+        for ``random``: None, the authors' matrix, or the real part to shift its
+        rightmost eigenvalue to).
 
     Returns:
       A `HiPPOMemory`.
@@ -338,10 +353,16 @@ def hippo_memory(
     default_dt = 1.0 if timestamped else DEFAULT_DT
     dt = default_dt if dt is None else _validate.check_real("dt", dt, positive=True)
     if measure == "random":
-        if params:
-            raise TypeError(f"measure 'random' takes no parameters, got {tuple(params)}.")
+        if set(params) - {"max_real"}:
+            raise TypeError(
+                f"measure 'random' takes only the parameter `max_real`, got {tuple(params)}."
+            )
         seed = _validate.check_size("seed", 0 if seed is None else seed, minimum=0)
-        return HiPPOMemory("random", N, method, dt, (), seed=seed)
+        max_real = params.get("max_real")
+        if max_real is None:
+            return HiPPOMemory("random", N, method, dt, (), seed=seed)
+        max_real = _validate.check_real("max_real", max_real)
+        return HiPPOMemory("random", N, method, dt, (("max_real", max_real),), seed=seed)
     ptuple = matrices.check_measure_params(measure, params)
     matrices.transition_np(measure, N, **dict(ptuple))  # validates N (e.g. even for Fourier)
     return HiPPOMemory(measure, N, method, dt, ptuple)
