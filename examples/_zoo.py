@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import pathlib
+import sys
 import time
 from collections.abc import Callable
 
@@ -245,7 +246,10 @@ def train(model, x_tr, y_tr, recipe: Recipe, *, seed: int, desc: str, quiet: boo
             bar.update()
             bar.set_postfix(loss=f"{float(loss):.3f}")
     bar.close()
-    return graphdef, params, rest, time.perf_counter() - t0
+    secs = time.perf_counter() - t0
+    if not quiet:  # one line per run, also in a log where the bar is off
+        tqdm.write(f"{desc}: final loss {float(loss):.3f}, {secs:.0f} s", file=sys.stderr)
+    return graphdef, params, rest, secs
 
 
 def accuracy(graphdef, params, rest, x, y, *, step_rescale: float = 1.0, batch: int = 256):

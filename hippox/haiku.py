@@ -52,7 +52,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike, DTypeLike
 
-from hippox._haiku_params import adapt, get_params
+from hippox._haiku_params import adapt, get_layer_params, get_params
 from hippox._src import _validate
 from hippox._src.layers import backbone as _bb
 from hippox._src.layers.lssl import LSSLConfig
@@ -134,7 +134,7 @@ class _Layer(hk.Module):
 
     def params(self) -> dict[str, jax.Array]:
         """The parameters (created at init) as a flat ``{name: array}`` dict."""
-        return get_params(self.config.param_specs(), self.param_dtype)
+        return get_layer_params(self, self.config, self.param_dtype)
 
     def __call__(
         self,

@@ -53,3 +53,62 @@ def test_init_from_keys_needs_one_key_per_leaf():
     keys = jax.random.split(jax.random.key(0), len(cfg.param_shapes()) - 1)
     with pytest.raises(ValueError, match="`keys` must be an array of"):
         cfg.init_from_keys(keys)
+
+
+def _close(got, want, dtype=np.float32):
+    assert sorted(got) == sorted(want)
+    eps = np.finfo(dtype).eps
+    for name, w in want.items():
+        atol = 4 * eps * float(np.max(np.abs(w)))
+        np.testing.assert_allclose(got[name], w, rtol=0, atol=atol, err_msg=name)
+
+
+@pytest.mark.parametrize("cfg", CONFIGS[:2], ids=lambda c: type(c).__name__)
+def test_linen_layers_draw_the_per_leaf_values_in_one_call(cfg):
+    """Linen's layers get, in one compiled draw, the values of one ``self.param`` per leaf."""
+    from flax import linen as nn
+
+    import hippox.linen as hl
+
+    class PerLeaf(nn.Module):  # the per-leaf construction, keys from self.param in order
+        @nn.compact
+        def __call__(self):
+            return {n: self.param(n, i, s, jnp.float32) for n, (s, i) in cfg.param_specs().items()}
+
+    key = jax.random.key(int(np.random.default_rng().integers(1 << 30)))
+    want = PerLeaf().init(key)["params"]
+    cls = {"S4DConfig": hl.S4D, "S4Config": hl.S4}[type(cfg).__name__]
+    layer = cls(**{mod: getattr(cfg, name) for name, mod in cls._field_names.items()})
+    assert layer.config == cfg
+    u = jnp.ones((1, 16, cfg.H), jnp.float32)
+    got = layer.init(key, u)["params"]
+    _close(got, want)
+    np.testing.assert_array_equal(layer.apply({"params": got}, u), layer.apply({"params": got}, u))
+
+
+def test_haiku_layers_draw_the_per_leaf_values_in_one_call():
+    """Haiku: the same values as one ``hk.get_parameter`` per leaf; a second call of the
+    module under init takes no keys (later modules' draws are unchanged)."""
+    import haiku as hk
+
+    import hippox.haiku as hh
+    from hippox._haiku_params import get_params
+
+    cfg = CONFIGS[0]
+
+    def per_leaf():
+        with hk.experimental.name_scope("layer"):
+            a = get_params(cfg.param_specs(), jnp.float32)
+        return a, hk.get_parameter("after", (3,), jnp.float32, hk.initializers.RandomNormal())
+
+    def one_call(u):
+        layer = hh.S4D(cfg.H, N=cfg.N, ssm_init="lin", bidirectional=True, name="layer")
+        layer(u)
+        layer(u)  # shared: no second draw
+        return hk.get_parameter("after", (3,), jnp.float32, hk.initializers.RandomNormal())
+
+    key = jax.random.key(int(np.random.default_rng().integers(1 << 30)))
+    want = hk.transform(per_leaf).init(key)
+    got = hk.transform(one_call).init(key, jnp.ones((1, 16, cfg.H), jnp.float32))
+    _close(got["layer"], want["layer"])
+    np.testing.assert_array_equal(got["~"]["after"], want["~"]["after"])

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from typing import ClassVar
 
 import jax
+import jax.numpy as jnp
 from flax import linen as nn
 from jax.typing import ArrayLike
 
@@ -43,9 +44,17 @@ class _SSMModule(ConfigModule):
 
     def setup(self):
         pd = _validate.real_dtype(self.param_dtype, name="param_dtype")
+        specs = self.config.param_specs()
+        drawn = {}
+        if self.is_initializing() and not any(self.has_variable("params", n) for n in specs):
+            # One key per leaf, in spec order (the keys ``self.param`` would draw one by
+            # one), and every leaf drawn in one compiled program
+            # (`LayerConfig.init_from_keys`) instead of one eager program per leaf.
+            keys = jnp.stack([self.make_rng("params") for _ in specs])
+            drawn = self.config.init_from_keys(keys, param_dtype=pd)
         self._leaves = {
-            name: self.param(name, init, shape, pd)
-            for name, (shape, init) in self.config.param_specs().items()
+            name: self.param(name, (lambda *_, v=drawn[name]: v) if drawn else init, shape, pd)
+            for name, (shape, init) in specs.items()
         }
 
     def ssm_params(self) -> dict[str, jax.Array]:
