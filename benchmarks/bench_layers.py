@@ -11,6 +11,15 @@ Groups (``ratio`` in the table = baseline median / row median, same run):
   throughput in sequence elements (positions, B·L of them per step) per second.
 * ``first_params``: the first S4 parameter draw (H = 256, N = 64) in a fresh process,
   `LayerConfig.init_params`'s one compiled call vs one eager call per leaf (baseline).
+* ``first_build``: the first S4 layer (H = 256, N = 64, L = 4096) built with its
+  parameters materialised, in a fresh process per framework (NNX, linen ``init``, Haiku
+  ``init``, Equinox), after JAX's own start-up; the layers draw every leaf in one
+  compiled program (`LayerConfig.init_from_keys`). Baseline: the same S4's leaves
+  drawn by one eager call each (what every wrapper did before). Median of 3 processes.
+* ``layer_goals``: the issue-13 workloads at B = 8, H = 256, N = 64, L = 4096: the S4D
+  and S4 layers' forward (``config.apply``) and forward + backward (gradient of a scalar
+  loss with respect to the parameters and the input), against the floor of their
+  convolution on this backend, the ``rfft`` + ``irfft`` pair of ``u`` alone (baseline).
 * ``layer_init``: wall time of constructing each layer (parameters materialised)
   the first time in this process (baseline) and again with another seed (median of
   a few). Each layer is measured in a fresh Python process (so no layer reuses the
@@ -218,15 +227,115 @@ def _first_params_group(H: int, N: int, L: int, repeats: int) -> list[Row]:
     return rows
 
 
+_FIRST_BUILD_SCRIPT = """
+import json, time
+import jax
+import jax.numpy as jnp
+import hippox.{lib} as lib
+jax.block_until_ready(jax.random.split(jax.random.key(0)))  # JAX start-up, not the layer's
+H, N, L, fw = {H}, {N}, {L}, {fw!r}
+u = jnp.zeros((1, 8, H), jnp.float32)
+t0 = time.perf_counter()
+if fw == "nnx":
+    from flax import nnx
+    p = nnx.state(lib.S4(H, L, N, rngs=nnx.Rngs(0)))
+elif fw == "linen":
+    p = lib.S4(H=H, l_max=L, N=N).init(jax.random.key(0), u)
+elif fw == "haiku":
+    import haiku as hk
+    p = hk.transform(lambda u: lib.S4(H, L, N)(u)).init(jax.random.key(0), u)
+elif fw == "equinox":
+    p = lib.S4(H, L, N, key=jax.random.key(0))
+else:  # the baseline: one eager call per leaf
+    from hippox._src.layers.s4 import S4Config
+    cfg = S4Config(H=H, l_max=L, N=N)
+    keys = jax.random.split(jax.random.key(1), len(cfg.param_shapes()))
+    specs = cfg.param_specs().items()
+    p = {{n: init(k, s, jnp.float32) for k, (n, (s, init)) in zip(keys, specs)}}
+jax.block_until_ready(jax.tree.leaves(p))
+print(json.dumps(time.perf_counter() - t0))
+"""
+
+
+def _first_build_group(H: int, N: int, L: int, repeats: int) -> list[Row]:
+    """First S4 build per framework in fresh processes (the module docstring)."""
+    rows = []
+    for fw in ("per_leaf", "nnx", "linen", "haiku", "equinox"):
+        lib = "nnx" if fw == "per_leaf" else fw
+        code = _FIRST_BUILD_SCRIPT.format(fw=fw, lib=lib, H=H, N=N, L=L)
+        times = []
+        for _ in range(repeats):
+            out = subprocess.run(
+                [sys.executable, "-c", code], capture_output=True, text=True, check=True
+            ).stdout
+            times.append(json.loads(out.strip().splitlines()[-1]))
+        name = "one eager call per leaf (config only)" if fw == "per_leaf" else f"{fw} S4"
+        rows.append(
+            Row(
+                "first_build",
+                name,
+                f"S4 H={H} N={N} L={L}",
+                statistics.median(times),
+                0.0,
+                None,
+                baseline=fw == "per_leaf",
+                note=f"median of {repeats} fresh processes",
+            )
+        )
+    return rows
+
+
+def _goal_group(Bs: int, H: int, N: int, L: int, repeats: int) -> list[Row]:
+    """S4D / S4 forward and forward + backward against the FFT floor (module docstring)."""
+    from hippox._src.layers.s4 import S4Config
+    from hippox._src.layers.s4d import S4DConfig
+
+    u = jnp.asarray(np.random.default_rng(0).standard_normal((Bs, L, H)), jnp.float32)
+    label = f"B={Bs} H={H} N={N} L={L}"
+
+    def fft_floor(u):
+        ut = jnp.swapaxes(u, -1, -2)
+        return jnp.fft.irfft(jnp.fft.rfft(ut, n=2 * L), n=2 * L)[..., :L]
+
+    rows = [
+        measure(
+            "layer_goals",
+            "rfft + irfft of u (floor)",
+            label,
+            fft_floor,
+            u,
+            repeats=repeats,
+            baseline=True,
+        )
+    ]
+    for cfg in (S4DConfig(H, N), S4Config(H, L, N)):
+        name = type(cfg).__name__.removesuffix("Config")
+        params = cfg.init_params(jax.random.key(0))
+        rows.append(
+            measure("layer_goals", f"{name} forward", label, cfg.apply, params, u, repeats=repeats)
+        )
+        grad = jax.grad(lambda p, u, cfg=cfg: jnp.sum(cfg.apply(p, u) ** 2), (0, 1))
+        rows.append(
+            measure(
+                "layer_goals", f"{name} forward + backward", label, grad, params, u, repeats=repeats
+            )
+        )
+    return rows
+
+
 def run(quick: bool) -> list[Row]:
     if quick:
         return (
             _first_params_group(16, 16, 128, 1)
+            + _first_build_group(16, 16, 128, 1)
+            + _goal_group(2, 16, 16, 128, 3)
             + _init_group(16, 16, 128, 2)
             + _train_group(2, 16, 16, 128, 3)
         )
     return (
         _first_params_group(256, 64, 4096, 3)
+        + _first_build_group(256, 64, 4096, 3)
+        + _goal_group(8, 256, 64, 4096, 5)
         + _init_group(128, 64, 1024, 3)
         + _train_group(16, 128, 64, 1024, 3)
     )
