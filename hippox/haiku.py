@@ -55,6 +55,7 @@ from jax.typing import ArrayLike, DTypeLike
 from hippox._haiku_params import adapt, get_layer_params, get_params
 from hippox._src import _validate
 from hippox._src.layers import backbone as _bb
+from hippox._src.layers import sashimi as _sashimi_core
 from hippox._src.layers.lssl import LSSLConfig
 from hippox._src.layers.rnn import HiPPORNNConfig, HiPPORNNState
 from hippox._src.layers.s4 import S4Config
@@ -79,6 +80,7 @@ __all__ = [
     "S4D",
     "S5",
     "SaShiMi",
+    "SaShiMiCarry",
     "SequenceCarry",
     "SequenceModel",
     "to_haiku",
@@ -87,6 +89,7 @@ __all__ = [
 ]
 
 SequenceCarry = _bb.SequenceCarry
+SaShiMiCarry = _sashimi_core.SaShiMiCarry
 
 
 def to_haiku(init: Callable) -> Callable:

@@ -5,6 +5,7 @@
 Parameter names match `hippox.linen`; label them for optax with `hippox.optax_labels`.
 """
 
+from hippox._src.layers.sashimi import SaShiMiCarry as SaShiMiCarry
 from hippox.nnx.cells import CKBlock as CKBlock
 from hippox.nnx.cells import CKConv as CKConv
 from hippox.nnx.cells import ExpRNNCell as ExpRNNCell
@@ -47,6 +48,7 @@ __all__ = [
     "S4D",
     "S5",
     "SaShiMi",
+    "SaShiMiCarry",
     "SequenceCarry",
     "SequenceModel",
     "UnICORNN",
