@@ -148,3 +148,41 @@ def test_errors(rng):
         hippox.causal_conv(np.float64(1.0), K)
     with pytest.raises(ValueError, match="`K_bwd` must have the length of `u`"):
         hippox.bidirectional_conv(u, K, K[:, :7])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_channel_last_conv_equals_causal_conv(rng, dtype):
+    """The layers' channel-last path: the same numbers as `causal_conv` on the transposed
+    input (float64 NumPy direct sum as the reference), non-finite policy included."""
+    from hippox._src.conv import causal_conv_channels_last
+
+    B, L, H = 3, 37, 5
+    u = rng.standard_normal((B, L, H))
+    K = rng.standard_normal((H, L))
+    D = rng.standard_normal(H)
+    u[1, 20, 2] = np.nan  # sequence 1, channel 2: NaN from l = 20 on, earlier exact
+    u[2, 30, 4] = np.inf
+    K[3, 25] = np.nan  # channel 3 of every sequence: NaN from l = 25 on
+    want = np.empty((B, L, H))
+    for b in range(B):
+        for h in range(H):
+            uf, kf = np.nan_to_num(u[b, :, h], posinf=0.0), np.nan_to_num(K[h])
+            want[b, :, h] = np.convolve(uf, kf)[:L] + D[h] * uf
+    want[1, 20:, 2] = want[2, 30:, 4] = np.nan
+    want[:, 25:, 3] = np.nan
+    args = [jnp.asarray(a, dtype) for a in (u, K, D)]
+    got = causal_conv_channels_last(*args)
+    plain = jnp.swapaxes(
+        hippox.causal_conv(jnp.swapaxes(args[0], -1, -2), args[1], D=args[2]), -1, -2
+    )
+    assert got.dtype == np.dtype(dtype) and got.shape == (B, L, H)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(got, want, atol=tol * np.nanmax(np.abs(want)))
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_allclose(got, plain, atol=tol * np.nanmax(np.abs(want)))
+    no_skip = causal_conv_channels_last(args[0], args[1], None)
+    np.testing.assert_allclose(
+        no_skip + args[2] * jnp.nan_to_num(args[0], posinf=0.0),
+        got,
+        atol=tol * np.nanmax(np.abs(want)),
+    )

@@ -29,7 +29,7 @@ from jax.typing import ArrayLike, DTypeLike
 
 from hippox import initializers as inits
 from hippox._src import _validate
-from hippox._src.conv import bidirectional_conv, causal_conv
+from hippox._src.conv import bidirectional_conv, causal_conv, causal_conv_channels_last
 from hippox._src.layers import masking
 
 #: A flat ``{name: array}`` parameter dict.
@@ -283,8 +283,10 @@ def convolve(K, u: jax.Array, D: jax.Array, rd) -> jax.Array:
     output is ``(..., L, channels * H)`` with feature index ``c * H + h`` (the reference's
     ``(c h)`` order).
     """
-    ut = jnp.swapaxes(u, -1, -2).astype(rd)  # (..., H, L)
     multi = (K[0] if isinstance(K, tuple) else K).ndim == 3
+    if not multi and not isinstance(K, tuple):
+        return causal_conv_channels_last(u.astype(rd), K, D)
+    ut = jnp.swapaxes(u, -1, -2).astype(rd)  # (..., H, L)
     if multi:
         ut = ut[..., None, :, :]  # (..., 1, H, L) against (channels, H, L)
     if isinstance(K, tuple):
