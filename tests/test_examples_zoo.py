@@ -42,3 +42,16 @@ def test_quick_run(script, tmp_path, capsys):
     assert "| legs |" in table and "| gru |" in table
     assert out.with_suffix(".png").stat().st_size > 1000
     assert str(out.with_suffix(".md")) in capsys.readouterr().out
+
+
+def test_last_samples_probe_sees_only_the_last_samples():
+    zoo = _load("_zoo")
+    rng = np.random.default_rng()
+    n, L = 400, 12
+    x = rng.standard_normal((n, L))
+    y_last = (x[:, -1] > 0).astype(int)  # decided by the last sample
+    y_first = (x[:, 0] > 0).astype(int)  # decided by the first sample only
+    last = zoo.last_samples_probe(x[:300], y_last[:300], x[300:], y_last[300:], (1, L))
+    first = zoo.last_samples_probe(x[:300], y_first[:300], x[300:], y_first[300:], (1, L - 1, L))
+    assert last[1] > 0.95 and last[L] > 0.9
+    assert first[1] < 0.7 and first[L - 1] < 0.7 and first[L] > 0.9
