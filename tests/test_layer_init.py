@@ -112,3 +112,39 @@ def test_haiku_layers_draw_the_per_leaf_values_in_one_call():
     got = hk.transform(one_call).init(key, jnp.ones((1, 16, cfg.H), jnp.float32))
     _close(got["layer"], want["layer"])
     np.testing.assert_array_equal(got["~"]["after"], want["~"]["after"])
+
+
+def test_init_from_counter_equals_the_streams_keys():
+    """``fold_in(key, start + i)`` derived inside the draw: the keys of a counter stream."""
+    cfg = CONFIGS[1]
+    n = len(cfg.param_shapes())
+    key = jax.random.key(int(np.random.default_rng().integers(1 << 30)))
+    start = jnp.asarray(5, jnp.uint32)
+    keys = jnp.stack([jax.random.fold_in(key, 5 + i) for i in range(n)])
+    want = cfg.init_from_keys(keys)
+    got = cfg.init_from_counter(key, start)
+    _close(got, want)  # the same keys; two programs may round a scaled draw differently
+
+
+def test_nnx_layer_uses_and_advances_the_params_stream():
+    """NNX layers: the leaves of ``rngs.params()`` called once per leaf, and the stream
+    left where those calls leave it (the next module's draws are unchanged)."""
+    from flax import nnx
+
+    import hippox.nnx as hn
+
+    cfg = CONFIGS[0]
+    seed = int(np.random.default_rng().integers(1 << 30))
+    per_leaf = nnx.Rngs(seed)
+    keys = jnp.stack([per_leaf.params() for _ in cfg.param_shapes()])
+    want = cfg.init_from_keys(keys)
+    rngs = nnx.Rngs(seed)
+    layer = hn.S4D(cfg.H, cfg.N, ssm_init="lin", bidirectional=True, rngs=rngs)
+    _close({name: getattr(layer, name)[...] for name in want}, want)
+    np.testing.assert_array_equal(
+        jax.random.key_data(rngs.params()), jax.random.key_data(per_leaf.params())
+    )
+    # Under a Flax transform (traced stream) the per-leaf path gives the same values.
+    traced = nnx.jit(lambda r: hn.S4D(cfg.H, cfg.N, ssm_init="lin", bidirectional=True, rngs=r))
+    other = traced(nnx.Rngs(seed))
+    _close({name: getattr(other, name)[...] for name in want}, want)

@@ -34,6 +34,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 from jax.typing import ArrayLike, DTypeLike
 
@@ -47,6 +48,28 @@ from hippox._src.layers.s5 import S5Config
 __all__ = ["LSSL", "S4", "S4D", "S5"]
 
 
+def _draw_params(config, rngs: nnx.Rngs, param_dtype) -> dict[str, jax.Array]:
+    """Every leaf of ``config`` in one compiled program, with the keys ``rngs.params()``
+    would give one leaf at a time (the stream's ``fold_in(key, count)``, spec order).
+
+    Eagerly, the keys are derived inside the draw (`LayerConfig.init_from_counter`) and
+    the stream's counter is advanced on the host, so a first build compiles no eager key
+    operation. Under a Flax transform, or for a stream without the ``key``/``count``
+    layout, the keys are drawn one by one and stacked (`LayerConfig.init_from_keys`).
+    """
+    n = len(config.param_shapes())
+    stream = rngs.params
+    key, count = getattr(stream, "key", None), getattr(stream, "count", None)
+    if key is not None and count is not None:
+        key, start = key[...], count[...]
+        if not isinstance(start, jax.core.Tracer) and not isinstance(key, jax.core.Tracer):
+            values = config.init_from_counter(key, start, param_dtype=param_dtype)
+            count[...] = jnp.asarray(np.asarray(start) + n, start.dtype)
+            return values
+    keys = jnp.stack([rngs.params() for _ in range(n)])
+    return config.init_from_keys(keys, param_dtype=param_dtype)
+
+
 class _SSMModule(nnx.Module):
     """Shared plumbing: parameters from the config's specs, call, kernel and step mode."""
 
@@ -58,10 +81,7 @@ class _SSMModule(nnx.Module):
         self.config = config
         self.dtype = output_dtype(dtype)
         self.param_dtype = _validate.real_dtype(param_dtype, name="param_dtype")
-        # One key per leaf, in spec order (as one eager call per leaf would use them), and
-        # every leaf drawn in one compiled program (`LayerConfig.init_from_keys`).
-        keys = jnp.stack([rngs.params() for _ in config.param_specs()])
-        for name, value in config.init_from_keys(keys, param_dtype=self.param_dtype).items():
+        for name, value in _draw_params(config, rngs, self.param_dtype).items():
             setattr(self, name, nnx.Param(value))
 
     def ssm_params(self) -> dict[str, jax.Array]:

@@ -66,8 +66,29 @@ class LayerConfig:
         """
         _validate.require_key("key", key, f"{type(self).__name__}.init_params")
         pd = _validate.real_dtype(param_dtype, name="param_dtype")
-        keys = jax.random.split(key, len(self.param_shapes()))
-        return self.init_from_keys(keys, param_dtype=pd)
+        # The split runs inside the draw program (no eager op to compile first).
+        return self._run_draw(_draw_split, pd, key)
+
+    def init_from_counter(
+        self, key, start, *, param_dtype: DTypeLike = jnp.float32
+    ) -> dict[str, jax.Array]:
+        """`init_from_keys` with the keys ``fold_in(key, start + i)``, ``i = 0 … P - 1``.
+
+        These are the keys a counter-based stream hands out one call at a time (Flax NNX's
+        ``rngs.params()``: ``fold_in(key, count)``, then ``count += 1``); here they are
+        derived inside the one compiled draw, so a first build compiles no eager key
+        operation.
+
+        Args:
+          key: the stream's jax.random key.
+          start: the stream's counter before the first leaf (an integer array).
+          param_dtype: real storage dtype.
+
+        Returns:
+          ``{name: array}`` with the shapes of `param_shapes`.
+        """
+        pd = _validate.real_dtype(param_dtype, name="param_dtype")
+        return self._run_draw(_draw_counter, pd, key, jnp.asarray(start))
 
     def init_from_keys(self, keys, *, param_dtype: DTypeLike = jnp.float32) -> dict[str, jax.Array]:
         """Initial parameters from one key per leaf, all drawn in one compiled call.
@@ -94,16 +115,20 @@ class LayerConfig:
                 f"`keys` must be an array of {n} jax.random keys (one per parameter), got "
                 f"{getattr(keys, 'shape', type(keys).__name__)}."
             )
+        return self._run_draw(_draw, pd, keys)
+
+    def _run_draw(self, draw, pd, *args) -> dict[str, jax.Array]:
+        """``draw(self, pd, *args)`` as one compiled program (fast compile) when possible."""
         try:
             hash(self)
-        except TypeError:  # a config holding an unhashable value: one call per leaf
-            return _draw(self, pd, keys)
+        except TypeError:  # a config holding an unhashable value: run it op by op
+            return draw(self, pd, *args)
         try:
-            out = _draw_jit(self, pd, keys)  # a jit output dict comes back with sorted keys
+            out = _JITTED[draw](self, pd, *args)  # a jit output dict comes back sorted
         except ValueError as err:  # inside another jit: compiler options are top-level only
             if "compiler_options" not in str(err):
                 raise
-            return _draw(self, pd, keys)
+            return draw(self, pd, *args)
         return {name: out[name] for name in self.param_shapes()}
 
     def check_params(self, params: Params) -> dict[str, jax.Array]:
@@ -191,15 +216,32 @@ def _draw(config: LayerConfig, param_dtype, keys) -> dict[str, jax.Array]:
     return {name: init(k, shape, param_dtype) for k, (name, (shape, init)) in items}
 
 
+def _draw_split(config: LayerConfig, param_dtype, key) -> dict[str, jax.Array]:
+    """`_draw` with the keys ``jax.random.split(key, P)`` (`LayerConfig.init_params`)."""
+    return _draw(config, param_dtype, jax.random.split(key, len(config.param_shapes())))
+
+
+def _draw_counter(config: LayerConfig, param_dtype, key, start) -> dict[str, jax.Array]:
+    """`_draw` with the keys ``fold_in(key, start + i)`` (`LayerConfig.init_from_counter`)."""
+    counts = start + jnp.arange(len(config.param_shapes()), dtype=start.dtype)
+    return _draw(config, param_dtype, jax.vmap(lambda c: jax.random.fold_in(key, c))(counts))
+
+
 #: XLA options of the one-off draw program: no backend (LLVM) optimisation. It runs once
 #: per build, so compiling it fast matters and running it fast does not (its values are
 #: the same to within float32 rounding of the draws' scaling).
 _FAST_COMPILE = {"xla_backend_optimization_level": 0}
 
-try:  # `_draw` as one program per (config, param_dtype)
-    _draw_jit = jax.jit(_draw, static_argnums=(0, 1), compiler_options=_FAST_COMPILE)
-except TypeError:  # a JAX without jit(compiler_options=...): default options
-    _draw_jit = jax.jit(_draw, static_argnums=(0, 1))
+
+def _jit_draw(fn):
+    """``fn`` as one program per (config, param_dtype), compiled fast."""
+    try:
+        return jax.jit(fn, static_argnums=(0, 1), compiler_options=_FAST_COMPILE)
+    except TypeError:  # a JAX without jit(compiler_options=...): default options
+        return jax.jit(fn, static_argnums=(0, 1))
+
+
+_JITTED = {fn: _jit_draw(fn) for fn in (_draw, _draw_split, _draw_counter)}
 
 
 # ------------------------------------------------------------------------ helpers
