@@ -40,16 +40,12 @@ def get_layer_params(module: hk.Module, config, param_dtype) -> dict[str, jax.Ar
     program per leaf. Later calls, and an init without an rng, are `get_params`.
     """
     specs = config.param_specs()
-    drawn = {}
     if hk.running_init() and not module.params_dict():
         keys = [hk.maybe_next_rng_key() for _ in specs]
-        if all(k is not None for k in keys):
+        if keys[0] is not None:  # without an rng every key is None: `get_params` below
             drawn = config.init_from_keys(jnp.stack(keys), param_dtype=param_dtype)
-        else:  # no rng: the initializers are deterministic and take key None
-            drawn = {n: init(None, tuple(s), param_dtype) for n, (s, init) in specs.items()}
-    if not drawn:
-        return get_params(specs, param_dtype)
-    return {
-        name: hk.get_parameter(name, shape, param_dtype, init=lambda *_, v=drawn[name]: v)
-        for name, (shape, _) in specs.items()
-    }
+            return {
+                name: hk.get_parameter(name, shape, param_dtype, init=lambda *_, v=drawn[name]: v)
+                for name, (shape, _) in specs.items()
+            }
+    return get_params(specs, param_dtype)
