@@ -523,6 +523,33 @@ def test_small_memory_budget_groups_channels(rng, monkeypatch):
     assert rel_err(K, ref) <= 1e-10
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_kernel_dplr_equal_across_memory_budgets(dtype, rng):
+    """`kernel_dplr(memory_budget=)`: every budget gives the dense reference's kernel, and
+    the budget really sets the node chunks (a tiny one maps, a huge one does not)."""
+    H, M, L, R = 5, 6, 37, 2
+    Lam, P = random_lambda(rng, H, M), 0.3 * crandn(rng, R, H, M)
+    B, C = crandn(rng, H, M), crandn(rng, H, M)
+    dt = rng.uniform(0.05, 0.3, H)
+    Ct = ref_c_tilde_dplr(C, Lam, P, dt, L, False)
+    ref = ref_dplr(Lam, P, B, C, dt, L, False)
+    cd = np.complex64 if dtype == np.float32 else np.complex128
+    args = [jnp.asarray(a, cd) for a in (Lam, P, B, Ct)] + [jnp.asarray(dt, dtype)]
+    tol = 1e-4 if dtype == np.float32 else 1e-10
+    for budget in (64, 4096, 1 << 40):
+        K = hippox.kernel_dplr(*args, L, conj_sym=False, memory_budget=budget)
+        assert K.dtype == np.dtype(dtype)
+        assert rel_err(K, ref) <= tol, budget
+
+    def n_maps(budget):
+        fn = lambda *a: hippox.kernel_dplr(*a, L, conj_sym=False, memory_budget=budget)  # noqa: E731
+        return str(jax.make_jaxpr(fn)(*args)).count("scan[")
+
+    assert n_maps(64) >= 1 and n_maps(1 << 40) == 0
+    with pytest.raises(ValueError, match="`memory_budget`"):
+        hippox.kernel_dplr(*args, L, memory_budget=0)
+
+
 def test_kernels_do_not_materialise_hnl():
     """The compiled kernels need far less scratch memory than one (H, M, L) array."""
     H, M, L = 64, 32, 8192

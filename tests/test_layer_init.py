@@ -25,6 +25,15 @@ def _eager(cfg, keys, dtype):
     return {n: init(k, s, dtype) for k, (n, (s, init)) in zip(keys, specs, strict=True)}
 
 
+def _close(got, want, dtype=np.float32):
+    """Equal leaves up to a few ulps: one program may round a scaled draw differently."""
+    assert sorted(got) == sorted(want)
+    eps = np.finfo(dtype).eps
+    for name, w in want.items():
+        atol = 4 * eps * float(np.max(np.abs(w)))
+        np.testing.assert_allclose(got[name], w, rtol=0, atol=atol, err_msg=name)
+
+
 @pytest.mark.parametrize(
     "cfg,dtype",
     [(c, jnp.float32) for c in CONFIGS] + [(CONFIGS[1], jnp.float64)],
@@ -36,11 +45,9 @@ def test_init_params_equals_one_call_per_leaf(cfg, dtype):
     want = _eager(cfg, keys, dtype)
     got = cfg.init_params(key, param_dtype=dtype)
     assert list(got) == list(cfg.param_shapes())
-    eps = np.finfo(dtype).eps  # a draw fused with its scale may round differently
     for name, w in want.items():
         assert got[name].dtype == w.dtype and got[name].shape == w.shape, name
-        atol = 4 * eps * float(np.max(np.abs(w)))
-        np.testing.assert_allclose(got[name], w, rtol=0, atol=atol, err_msg=name)
+    _close(got, want, dtype)
     again = cfg.init_from_keys(keys, param_dtype=dtype)
     for name in want:
         np.testing.assert_array_equal(again[name], got[name])
@@ -53,14 +60,6 @@ def test_init_from_keys_needs_one_key_per_leaf():
     keys = jax.random.split(jax.random.key(0), len(cfg.param_shapes()) - 1)
     with pytest.raises(ValueError, match="`keys` must be an array of"):
         cfg.init_from_keys(keys)
-
-
-def _close(got, want, dtype=np.float32):
-    assert sorted(got) == sorted(want)
-    eps = np.finfo(dtype).eps
-    for name, w in want.items():
-        atol = 4 * eps * float(np.max(np.abs(w)))
-        np.testing.assert_allclose(got[name], w, rtol=0, atol=atol, err_msg=name)
 
 
 @pytest.mark.parametrize("cfg", CONFIGS[:2], ids=lambda c: type(c).__name__)
@@ -123,7 +122,7 @@ def test_init_from_counter_equals_the_streams_keys():
     keys = jnp.stack([jax.random.fold_in(key, 5 + i) for i in range(n)])
     want = cfg.init_from_keys(keys)
     got = cfg.init_from_counter(key, start)
-    _close(got, want)  # the same keys; two programs may round a scaled draw differently
+    _close(got, want)
 
 
 def test_nnx_layer_uses_and_advances_the_params_stream():
