@@ -150,7 +150,7 @@ def _rnn(name: str, H: int, seed: int, L: int):
     rngs = nnx.Rngs(seed)
     if name in HIPPO:
         opts = hippo_cell_options(HIPPO[name], **({"theta": float(L)} if name == "lmu" else {}))
-        if name in ("rand", "rand_stable"):
+        if HIPPO[name] == "random":
             opts["seed"] = seed
         if name == "rand_stable":
             opts["measure_params"] = {"max_real": RAND_STABLE_MAX_REAL}
